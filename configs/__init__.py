@@ -1,0 +1,1 @@
+"""Shipped config files (plain Python; see core.config for the layout)."""

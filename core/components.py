@@ -1,0 +1,383 @@
+"""Contracts of the pieces plugins provide.
+
+Every piece is a class with a ``name`` (unique within its ``kind``), a one-line
+``doc`` (the class docstring's first line by default), declared ``params`` and,
+when it needs an optional extra, ``requires`` (importable module names) and
+``extra`` (the ``relulab[extra]`` that installs them). Plugins return such classes
+from the hooks in :mod:`core.hookspecs`; the run loop builds them from their config
+section: ``cls(**validated_params)``. ``__init__`` only stores parameters (as
+scikit-learn estimators do); work happens in ``setup``.
+
+Kinds
+-----
+data        :class:`DataSet`   -> ``load(rng)`` returns a :class:`Data`
+init        :class:`Init`      -> ``initialize(d, m, k, rng)`` returns ``(W0, a0)``
+algorithm   :class:`Algorithm` -> ``setup(problem)``, ``step()``, ``state()``...
+stopper     :class:`Stopper`   -> ``should_stop(ctx)`` returns a reason or None
+logger      :class:`Logger`    -> ``observe(ctx)`` appends rows to the trace
+saver       :class:`Saver`     -> ``should_save(ctx)`` says when to make data durable
+metric      :class:`Metric`    -> ``compute(algorithm, problem)`` returns scalars
+plot        :class:`Plot`      -> ``applies(run)``, ``draw(run)`` returns figures
+indicator   :class:`Indicator` -> ``summary(run)`` and ``per_snapshot(run, i)``
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "Data",
+    "Problem",
+    "DataSet",
+    "Init",
+    "Algorithm",
+    "Stopper",
+    "Logger",
+    "Saver",
+    "Metric",
+    "Plot",
+    "Indicator",
+    "LoopContext",
+]
+
+KINDS = (
+    "algorithm",
+    "data",
+    "init",
+    "stopper",
+    "logger",
+    "saver",
+    "metric",
+    "plot",
+    "indicator",
+)
+
+
+class Component:
+    """Base of every plugin-provided piece.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`KINDS`.
+    name : str
+        The name configs use to select it.
+    params : tuple of core.params.Param
+        Declared parameters; ``__init__`` receives them as keyword arguments.
+    requires : tuple of str
+        Modules that must be importable for the piece to be available.
+    extra : str or None
+        The ``relulab`` extra that installs ``requires``.
+    """
+
+    kind = None
+    name = None
+    params = ()
+    requires = ()
+    extra = None
+
+    def __init__(self, **params):
+        for key, value in params.items():
+            setattr(self, key, value)
+        self.config = dict(params)
+
+    @classmethod
+    def summary(cls):
+        """One-line description: the first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+@dataclass
+class Data:
+    """A data set.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, d)
+        Inputs; a bias, when used, is the last column, equal to 1.
+    Y : ndarray, shape (n,) or (n, k)
+        Targets.
+    X_test, Y_test : ndarray or None
+        Optional held-out data of the same layout.
+    bias : bool
+        Whether the last column of ``X`` is the constant bias column.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    X_test: np.ndarray | None = None
+    Y_test: np.ndarray | None = None
+    bias: bool = False
+
+    def arrays(self):
+        """The arrays by name, skipping absent ones (for storage)."""
+        out = {"X": self.X, "Y": self.Y}
+        if self.X_test is not None:
+            out["X_test"] = self.X_test
+            out["Y_test"] = self.Y_test
+        return out
+
+
+@dataclass
+class Problem:
+    """Everything an algorithm needs to start: data, initial network, model options.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, d)
+    Y : ndarray, shape (n,) or (n, k)
+    W0 : ndarray, shape (d, m)
+    a0 : ndarray, shape (m,) or (m, k)
+    scaling : str
+        Output scaling, see :func:`core.model.output_scale`.
+    loss : str
+        Loss convention, see :func:`core.model.loss_factor`.
+    bias : bool
+        Whether the last input column is the bias.
+    seed : int
+        The run's seed.
+    rng : numpy.random.Generator
+        The algorithm's own random stream, derived from ``seed``.
+    X_test, Y_test : ndarray or None
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    W0: np.ndarray
+    a0: np.ndarray
+    scaling: str = "standard"
+    loss: str = "mse"
+    bias: bool = False
+    seed: int = 0
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    X_test: np.ndarray | None = None
+    Y_test: np.ndarray | None = None
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    @property
+    def d(self):
+        return self.X.shape[1]
+
+    @property
+    def m(self):
+        return self.W0.shape[1]
+
+
+class DataSet(Component):
+    """A data set plugin: ``load(rng) -> Data``."""
+
+    kind = "data"
+
+    def load(self, rng):
+        raise NotImplementedError
+
+
+class Init(Component):
+    """An initialisation plugin: ``initialize(d, m, k, rng) -> (W0, a0)``.
+
+    ``W0`` has shape ``(d, m)``; ``a0`` has shape ``(m,)`` when ``k == 1`` and the
+    targets are 1-D, else ``(m, k)``. An init may choose its own width (a grid), in
+    which case ``m`` is a hint it documents.
+    """
+
+    kind = "init"
+
+    def initialize(self, d, m, k, rng):
+        raise NotImplementedError
+
+
+class Algorithm(Component):
+    """A training algorithm: one ``step()`` is one outer iteration.
+
+    Contract
+    --------
+    setup(problem)
+        Build the state from a :class:`Problem`.
+    step()
+        Advance one outer iteration.
+    loss() -> float
+        Training loss of the current network.
+    state() -> dict of ndarray
+        Named arrays recorded in snapshots; at least ``W`` (d, m) and ``a``.
+    scalars() -> dict of float
+        Extra per-step scalars (gradient norm, mass...); may be empty.
+    records() -> dict of 1-D ndarray or None
+        Inner-loop records of the last step (equal-length columns, one row per
+        inner iteration), or None.
+    state_dict() -> dict
+        Everything needed to continue exactly: numpy arrays and JSON-able values
+        (nested dicts allowed), never arbitrary objects.
+    load_state_dict(state)
+        Inverse of ``state_dict``.
+    """
+
+    kind = "algorithm"
+
+    def setup(self, problem):
+        raise NotImplementedError
+
+    def step(self):
+        raise NotImplementedError
+
+    def loss(self):
+        raise NotImplementedError
+
+    def state(self):
+        raise NotImplementedError
+
+    def scalars(self):
+        return {}
+
+    def records(self):
+        return None
+
+    def state_dict(self):
+        raise NotImplementedError
+
+    def load_state_dict(self, state):
+        raise NotImplementedError
+
+
+@dataclass
+class LoopContext:
+    """What stoppers, loggers and savers see of a running loop.
+
+    Attributes
+    ----------
+    step : int
+        Number of completed outer steps (0 before the first).
+    elapsed : float
+        Wall-clock seconds of stepping so far, across resumes.
+    loss : float
+        Current training loss.
+    algorithm : Algorithm
+    problem : Problem
+    trace : core.store.TraceWriter
+        Where loggers append rows.
+    since_save_steps : int
+        Steps since the last durable save.
+    since_save_seconds : float
+        Seconds since the last durable save.
+    final : bool
+        True on the last observation of the run.
+    """
+
+    step: int
+    elapsed: float
+    loss: float
+    algorithm: Algorithm
+    problem: Problem
+    trace: object
+    since_save_steps: int = 0
+    since_save_seconds: float = 0.0
+    final: bool = False
+
+
+class Stopper(Component):
+    """Decides when a run ends: ``should_stop(ctx) -> reason str or None``.
+
+    ``progress(ctx)`` may return the fraction done in [0, 1] (for the ETA), and
+    ``status`` is the run status a stop by this stopper gives (``"finished"``
+    unless the stopper reports a failure such as ``"diverged"``).
+    """
+
+    kind = "stopper"
+    status = "finished"
+
+    def should_stop(self, ctx):
+        raise NotImplementedError
+
+    def progress(self, ctx):
+        return None
+
+
+class Logger(Component):
+    """Records what a run keeps: ``observe(ctx)`` appends rows to ``ctx.trace``.
+
+    Called once after setup (step 0), after every step, and once with
+    ``ctx.final = True`` at the end; a logger decides its own cadence.
+    ``state_dict`` / ``load_state_dict`` keep that cadence across resumes.
+    """
+
+    kind = "logger"
+
+    def setup(self, ctx):
+        pass
+
+    def observe(self, ctx):
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class Saver(Component):
+    """Decides when the trace and checkpoint are made durable.
+
+    ``should_save(ctx) -> bool``; the store writes atomically. The final save
+    always happens whatever the savers say. ``checkpoint`` tells whether the
+    algorithm state is written too (needed for ``--resume``).
+    """
+
+    kind = "saver"
+    checkpoint = True
+
+    def should_save(self, ctx):
+        raise NotImplementedError
+
+
+class Metric(Component):
+    """A scalar quantity a logger can compute: ``compute(algorithm, problem)``.
+
+    Returns a dict of floats (one metric may produce several named values).
+    """
+
+    kind = "metric"
+
+    def compute(self, algorithm, problem):
+        raise NotImplementedError
+
+
+class Plot(Component):
+    """A figure drawn from a saved run.
+
+    ``applies(run) -> bool`` says whether the run has what the figure needs;
+    ``draw(run) -> dict`` returns ``{file stem: matplotlib Figure}``.
+    """
+
+    kind = "plot"
+
+    def applies(self, run):
+        return True
+
+    def draw(self, run):
+        raise NotImplementedError
+
+
+class Indicator(Component):
+    """Numbers computed from a saved run by ``postprocess.py``.
+
+    ``summary(run) -> dict`` of scalars for the whole run, and
+    ``per_snapshot(run, W, a) -> dict`` of scalars for one parameter snapshot
+    (or None when the indicator has none).
+    """
+
+    kind = "indicator"
+
+    def applies(self, run):
+        return True
+
+    def summary(self, run):
+        return {}
+
+    def per_snapshot(self, run, W, a):
+        return None

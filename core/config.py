@@ -1,0 +1,281 @@
+"""Python config files: loading, bases, command-line overrides, validation.
+
+A config is a plain Python file that defines a dict named ``config``. It can build
+on another config in two ways:
+
+* ``base = "base.py"`` (a path relative to the file): the loader merges ``config``
+  over the base's resolved dict;
+* ``from configs.base import config as base`` and ``config = merge(base, {...})``.
+
+Layout of a config (every section optional but ``data``/``init``/``algorithm`` have
+defaults in ``configs/base.py``)::
+
+    config = {
+        "experiment": "gd_sinus",          # runs go to runs/<experiment>/
+        "seed": 0,                         # every random choice flows from it
+        "model": {"width": 200, "scaling": "standard", "loss": "mse"},
+        "data": {"name": "sinus", "n": 20},          # one plugin: name + params
+        "init": {"name": "normal", "scale": 1.0},
+        "algorithm": {"name": "gd", "lr": 0.01},
+        "stoppers": {"max_steps": {"steps": 1000}},  # several plugins: name -> params
+        "loggers": {"scalars": {}, "snapshots": {"every": 10}},
+        "savers": {"periodic": {"every_seconds": 30}},
+        "run": {"display": "auto"},
+    }
+
+Setting a multi-plugin entry to ``None`` removes it (``stoppers.wall_time=None``).
+Overrides ``key.sub=value`` parse ``value`` as a Python literal, else keep it as a
+string. The resolved config is plain JSON-able data with every default filled.
+"""
+
+import ast
+import copy
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, did_you_mean
+from .model import LOSSES, SCALINGS
+from .params import Param, validate_params
+
+__all__ = [
+    "merge",
+    "load_config_file",
+    "parse_override",
+    "apply_overrides",
+    "resolve",
+    "load",
+    "TOP_LEVEL_KEYS",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SINGLE_SECTIONS = ("data", "init", "algorithm")
+MULTI_SECTIONS = {"stoppers": "stopper", "loggers": "logger", "savers": "saver"}
+
+MODEL_PARAMS = (
+    Param("width", int, 100, "number of neurons m (inits may derive theirs, e.g. a grid)", low=1),
+    Param("scaling", str, "standard", "output scaling: 1, 1/sqrt(m) or 1/m", choices=SCALINGS),
+    Param("loss", str, "mse", "mse: mean (f-y)^2; half_mse: half of it; half_sum: sum/2",
+          choices=LOSSES),
+)
+
+RUN_PARAMS = (
+    Param("runs_dir", str, "runs", "root directory of the run store (--runs-dir overrides)"),
+    Param("display", str, "auto", "live rich display, plain lines, or off (auto: live on a tty)",
+          choices=("auto", "live", "plain", "off")),
+    Param("refresh_per_second", float, 10.0, "live display refresh rate", low=0, low_open=True),
+    Param("max_pending_mb", float, 256.0,
+          "force a save when the unsaved trace exceeds this size (MiB)", low=0, low_open=True),
+)
+
+TOP_LEVEL_KEYS = (
+    "experiment", "seed", "notes", "model", "data", "init", "algorithm",
+    "stoppers", "loggers", "savers", "run", "sweep",
+)
+
+
+def merge(base, override):
+    """Deep-merge ``override`` over ``base`` (neither is modified).
+
+    Dicts merge key by key, except a plugin section whose ``name`` changes, which is
+    replaced whole (the old plugin's parameters would not fit the new one).
+    """
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            switched = "name" in value and "name" in old and value["name"] != old["name"]
+            out[key] = copy.deepcopy(value) if switched else merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _ensure_importable_configs():
+    root = str(REPO_ROOT)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def load_config_file(path, _seen=()):
+    """Execute a config file and return ``(config dict, module globals)``.
+
+    Follows ``base = "..."`` chains (relative to each file) and merges.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    resolved_path = path.resolve()
+    if resolved_path in _seen:
+        raise ConfigError(f"config base cycle: {' -> '.join(map(str, _seen + (path,)))}")
+    _ensure_importable_configs()
+    try:
+        namespace = runpy.run_path(str(path), run_name="__relulab_config__")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"config file {path} failed to execute: {type(exc).__name__}: {exc}")
+    if "config" not in namespace or not isinstance(namespace["config"], dict):
+        raise ConfigError(f"config file {path} must define a dict named 'config'")
+    config = namespace["config"]
+    base = namespace.get("base")
+    if isinstance(base, str):
+        base_config, _ = load_config_file(path.parent / base, _seen + (resolved_path,))
+        config = merge(base_config, config)
+    return copy.deepcopy(config), namespace
+
+
+def parse_override(text):
+    """Parse ``"a.b.c=value"`` into ``(["a", "b", "c"], value)``.
+
+    ``value`` is read as a Python literal (``0.1``, ``[1, 2]``, ``None``, ``'x'``);
+    anything that is not a literal is kept as a plain string (``gd``).
+    """
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key part")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(config, overrides):
+    """Return a copy of ``config`` with ``key.sub=value`` overrides applied."""
+    config = copy.deepcopy(config)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = config
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"override {text!r}: {where} is {child!r}, not a section")
+            node = child
+        last = path[-1]
+        if isinstance(node.get(last), dict) and isinstance(value, dict):
+            node[last] = merge(node[last], value)
+        else:
+            node[last] = value
+    return config
+
+
+def _resolve_single(section, value, registry, kind):
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or "name" not in value:
+        raise ConfigError(f"{section} must be a dict with a 'name' key; got {value!r}")
+    name = value["name"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{section}.name must be a string; got {name!r}")
+    cls = registry.get(kind, name, owner=f"{section}.name")
+    params = {k: v for k, v in value.items() if k != "name"}
+    resolved = validate_params(f"{section} ({name})", params, cls.params)
+    return {"name": name, **resolved}
+
+
+def _resolve_multi(section, value, registry, kind):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{section} must be a dict of name -> parameters; got {value!r}")
+    out = {}
+    for name, params in value.items():
+        if params is None or params is False:
+            continue  # removed
+        if params is True:
+            params = {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{section}.{name} must be a dict of parameters; got {params!r}")
+        cls = registry.get(kind, name, owner=section)
+        out[name] = validate_params(f"{section}.{name}", params, cls.params)
+    return out
+
+
+def resolve(config, registry):
+    """Validate a raw config against the registry and fill every default.
+
+    Returns
+    -------
+    resolved : dict
+        Plain JSON-able data.
+
+    Raises
+    ------
+    ConfigError, PluginError
+        One clear message naming the offending key, value and what is allowed.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"config must be a dict; got {type(config).__name__}")
+    for key in config:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(
+                f"unknown top-level key {key!r}; valid keys: {', '.join(TOP_LEVEL_KEYS)}"
+                + did_you_mean(key, TOP_LEVEL_KEYS)
+            )
+    out = {}
+    experiment = config.get("experiment", "default")
+    if not isinstance(experiment, str) or not experiment or "/" in experiment or (
+        experiment.startswith(".")
+    ):
+        raise ConfigError(f"experiment must be a non-empty name without '/'; got {experiment!r}")
+    out["experiment"] = experiment
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
+    out["seed"] = seed
+    notes = config.get("notes", "")
+    if not isinstance(notes, str):
+        raise ConfigError(f"notes must be a string; got {notes!r}")
+    out["notes"] = notes
+    out["model"] = validate_params("model", config.get("model", {}), MODEL_PARAMS)
+    for section in SINGLE_SECTIONS:
+        if section not in config:
+            raise ConfigError(f"config has no {section!r} section (a dict with a 'name' key)")
+        out[section] = _resolve_single(section, config[section], registry, section)
+    for section, kind in MULTI_SECTIONS.items():
+        out[section] = _resolve_multi(section, config.get(section, {}), registry, kind)
+    out["run"] = validate_params("run", config.get("run", {}), RUN_PARAMS)
+    if "sweep" in config:
+        out["sweep"] = config["sweep"]
+    try:
+        json.dumps(out, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config is not plain data (JSON): {exc}")
+    return out
+
+
+def load(path, overrides=(), registry=None):
+    """Load, override and resolve a config file.
+
+    Returns
+    -------
+    resolved : dict
+    source : str
+        The config file's text (copied into the run).
+    namespace : dict
+        The file's globals (for extras such as a sweep declaration).
+    """
+    if registry is None:
+        from .registry import get_registry
+
+        registry = get_registry()
+    raw, namespace = load_config_file(path)
+    raw = apply_overrides(raw, overrides)
+    resolved = resolve(raw, registry)
+    source = Path(path).read_text()
+    return resolved, source, namespace
+
+
+def config_dir():
+    """Directory of the shipped configs."""
+    return os.fspath(REPO_ROOT / "configs")

@@ -1,0 +1,19 @@
+"""Built-in relulab plugins.
+
+Each module listed in :data:`BUILTIN_PLUGINS` is registered with the plugin manager
+exactly like a third-party package of the ``relulab`` entry-point group. A module
+must import without its optional extras (import torch / cvxpy / ot lazily, inside
+the methods that need them, and declare ``requires`` / ``extra`` on the class).
+"""
+
+BUILTIN_PLUGINS = (
+    "plugins.stoppers",
+    "plugins.loggers",
+    "plugins.savers",
+    "plugins.metrics",
+    "plugins.data",
+    "plugins.inits",
+    "plugins.gd",
+    "plugins.plots",
+    "plugins.indicators",
+)
