@@ -117,7 +117,9 @@ def load_config_file(path, _seen=()):
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"config file {path} failed to execute: {type(exc).__name__}: {exc}")
+        raise ConfigError(
+            f"config file {path} failed to execute: {type(exc).__name__}: {exc}"
+        ) from exc
     if "config" not in namespace or not isinstance(namespace["config"], dict):
         raise ConfigError(f"config file {path} must define a dict named 'config'")
     config = namespace["config"]
@@ -250,7 +252,7 @@ def resolve(config, registry):
     try:
         json.dumps(out, allow_nan=True)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config is not plain data (JSON): {exc}")
+        raise ConfigError(f"config is not plain data (JSON): {exc}") from exc
     return out
 
 

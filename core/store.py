@@ -309,7 +309,7 @@ class RunStore:
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
-            raise RunStoreError(f"run directory already exists: {path}")
+            raise RunStoreError(f"run directory already exists: {path}") from None
         (path / "trace").mkdir()
         return cls(path)
 
