@@ -18,7 +18,8 @@ logger      :class:`Logger`    -> ``observe(ctx)`` appends rows to the trace
 saver       :class:`Saver`     -> ``should_save(ctx)`` says when to make data durable
 metric      :class:`Metric`    -> ``compute(algorithm, problem)`` returns scalars
 plot        :class:`Plot`      -> ``applies(run)``, ``draw(run)`` returns figures
-indicator   :class:`Indicator` -> ``summary(run)`` and ``per_snapshot(run, i)``
+indicator   :class:`Indicator` -> ``summary(run)`` and ``per_snapshot(run, W, a)``
+prox        :class:`Prox`      -> a proximal solver an algorithm selects by name
 """
 
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ __all__ = [
     "Metric",
     "Plot",
     "Indicator",
+    "Prox",
     "LoopContext",
 ]
 
@@ -52,6 +54,7 @@ KINDS = (
     "metric",
     "plot",
     "indicator",
+    "prox",
 )
 
 
@@ -266,6 +269,8 @@ class LoopContext:
         Seconds since the last durable save.
     final : bool
         True on the last observation of the run.
+    registry : core.registry.Registry or None
+        The registry the run was built from (to look up metrics etc.).
     """
 
     step: int
@@ -277,6 +282,7 @@ class LoopContext:
     since_save_steps: int = 0
     since_save_seconds: float = 0.0
     final: bool = False
+    registry: object = None
 
 
 class Stopper(Component):
@@ -381,3 +387,19 @@ class Indicator(Component):
 
     def per_snapshot(self, run, W, a):
         return None
+
+
+class Prox(Component):
+    """A proximal solver, selected by name by the algorithm that uses it.
+
+    The problem it solves is defined by the algorithm family that uses it (for
+    the JKO flow: the KL proximal operator of a quadratic energy, see
+    :mod:`plugins.jko`); an algorithm declares the parameter that names its prox
+    with ``Param(..., extra={"plugin_kind": "prox"})`` so the config validator
+    checks the name against the registry.
+    """
+
+    kind = "prox"
+
+    def solve(self, *args, **kwargs):
+        raise NotImplementedError

@@ -182,7 +182,19 @@ def _resolve_single(section, value, registry, kind):
     cls = registry.get(kind, name, owner=f"{section}.name")
     params = {k: v for k, v in value.items() if k != "name"}
     resolved = validate_params(f"{section} ({name})", params, cls.params)
+    _check_plugin_params(section, cls.params, resolved, registry)
     return {"name": name, **resolved}
+
+
+def _check_plugin_params(section, params, resolved, registry):
+    """Check parameters that name another plugin (``extra={"plugin_kind": ...}``)."""
+    for p in params:
+        kind = p.extra.get("plugin_kind")
+        if kind is None or resolved.get(p.name) is None:
+            continue
+        values = resolved[p.name] if isinstance(resolved[p.name], list) else [resolved[p.name]]
+        for value in values:
+            registry.get(kind, value, owner=f"{section}.{p.name}")
 
 
 def _resolve_multi(section, value, registry, kind):
@@ -200,6 +212,7 @@ def _resolve_multi(section, value, registry, kind):
             raise ConfigError(f"{section}.{name} must be a dict of parameters; got {params!r}")
         cls = registry.get(kind, name, owner=section)
         out[name] = validate_params(f"{section}.{name}", params, cls.params)
+        _check_plugin_params(f"{section}.{name}", cls.params, out[name], registry)
     return out
 
 

@@ -65,6 +65,11 @@ def relulab_indicators():
     """Return a list of :class:`core.components.Indicator` subclasses."""
 
 
+@hookspec
+def relulab_proxes():
+    """Return a list of :class:`core.components.Prox` subclasses."""
+
+
 HOOK_OF_KIND = {
     "algorithm": "relulab_algorithms",
     "data": "relulab_datasets",
@@ -75,4 +80,5 @@ HOOK_OF_KIND = {
     "metric": "relulab_metrics",
     "plot": "relulab_plots",
     "indicator": "relulab_indicators",
+    "prox": "relulab_proxes",
 }

@@ -162,7 +162,7 @@ def _build_all(config, registry, section):
             for name, params in config[section].items()]
 
 
-def start_run(config, source="", registry=None, runs_dir=None, config_path=None):
+def start_run(config, source="", registry=None, runs_dir=None, config_path=None, path=None):
     """Create a run directory for a resolved config and run it to the end.
 
     Parameters
@@ -176,6 +176,9 @@ def start_run(config, source="", registry=None, runs_dir=None, config_path=None)
         Root of the run store (default: ``config["run"]["runs_dir"]``).
     config_path : str, optional
         Recorded in meta.
+    path : path, optional
+        Exact run directory to create (sweeps use it); default
+        ``runs_dir/<experiment>/<UTC stamp>-<short id>``.
 
     Returns
     -------
@@ -184,8 +187,11 @@ def start_run(config, source="", registry=None, runs_dir=None, config_path=None)
     registry = registry or _default_registry()
     runs_dir = runs_dir or config["run"]["runs_dir"]
     now = _utc_now()
-    store = RunStore.create(runs_dir, config["experiment"], now.strftime("%Y%m%dT%H%M%SZ"),
-                            os.urandom(3).hex())
+    if path is not None:
+        store = RunStore.create_at(path)
+    else:
+        store = RunStore.create(runs_dir, config["experiment"],
+                                now.strftime("%Y%m%dT%H%M%SZ"), os.urandom(3).hex())
     atomic_write_bytes(store.path / "config.py", source.encode())
     atomic_write_json(store.path / "config.json", config)
     meta = {
@@ -278,7 +284,7 @@ def _execute(store, config, registry, problem, meta, checkpoint):
         algorithm.load_state_dict(checkpoint["algorithm"])
         step, elapsed_before = loop_state["step"], loop_state["elapsed"]
     ctx = LoopContext(step=step, elapsed=elapsed_before, loss=algorithm.loss(),
-                      algorithm=algorithm, problem=problem, trace=trace)
+                      algorithm=algorithm, problem=problem, trace=trace, registry=registry)
     for logger in loggers:
         logger.setup(ctx)
     if checkpoint is not None:

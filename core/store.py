@@ -305,7 +305,11 @@ class RunStore:
 
     @classmethod
     def create(cls, runs_dir, experiment, stamp, run_id):
-        path = Path(runs_dir) / experiment / f"{stamp}-{run_id}"
+        return cls.create_at(Path(runs_dir) / experiment / f"{stamp}-{run_id}")
+
+    @classmethod
+    def create_at(cls, path):
+        path = Path(path)
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:

@@ -66,14 +66,14 @@ class Scalars(_Cadenced):
         Param("every", int, 1, "log every k steps (0: only log-spaced/first/last)", low=0),
         Param("per_decade", int, 0, "also log ~this many log-spaced steps per decade", low=0),
         Param("metrics", list, [], "metric plugin names computed at each logged step",
-              item_type=str),
+              item_type=str, extra={"plugin_kind": "metric"}),
     )
 
     def setup(self, ctx):
         super().setup(ctx)
         from core.registry import get_registry
 
-        registry = get_registry()
+        registry = ctx.registry or get_registry()
         self._metrics = [registry.get("metric", name, owner="loggers.scalars.metrics")()
                          for name in self.metrics]
 
