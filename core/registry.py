@@ -5,11 +5,16 @@ the entry-point group ``relulab`` are registered with one pluggy ``PluginManager
 A module that fails to import is recorded with its error and skipped; every other
 plugin keeps working. A piece whose ``requires`` modules are missing is listed as
 unavailable with the exact install hint.
+
+Modules named in the environment variable ``RELULAB_PLUGINS`` (comma-separated)
+are registered too, with provider ``RELULAB_PLUGINS`` (like ``PYTEST_PLUGINS``):
+handy for local plugins and for test plugins that worker processes must see.
 """
 
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 
@@ -105,6 +110,8 @@ class Registry:
             self._register_module(module_name, BUILTIN_PROVIDER, version)
         if entry_points:
             self._load_entry_points()
+        for module_name in filter(None, os.environ.get("RELULAB_PLUGINS", "").split(",")):
+            self._register_module(module_name.strip(), "RELULAB_PLUGINS", "")
         for plugin, provider in extra_plugins:
             name = getattr(plugin, "__name__", None) or repr(plugin)
             self.pm.register(plugin, name=name)
