@@ -1,0 +1,178 @@
+"""Run a relulab experiment from a Python config file.
+
+Examples
+--------
+    python runner.py configs/jko_sinkhorn.py
+    python runner.py configs/gd_sinus.py algorithm.lr=0.05 stoppers.max_steps.steps=500
+    python runner.py --resume latest                  # continue the newest run
+    python runner.py --resume RUN_DIR stoppers.max_steps.steps=5000   # extend it
+    python runner.py --list-plugins
+    python runner.py --help-plugin gd
+    python runner.py configs/gd_sinus.py --dry-run    # validate, print, run nothing
+
+A config with a ``sweep`` section runs every point (``--jobs N`` processes, or
+``--dask local`` / ``--dask tcp://host:port``); ``--resume SWEEP_DIR`` resumes it.
+
+Errors in configs and plugin names print one line and exit with code 2
+(``--debug`` shows the traceback). A run that ends ``interrupted`` exits 130,
+``diverged`` 3, ``failed`` 1.
+"""
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3, "interrupted": 130}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="runner.py",
+        description="Run a relulab experiment from a Python config file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Overrides: key.sub=value, value parsed as a Python literal "
+        "(e.g. algorithm.lr=0.1 stoppers.wall_time=None model.width=[1,2]).",
+    )
+    parser.add_argument("config", nargs="?", help="config file (configs/*.py)")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    parser.add_argument("--resume", metavar="RUN", help="run or sweep directory, or 'latest'")
+    parser.add_argument("--runs-dir", help="root of the run store (default: run.runs_dir)")
+    parser.add_argument("--list-plugins", action="store_true", help="list every plugin")
+    parser.add_argument("--help-plugin", metavar="NAME", help="show a plugin's parameters")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate and print the resolved config; run nothing")
+    parser.add_argument("--jobs", type=int, help="sweep: number of local worker processes")
+    parser.add_argument("--dask", metavar="ADDR",
+                        help="sweep: 'local' (embedded LocalCluster) or a scheduler address")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def list_plugins(registry, console):
+    from rich.table import Table
+
+    table = Table(title="relulab plugins")
+    for column in ("kind", "name", "provider", "status", "description"):
+        table.add_column(column)
+    names = {}
+    for e in registry.entries():
+        names.setdefault((e.kind, e.name), []).append(e)
+    for e in registry.entries():
+        provider = f"{e.provider} {e.version}".strip()
+        if len(names[(e.kind, e.name)]) > 1:
+            status = "[red]duplicate name[/red]"
+        elif e.available:
+            status = "[green]available[/green]"
+        else:
+            status = f"[yellow]unavailable: {e.install_hint}[/yellow]"
+        table.add_row(e.kind, e.name, provider, status, e.cls.summary())
+    console.print(table)
+    for name, provider, error in registry.failures:
+        console.print(f"[red]plugin {name} ({provider}) failed to load:[/red] {error}")
+
+
+def help_plugin(registry, name, console):
+    from rich.table import Table
+
+    from core.errors import PluginError, did_you_mean
+
+    found = [e for e in registry.entries() if e.name == name]
+    if not found:
+        every = sorted({e.name for e in registry.entries()})
+        raise PluginError(f"no plugin named {name!r}" + did_you_mean(name, every))
+    for e in found:
+        table = Table(title=f"{e.kind} {e.name!r} ({e.provider}): {e.cls.summary()}")
+        for column in ("parameter", "default", "allowed", "description"):
+            table.add_column(column)
+        for p in e.cls.params:
+            table.add_row(p.name, repr(p.default), p.allowed(), p.doc)
+        console.print(table)
+        if not e.available:
+            console.print(f"unavailable: needs {', '.join(e.missing)}; {e.install_hint}")
+
+
+def _exit_code(status):
+    return EXIT_CODES.get(status, 1)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console()
+    try:
+        return _main(args, console)
+    except Exception as exc:
+        from core.errors import RelulabError
+
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, RelulabError):
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if not args.debug:
+            print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                  file=sys.stderr)
+        return 1
+
+
+def _main(args, console):
+    from core import config as config_mod
+    from core.errors import ConfigError
+    from core.loop import resume_run, start_run
+    from core.registry import get_registry
+    from core.store import find_latest
+
+    registry = get_registry()
+    if args.list_plugins:
+        list_plugins(registry, console)
+        return 0
+    if args.help_plugin:
+        help_plugin(registry, args.help_plugin, console)
+        return 0
+    if args.runs_dir:
+        os.environ["RELULAB_RUNS_DIR"] = args.runs_dir
+
+    if args.resume:
+        overrides = ([args.config] if args.config else []) + list(args.overrides)
+        target = args.resume
+        if target == "latest":
+            target = find_latest(args.runs_dir or os.environ.get("RELULAB_RUNS_DIR", "runs"))
+        target = Path(target)
+        if (target / "sweep.json").is_file():
+            from core import sweep
+
+            path = sweep.resume_sweep(target, registry=registry, jobs=args.jobs, dask=args.dask)
+            print(path)
+            return 0
+        if not target.is_dir():
+            raise ConfigError(f"--resume: no such run directory: {target}")
+        run = resume_run(target, registry, overrides=overrides)
+        print(run.path)
+        return _exit_code(run.meta["status"])
+
+    if not args.config:
+        raise ConfigError("no config file given (usage: python runner.py CONFIG [key=value ...])")
+    config, source, _ = config_mod.load(args.config, args.overrides, registry)
+    if args.runs_dir:
+        config["run"]["runs_dir"] = args.runs_dir
+    if args.dry_run:
+        print(json.dumps(config, indent=2))
+        return 0
+    if "sweep" in config:
+        from core import sweep
+
+        path = sweep.run_sweep(config, source, registry=registry, jobs=args.jobs,
+                               dask=args.dask, config_path=args.config)
+        print(path)
+        return 0
+    run = start_run(config, source, registry, config_path=args.config)
+    print(run.path)
+    return _exit_code(run.meta["status"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

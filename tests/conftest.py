@@ -1,0 +1,49 @@
+"""Shared fixtures: the repository root, a registry with the toy plugins, toy configs."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+CORE_PLUGINS = ["plugins.stoppers", "plugins.loggers", "plugins.savers", "plugins.metrics"]
+
+
+@pytest.fixture
+def toy_registry():
+    """Registry of the core loop plugins plus tests/toy_plugins.py (no entry points)."""
+    from core.registry import Registry
+
+    return Registry(builtins=CORE_PLUGINS + ["toy_plugins"], entry_points=False)
+
+
+def toy_config(runs_dir, **sections):
+    """A raw config of the toy plugins writing to ``runs_dir``; sections override."""
+    config = {
+        "experiment": "toy",
+        "seed": 3,
+        "model": {"width": 16},
+        "data": {"name": "toy_data"},
+        "init": {"name": "toy_init"},
+        "algorithm": {"name": "toy_sgd"},
+        "stoppers": {"max_steps": {"steps": 200}, "divergence": {}},
+        "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 20}},
+        "savers": {"periodic": {"every_seconds": 0.0, "every_steps": 25}},
+        "run": {"runs_dir": str(runs_dir), "display": "off"},
+    }
+    from core.config import merge
+
+    return merge(config, sections)
+
+
+def subprocess_env():
+    """Environment for CLI subprocesses: toy plugins importable and registered."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
+    env["RELULAB_PLUGINS"] = "toy_plugins"
+    return env

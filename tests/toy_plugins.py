@@ -1,0 +1,110 @@
+"""Small deterministic plugins for the core tests (registered via RELULAB_PLUGINS).
+
+``toy_sgd`` is minibatch SGD with momentum on the two-layer model: its minibatches
+come from the problem's random stream, so an exact resume must restore that
+stream's state as well as the parameters and the momentum buffers.
+"""
+
+import time
+
+import numpy as np
+
+from core import model
+from core.components import Algorithm, Data, DataSet, Init
+from core.hookspecs import hookimpl
+from core.params import Param
+
+
+class ToyData(DataSet):
+    """1-D sinus with a bias column."""
+
+    name = "toy_data"
+    params = (Param("n", int, 12, "points", low=1),)
+
+    def load(self, rng):
+        x = np.linspace(-1, 1, self.n)
+        return Data(np.c_[x, np.ones_like(x)], np.sin(3 * x) + 0.1 * rng.normal(size=self.n),
+                    bias=True)
+
+
+class ToyInit(Init):
+    """Gaussian first layer, +-1 second layer."""
+
+    name = "toy_init"
+
+    def initialize(self, d, m, k, rng):
+        return rng.normal(size=(d, m)), rng.choice([-1.0, 1.0], size=m)
+
+
+class ToySGD(Algorithm):
+    """Minibatch SGD with momentum; can sleep, blow up or raise on request."""
+
+    name = "toy_sgd"
+    params = (
+        Param("lr", float, 0.01, "step size", low=0),
+        Param("momentum", float, 0.9, "heavy-ball momentum", low=0, high=1),
+        Param("batch", int, 6, "minibatch size", low=1),
+        Param("sleep", float, 0.0, "seconds to sleep per step", low=0),
+        Param("nan_at", int, -1, "step at which the parameters become NaN (-1: never)"),
+        Param("raise_at", int, -1, "step at which step() raises (-1: never)"),
+    )
+
+    def setup(self, problem):
+        self.problem = problem
+        self.rng = problem.rng
+        self.W = problem.W0.copy()
+        self.a = problem.a0.copy()
+        self.vW = np.zeros_like(self.W)
+        self.va = np.zeros_like(self.a)
+        self.t = 0
+
+    def step(self):
+        if self.sleep:
+            time.sleep(self.sleep)
+        p = self.problem
+        idx = self.rng.choice(p.n, size=min(self.batch, p.n), replace=False)
+        _, gW, ga = model.loss_and_grad(p.X[idx], p.Y[idx], self.W, self.a)
+        self.vW = self.momentum * self.vW + gW
+        self.va = self.momentum * self.va + ga
+        self.W -= self.lr * self.vW
+        self.a -= self.lr * self.va
+        self.t += 1
+        if self.t == self.nan_at:
+            self.W[:] = np.nan
+        if self.t == self.raise_at:
+            raise RuntimeError(f"toy failure at step {self.t}")
+
+    def loss(self):
+        return model.loss(self.problem.X, self.problem.Y, self.W, self.a)
+
+    def state(self):
+        return {"W": self.W.copy(), "a": self.a.copy()}
+
+    def scalars(self):
+        _, gW, ga = model.loss_and_grad(self.problem.X, self.problem.Y, self.W, self.a)
+        return {"grad_norm": float(np.sqrt(np.sum(gW**2) + np.sum(ga**2)))}
+
+    def state_dict(self):
+        return {"W": self.W, "a": self.a, "vW": self.vW, "va": self.va, "t": self.t,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.W, self.a = state["W"].copy(), state["a"].copy()
+        self.vW, self.va = state["vW"].copy(), state["va"].copy()
+        self.t = state["t"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+@hookimpl
+def relulab_algorithms():
+    return [ToySGD]
+
+
+@hookimpl
+def relulab_datasets():
+    return [ToyData]
+
+
+@hookimpl
+def relulab_inits():
+    return [ToyInit]
