@@ -104,7 +104,7 @@ class Param:
 
 
 def describe_type(typ, item_type=None):
-    """Words for a declared type: ``'a float'``, ``'a list of int'``..."""
+    """Words for a declared type: ``'a float'``, ``'an int'``, ``'a list of int'``..."""
     types = typ if isinstance(typ, tuple) else (typ,)
     names = []
     for t in types:
@@ -112,7 +112,8 @@ def describe_type(typ, item_type=None):
         if t is list and item_type is not None:
             name = f"list of {getattr(item_type, '__name__', item_type)}"
         names.append(name)
-    return "a " + " or ".join(names)
+    text = " or ".join(names)
+    return ("an " if text[0] in "aeiou" else "a ") + text
 
 
 def _coerce(value, typ, item_type, bad):

@@ -319,9 +319,12 @@ class RunStore:
 
     @classmethod
     def open(cls, path):
+        """Open a run for writing again, removing temp files of interrupted writes."""
         store = cls(path)
         if not store.meta_path.is_file():
             raise RunStoreError(f"not a run directory (no meta.json): {path}")
+        for tmp in store.path.rglob(".*.tmp"):
+            tmp.unlink()
         return store
 
     def write_meta(self, meta):

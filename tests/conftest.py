@@ -14,9 +14,12 @@ if str(TESTS) not in sys.path:
 CORE_PLUGINS = ["plugins.stoppers", "plugins.loggers", "plugins.savers", "plugins.metrics"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def toy_registry():
-    """Registry of the core loop plugins plus tests/toy_plugins.py (no entry points)."""
+    """Registry of the core loop plugins plus tests/toy_plugins.py (no entry points).
+
+    A registry is read-only once built, so one instance serves the whole session.
+    """
     from core.registry import Registry
 
     return Registry(builtins=CORE_PLUGINS + ["toy_plugins"], entry_points=False)
