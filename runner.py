@@ -68,7 +68,7 @@ def list_plugins(registry, console):
             status = "[green]available[/green]"
         else:
             status = f"[yellow]unavailable: {e.install_hint}[/yellow]"
-        table.add_row(e.kind, e.name, provider, status, e.cls.summary())
+        table.add_row(e.kind, e.name, provider, status, e.cls.describe())
     console.print(table)
     for name, provider, error in registry.failures:
         console.print(f"[red]plugin {name} ({provider}) failed to load:[/red] {error}")
@@ -84,7 +84,7 @@ def help_plugin(registry, name, console):
         every = sorted({e.name for e in registry.entries()})
         raise PluginError(f"no plugin named {name!r}" + did_you_mean(name, every))
     for e in found:
-        table = Table(title=f"{e.kind} {e.name!r} ({e.provider}): {e.cls.summary()}")
+        table = Table(title=f"{e.kind} {e.name!r} ({e.provider}): {e.cls.describe()}")
         for column in ("parameter", "default", "allowed", "description"):
             table.add_column(column)
         for p in e.cls.params:

@@ -87,7 +87,7 @@ class Component:
         self.config = dict(params)
 
     @classmethod
-    def summary(cls):
+    def describe(cls):
         """One-line description: the first line of the class docstring."""
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""

@@ -110,7 +110,7 @@ def test_every_builtin_declares_valid_defaults():
 
     registry = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
     for entry in registry.entries():
-        assert entry.cls.summary(), f"{entry.kind} {entry.name} has no docstring"
+        assert entry.cls.describe(), f"{entry.kind} {entry.name} has no docstring"
         names = [p.name for p in entry.cls.params]
         assert len(names) == len(set(names))
         for p in entry.cls.params:
