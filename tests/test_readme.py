@@ -1,0 +1,22 @@
+"""The README's commands are the ones CI and newcomers run."""
+
+from conftest import ROOT
+
+
+def _test_command():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- test-command -->", 1)[1].split("```bash\n", 1)[1]
+    return block.split("\n", 1)[0].strip()
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    command = _test_command()
+    assert command.startswith("pip install torch==2.13.0")
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in lines
+
+
+def test_readme_configs_exist():
+    text = (ROOT / "README.md").read_text()
+    for name in ("configs/jko_sinkhorn.py", "configs/gd_sinus.py", "configs/base.py"):
+        assert name in text and (ROOT / name).is_file(), name
