@@ -87,6 +87,14 @@ class Component:
         self.config = dict(params)
 
     @classmethod
+    def check(cls, params):
+        """Cross-parameter validation of resolved ``params`` (raise ConfigError).
+
+        Called by the config resolver after every single parameter was checked, so
+        a ``--dry-run`` catches e.g. ``low >= high``. Default: nothing to check.
+        """
+
+    @classmethod
     def describe(cls):
         """One-line description: the first line of the class docstring."""
         doc = (cls.__doc__ or "").strip()
@@ -107,6 +115,10 @@ class Data:
         Optional held-out data of the same layout.
     bias : bool
         Whether the last column of ``X`` is the constant bias column.
+    extras : dict of ndarray
+        Ground truth a data set knows (a planted teacher ``w_star``...), stored
+        with the run as ``extra.<name>`` and given to the algorithm as
+        ``Problem.extras``.
     """
 
     X: np.ndarray
@@ -114,6 +126,7 @@ class Data:
     X_test: np.ndarray | None = None
     Y_test: np.ndarray | None = None
     bias: bool = False
+    extras: dict = field(default_factory=dict)
 
     def arrays(self):
         """The arrays by name, skipping absent ones (for storage)."""
@@ -121,6 +134,8 @@ class Data:
         if self.X_test is not None:
             out["X_test"] = self.X_test
             out["Y_test"] = self.Y_test
+        for name, value in self.extras.items():
+            out[f"extra.{name}"] = np.asarray(value)
         return out
 
 
@@ -145,6 +160,8 @@ class Problem:
     rng : numpy.random.Generator
         The algorithm's own random stream, derived from ``seed``.
     X_test, Y_test : ndarray or None
+    extras : dict of ndarray
+        The data set's ground truth (:attr:`Data.extras`).
     """
 
     X: np.ndarray
@@ -158,6 +175,7 @@ class Problem:
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     X_test: np.ndarray | None = None
     Y_test: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
 
     @property
     def n(self):

@@ -183,6 +183,7 @@ def _resolve_single(section, value, registry, kind):
     params = {k: v for k, v in value.items() if k != "name"}
     resolved = validate_params(f"{section} ({name})", params, cls.params)
     _check_plugin_params(section, cls.params, resolved, registry)
+    cls.check(resolved)
     return {"name": name, **resolved}
 
 
@@ -213,6 +214,7 @@ def _resolve_multi(section, value, registry, kind):
         cls = registry.get(kind, name, owner=section)
         out[name] = validate_params(f"{section}.{name}", params, cls.params)
         _check_plugin_params(f"{section}.{name}", cls.params, out[name], registry)
+        cls.check(out[name])
     return out
 
 

@@ -129,6 +129,7 @@ def build_problem(config, registry, arrays=None):
         scaling=config["model"]["scaling"], loss=config["model"]["loss"],
         bias=bool(arrays.get("bias", bias)), seed=config["seed"], rng=rng_algo,
         X_test=arrays.get("X_test"), Y_test=arrays.get("Y_test"),
+        extras={k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")},
     )
     return problem, arrays
 
@@ -219,7 +220,7 @@ def start_run(config, source="", registry=None, runs_dir=None, config_path=None,
         meta.update(status="failed", reason=f"{type(exc).__name__}: {exc}", ended=_iso(_utc_now()))
         store.write_meta(meta)
         raise
-    meta["bias"] = bool(problem.bias)
+    meta.update(bias=bool(problem.bias), n=problem.n, d=problem.d, width=problem.m)
     atomic_save_npz(store.path / "problem.npz", arrays)
     _execute(store, config, registry, problem, meta, checkpoint=None)
     return Run(store.path)
