@@ -1,0 +1,166 @@
+"""Draw the figures of a saved run into ``RUN/plots/<stem>.png``.
+
+Usage::
+
+    python plot.py [RUN] [--runs-dir DIR] [--show] [--only NAME ...] [--debug]
+
+``RUN`` is a run directory, an experiment directory (its newest run) or ``latest``
+(default). Every plot plugin whose ``applies(run)`` is true draws its figures
+(``--only`` restricts to the named plots); ``--show`` opens them in windows instead of
+writing files. Prints the files written.
+"""
+
+import argparse
+import io
+import sys
+import traceback
+from pathlib import Path
+
+from core.errors import PluginError, RelulabError, RunStoreError
+from core.params import validate_params
+from core.registry import get_registry
+from core.store import atomic_write_bytes, load_run
+
+__all__ = ["draw_plots", "save_figures", "main"]
+
+DPI = 150
+
+
+def _plots(registry, only=None):
+    """Instances (default parameters) of the plot plugins, all or those named in ``only``."""
+    if only:
+        entries = [registry.entry("plot", name, owner="--only") for name in dict.fromkeys(only)]
+    else:
+        entries = [e for e in registry.entries("plot") if e.available]
+    out = []
+    for entry in entries:
+        cls = registry.get("plot", entry.name)  # a name provided twice raises
+        out.append(cls(**validate_params(f"plot {entry.name}", {}, cls.params)))
+    return out
+
+
+def draw_plots(run, registry=None, only=None):
+    """Figures of every applicable plot.
+
+    Parameters
+    ----------
+    run : core.store.Run
+    registry : core.registry.Registry, optional
+    only : sequence of str, optional
+        Plot names to draw (an unknown name raises :class:`core.errors.PluginError`).
+
+    Returns
+    -------
+    figures : dict
+        ``stem -> matplotlib.figure.Figure``.
+    skipped : list of str
+        Names of the plots that do not apply to this run.
+    """
+    for name in ("config.json", "problem.npz"):
+        if not (run.path / name).is_file():
+            raise RunStoreError(f"incomplete run {run.path}: no {name}")
+    registry = registry or get_registry()
+    figures, owner, skipped = {}, {}, []
+    for plot in _plots(registry, only):
+        if not plot.applies(run):
+            skipped.append(plot.name)
+            continue
+        for stem, fig in plot.draw(run).items():
+            if stem in figures:
+                raise PluginError(f"plots {owner[stem]!r} and {plot.name!r} both draw {stem!r}")
+            figures[stem], owner[stem] = fig, plot.name
+    return figures, skipped
+
+
+def save_figures(figures, directory):
+    """Write each figure as ``directory/<stem>.png`` atomically; return the paths."""
+    directory.mkdir(exist_ok=True)
+    paths = []
+    for stem, fig in figures.items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        path = directory / f"{stem}.png"
+        atomic_write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths
+
+
+def _show(figures):
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        try:
+            plt.figure(fig)  # matplotlib >= 3.11 gives a figure made outside pyplot a window
+        except ValueError:  # older: lend it the canvas (window) of a new pyplot figure
+            canvas = plt.figure(figsize=fig.get_size_inches()).canvas
+            canvas.figure = fig
+            fig.set_canvas(canvas)
+    plt.show()
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="plot.py", description="Draw the figures of a run.")
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default="latest",
+        help="run directory, experiment directory or 'latest' (default)",
+    )
+    parser.add_argument("--runs-dir", help="root of the run store for 'latest'")
+    parser.add_argument("--show", action="store_true", help="open windows instead of writing")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="draw only these plots (put RUN before --only)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _report(exc, debug):
+    """One line on stderr (traceback with ``--debug``); exit 2 for user errors, else 1."""
+    if debug:
+        traceback.print_exc()
+    text = " ".join(str(exc).split())
+    if isinstance(exc, RelulabError):
+        print(f"error: {text}", file=sys.stderr)
+        return exc.exit_code
+    if not debug:
+        print(
+            f"error: {type(exc).__name__}: {text} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+    return 1
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        registry = get_registry()
+        for name in args.only or ():  # unknown names fail before the run is read
+            if name not in registry.names("plot") and Path(name).exists():
+                raise RelulabError(f"--only took the run {name!r} as a plot name; put RUN first")
+            registry.entry("plot", name, owner="--only")
+        run = load_run(args.run, runs_dir=args.runs_dir)
+        figures, skipped = draw_plots(run, registry, only=args.only)
+        if args.only:
+            for name in skipped:
+                print(f"note: plot {name!r} does not apply to {run.path}", file=sys.stderr)
+        if not figures:
+            print(f"no plot applies to {run.path}", file=sys.stderr)
+            return 0
+        if args.show:
+            _show(figures)
+            return 0
+        for path in save_figures(figures, run.path / "plots"):
+            print(path)
+    except Exception as exc:
+        return _report(exc, args.debug)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

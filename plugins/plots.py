@@ -1,0 +1,284 @@
+"""Plots of a saved run: loss curve, neurons in the plane, their trajectories, the fit.
+
+Every plot builds :class:`matplotlib.figure.Figure` objects on the Agg canvas, outside
+pyplot's global state; ``plot.py`` saves them as ``RUN/plots/<stem>.png`` or shows them.
+
+In the neuron plane a neuron ``r`` is the point ``w_r`` (a column of ``W``, ``d == 2``):
+for 1-D inputs with a bias it is ``(w_r, b_r)``, and neuron ``r`` has its kink at
+``x = -b_r / w_r``. Colour is the sign of the output weight ``a_r`` (single output only).
+"""
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from core import model
+from core.components import Plot
+from core.hookspecs import hookimpl
+
+__all__ = ["LossCurve", "Neurons", "Trajectories", "Fit", "new_figure", "POSITIVE", "NEGATIVE"]
+
+POSITIVE = "tab:red"
+NEGATIVE = "tab:blue"
+
+
+def new_figure(figsize=(6.0, 4.5)):
+    """A figure on the Agg canvas, not registered with pyplot.
+
+    Parameters
+    ----------
+    figsize : (float, float)
+        Width and height in inches.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _title(run):
+    return f"{run.meta.get('experiment', '')}  {run.path.name}".strip()
+
+
+def _has_bias(run):
+    flag = run.problem.get("bias")
+    return bool(flag) if flag is not None else run.bias
+
+
+def _has_network(run):
+    snaps = run.snapshots
+    return len(snaps) > 0 and "W" in snaps and "a" in snaps
+
+
+def _single_output(a, ndim):
+    """Output weights with ``ndim`` dimensions: drop a trailing output axis of length 1.
+
+    ``ndim`` is 1 for one network (``(m,)`` or ``(m, 1)``), 2 for stacked snapshots.
+    """
+    a = np.asarray(a)
+    return a[..., 0] if a.ndim == ndim + 1 and a.shape[-1] == 1 else a
+
+
+def _plane_applies(run):
+    """Snapshots hold ``W`` of shape (S, 2, m) and one output weight per neuron."""
+    if not _has_network(run):
+        return False
+    W, a = run.snapshots["W"], run.snapshots["a"]
+    return W.ndim == 3 and W.shape[1] == 2 and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1))
+
+
+def _plane_labels(run):
+    if _has_bias(run):
+        return "input weight $w$", "bias $b$"
+    return "$w_1$", "$w_2$"
+
+
+def _signs(a):
+    """Colour of each neuron by the sign of ``a`` (zero counts as positive)."""
+    return np.where(np.asarray(a) >= 0, POSITIVE, NEGATIVE)
+
+
+def _sizes(a, top, smallest=3.0, largest=60.0):
+    """Marker areas growing linearly with ``|a|`` (``top`` gets ``largest``)."""
+    return smallest + (largest - smallest) * np.abs(a) / top
+
+
+class LossCurve(Plot):
+    """Training loss (and test loss when logged) over steps, log scale."""
+
+    name = "loss"
+
+    def applies(self, run):
+        scalars = run.scalars
+        return "step" in scalars and len(scalars.get("loss", ())) > 0
+
+    def draw(self, run):
+        scalars = run.scalars
+        steps = np.asarray(scalars["step"])
+        fig = new_figure()
+        ax = fig.add_subplot()
+        positive = False
+        for key, label in (("loss", "train"), ("test_loss", "test")):
+            if key not in scalars:
+                continue
+            values = np.asarray(scalars[key], dtype=float)
+            keep = np.isfinite(values)
+            if keep.any():
+                ax.plot(steps[keep], values[keep], label=label)
+                positive |= bool((values[keep] > 0).any())
+        if positive:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(_title(run), fontsize="small")
+        ax.legend()
+        return {"loss": fig}
+
+
+class Neurons(Plot):
+    """Final neurons as points in the plane (size ~ |a_r|, colour = sign), initial faded."""
+
+    name = "neurons"
+
+    def applies(self, run):
+        return _plane_applies(run)
+
+    def draw(self, run):
+        W0, a0 = np.asarray(run.problem["W0"]), _single_output(run.problem["a0"], 1)
+        final = run.snapshots.at(-1)
+        W, a = final["W"], _single_output(final["a"], 1)
+        top = max(np.abs(a0).max(initial=0.0), np.abs(a).max(initial=0.0)) or 1.0
+        fig = new_figure((5.5, 5.0))
+        ax = fig.add_subplot()
+        for W_, a_, alpha, when in ((W0, a0, 0.2, "initial"), (W, a, 0.85, "final")):
+            for sign, colour in ((1, POSITIVE), (-1, NEGATIVE)):
+                pick = (a_ >= 0) if sign > 0 else (a_ < 0)
+                ax.scatter(
+                    W_[0, pick],
+                    W_[1, pick],
+                    s=_sizes(a_[pick], top),
+                    c=colour,
+                    alpha=alpha,
+                    linewidths=0,
+                    label=f"{when}, $a_r {'>' if sign > 0 else '<'} 0$",
+                )
+        _finish_plane(ax, run, f"neurons at step {int(run.snapshots.steps[-1])}")
+        return {"neurons": fig}
+
+
+class Trajectories(Plot):
+    """Path of every neuron in the plane over the snapshots, coloured by the sign of a_r."""
+
+    name = "trajectories"
+
+    def applies(self, run):
+        return _plane_applies(run) and len(run.snapshots) >= 2
+
+    def draw(self, run):
+        snaps = run.snapshots
+        W = np.asarray(snaps["W"])  # (S, 2, m)
+        a = _single_output(snaps["a"], 2)  # (S, m)
+        points = W.transpose(2, 0, 1)  # (m, S, 2)
+        segments = np.stack([points[:, :-1], points[:, 1:]], axis=2).reshape(-1, 2, 2)
+        colours = _signs(a[1:].T).reshape(-1)  # segment coloured by the sign at its end
+        fig = new_figure((5.5, 5.0))
+        ax = fig.add_subplot()
+        ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.8, alpha=0.6))
+        ax.scatter(W[0, 0], W[0, 1], s=4, c=_signs(a[0]), alpha=0.3, linewidths=0)
+        ax.scatter(W[-1, 0], W[-1, 1], s=10, c=_signs(a[-1]), linewidths=0)
+        ax.autoscale_view()
+        handles = [
+            Line2D([], [], color=POSITIVE, label="$a_r > 0$"),
+            Line2D([], [], color=NEGATIVE, label="$a_r < 0$"),
+            Line2D([], [], ls="", marker="o", ms=2.5, color="0.5", alpha=0.4, label="start"),
+            Line2D([], [], ls="", marker="o", ms=3.5, color="0.3", label="end"),
+        ]
+        steps = snaps.steps
+        what = f"trajectories, steps {int(steps[0])} to {int(steps[-1])}"
+        _finish_plane(ax, run, what, handles)
+        return {"trajectories": fig}
+
+
+def _finish_plane(ax, run, what, handles=None):
+    """Axes lines at 0, labels, equal aspect, title and legend of a neuron-plane plot."""
+    xlabel, ylabel = _plane_labels(run)
+    ax.axhline(0, color="0.8", linewidth=0.5, zorder=0)
+    ax.axvline(0, color="0.8", linewidth=0.5, zorder=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(f"{_title(run)}\n{what}", fontsize="small")
+    if handles is not None:
+        ax.legend(handles=handles, fontsize="small")
+        return
+    legend = ax.legend(fontsize="small")
+    for handle in legend.legend_handles:
+        handle.set_sizes([25])  # one marker size in the legend, whatever |a_r|
+
+
+class Fit(Plot):
+    """Data and the network function f(x) on a fine grid at the first and last snapshot.
+
+    For 1-D inputs (``d == 2`` with a bias, or ``d == 1`` without); every output is
+    drawn. ``f`` is :func:`core.model.forward` with the run's output scaling.
+    """
+
+    name = "fit"
+    n_grid = 400
+
+    def applies(self, run):
+        if not _has_network(run):
+            return False
+        d = run.problem["X"].shape[1]
+        return d - int(_has_bias(run)) == 1 and run.snapshots["W"].shape[1] == d
+
+    def grid(self, run):
+        """Inputs of the curve: the data range widened by 10 % on each side.
+
+        Returns
+        -------
+        x : ndarray, shape (n_grid,)
+        X : ndarray, shape (n_grid, d)
+            ``x`` with the bias column appended when the run has one.
+        """
+        x = run.problem["X"][:, 0]
+        lo, hi = float(x.min()), float(x.max())
+        pad = 0.1 * (hi - lo) or 1.0
+        grid = np.linspace(lo - pad, hi + pad, self.n_grid)
+        if _has_bias(run):
+            return grid, np.column_stack([grid, np.ones_like(grid)])
+        return grid, grid[:, None]
+
+    def draw(self, run):
+        problem, snaps = run.problem, run.snapshots
+        scaling = run.config["model"]["scaling"]
+        grid, G = self.grid(run)
+        fig = new_figure()
+        ax = fig.add_subplot()
+        n = problem["X"].shape[0]
+        Y = np.asarray(problem["Y"]).reshape(n, -1)
+        k = Y.shape[1]
+        for j in range(k):
+            suffix = f" (output {j})" if k > 1 else ""
+            ax.scatter(
+                problem["X"][:, 0], Y[:, j], s=12, color=f"C{j}", zorder=3, label=f"data{suffix}"
+            )
+            if "X_test" in problem:
+                Y_test = np.asarray(problem["Y_test"]).reshape(len(problem["X_test"]), -1)
+                ax.scatter(
+                    problem["X_test"][:, 0],
+                    Y_test[:, j],
+                    s=12,
+                    marker="x",
+                    color=f"C{j}",
+                    alpha=0.6,
+                    label=f"test data{suffix}",
+                )
+        first = [0] if len(snaps) == 1 else [0, len(snaps) - 1]
+        for i in first:
+            f = model.forward(G, snaps["W"][i], snaps["a"][i], scaling).reshape(len(grid), -1)
+            last = i == len(snaps) - 1
+            for j in range(k):
+                ax.plot(
+                    grid,
+                    f[:, j],
+                    color=f"C{j}",
+                    linestyle="-" if last else "--",
+                    alpha=1.0 if last else 0.6,
+                    label=f"$f$ at step {int(snaps.steps[i])}" if j == 0 else None,
+                )
+        ax.set_xlabel("$x$")
+        ax.set_ylabel("$y$")
+        ax.set_title(_title(run), fontsize="small")
+        ax.legend(fontsize="small")
+        return {"fit": fig}
+
+
+@hookimpl
+def relulab_plots():
+    return [LossCurve, Neurons, Trajectories, Fit]
