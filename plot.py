@@ -13,9 +13,9 @@ writing files. Prints the files written.
 import argparse
 import io
 import sys
-import traceback
 from pathlib import Path
 
+from core.cli import report_error
 from core.errors import PluginError, RelulabError, RunStoreError
 from core.params import validate_params
 from core.registry import get_registry
@@ -119,22 +119,6 @@ def _parser():
     return parser
 
 
-def _report(exc, debug):
-    """One line on stderr (traceback with ``--debug``); exit 2 for user errors, else 1."""
-    if debug:
-        traceback.print_exc()
-    text = " ".join(str(exc).split())
-    if isinstance(exc, RelulabError):
-        print(f"error: {text}", file=sys.stderr)
-        return exc.exit_code
-    if not debug:
-        print(
-            f"error: {type(exc).__name__}: {text} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-    return 1
-
-
 def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -158,7 +142,7 @@ def main(argv=None):
         for path in save_figures(figures, run.path / "plots"):
             print(path)
     except Exception as exc:
-        return _report(exc, args.debug)
+        return report_error(exc, args.debug)
     return 0
 
 

@@ -22,11 +22,11 @@ import io
 import json
 import math
 import sys
-import traceback
 
 import numpy as np
 
-from core.errors import RelulabError, RunStoreError
+from core.cli import report_error
+from core.errors import RunStoreError
 from core.params import validate_params
 from core.registry import get_registry
 from core.store import atomic_write_bytes, atomic_write_json, load_run
@@ -178,22 +178,6 @@ def _parser():
     return parser
 
 
-def _report(exc, debug):
-    """One line on stderr (traceback with ``--debug``); exit 2 for user errors, else 1."""
-    if debug:
-        traceback.print_exc()
-    text = " ".join(str(exc).split())
-    if isinstance(exc, RelulabError):
-        print(f"error: {text}", file=sys.stderr)
-        return exc.exit_code
-    if not debug:
-        print(
-            f"error: {type(exc).__name__}: {text} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-    return 1
-
-
 def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -201,7 +185,7 @@ def main(argv=None):
         run = load_run(args.run, runs_dir=args.runs_dir)
         summary, _, paths = postprocess(run)
     except Exception as exc:
-        return _report(exc, args.debug)
+        return report_error(exc, args.debug)
     if args.json:
         print(json.dumps(_json_safe(summary), indent=2))
     else:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 
 EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3, "interrupted": 130}
@@ -106,17 +105,9 @@ def main(argv=None):
     try:
         return _main(args, console)
     except Exception as exc:
-        from core.errors import RelulabError
+        from core.cli import report_error
 
-        if args.debug:
-            traceback.print_exc()
-        if isinstance(exc, RelulabError):
-            print(f"error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        if not args.debug:
-            print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                  file=sys.stderr)
-        return 1
+        return report_error(exc, args.debug)
 
 
 def _main(args, console):
