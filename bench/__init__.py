@@ -1,0 +1,1 @@
+"""relulab benchmarks: ``python -m bench`` (see :mod:`bench.__main__`)."""

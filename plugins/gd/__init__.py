@@ -1,0 +1,27 @@
+"""Full-batch gradient descent on the two-layer ReLU network.
+
+Two algorithms with one parameter declaration (:mod:`plugins.gd._params`):
+
+``gd``
+    torch: ``torch.optim`` SGD / momentum / AdamW, gradient by autograd or by the
+    closed form, on CPU or CUDA, float32 or float64 (needs ``relulab[torch]``).
+``gd_numpy``
+    pure numpy, closed-form gradient, the same optimizers; reproduces ``gd`` in float64.
+
+Both evaluate the loss and gradient once per step (cached between ``loss()`` and the
+next ``step()``), report ``grad_norm`` and continue exactly from ``state_dict()``.
+This package imports without torch.
+"""
+
+from core.hookspecs import hookimpl
+
+from ._numpy import GDNumpy
+from ._params import COMMON_PARAMS, TORCH_PARAMS
+from ._torch import GD
+
+__all__ = ["GD", "GDNumpy", "COMMON_PARAMS", "TORCH_PARAMS"]
+
+
+@hookimpl
+def relulab_algorithms():
+    return [GD, GDNumpy]
