@@ -24,6 +24,8 @@ defaults in ``configs/base.py``)::
     }
 
 Setting a multi-plugin entry to ``None`` removes it (``stoppers.wall_time=None``).
+Switching a plugin (``algorithm.name=jko`` in a file or an override) drops the old
+plugin's parameters; later overrides set the new one's (``algorithm.tau=0.1``).
 Overrides ``key.sub=value`` parse ``value`` as a Python literal, else keep it as a
 string. The resolved config is plain JSON-able data with every default filled.
 """
@@ -166,6 +168,9 @@ def apply_overrides(config, overrides):
         last = path[-1]
         if isinstance(node.get(last), dict) and isinstance(value, dict):
             node[last] = merge(node[last], value)
+        elif last == "name" and len(path) == 2 and node.get("name") not in (None, value):
+            node.clear()  # switching plugin: the old plugin's parameters would not fit
+            node["name"] = value
         else:
             node[last] = value
     return config

@@ -265,12 +265,18 @@ def _default_registry():
 
 
 def _execute(store, config, registry, problem, meta, checkpoint):
-    algo_cfg = dict(config["algorithm"])
-    algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
-    algorithm.setup(problem)
-    stoppers = _build_all(config, registry, "stoppers")
-    loggers = _build_all(config, registry, "loggers")
-    savers = _build_all(config, registry, "savers")
+    try:
+        algo_cfg = dict(config["algorithm"])
+        algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
+        algorithm.setup(problem)
+        stoppers = _build_all(config, registry, "stoppers")
+        loggers = _build_all(config, registry, "loggers")
+        savers = _build_all(config, registry, "savers")
+    except BaseException as exc:  # a run that never started must not read "running"
+        meta.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
+                    ended=_iso(_utc_now()))
+        store.write_meta(meta)
+        raise
     run_cfg = config["run"]
     max_pending = run_cfg["max_pending_mb"] * 2**20
 

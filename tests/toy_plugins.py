@@ -47,9 +47,12 @@ class ToySGD(Algorithm):
         Param("sleep", float, 0.0, "seconds to sleep per step", low=0),
         Param("nan_at", int, -1, "step at which the parameters become NaN (-1: never)"),
         Param("raise_at", int, -1, "step at which step() raises (-1: never)"),
+        Param("fail_setup", bool, False, "setup() raises"),
     )
 
     def setup(self, problem):
+        if self.fail_setup:
+            raise ValueError("toy setup failure")
         self.problem = problem
         self.rng = problem.rng
         self.W = problem.W0.copy()

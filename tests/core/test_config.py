@@ -52,7 +52,8 @@ def test_apply_overrides_creates_and_removes(toy_registry, tmp_path):
 def test_resolve_fills_defaults(toy_registry, tmp_path):
     resolved = resolve(toy_config(tmp_path), toy_registry)
     assert resolved["algorithm"] == {"name": "toy_sgd", "lr": 0.01, "momentum": 0.9, "batch": 6,
-                                     "sleep": 0.0, "nan_at": -1, "raise_at": -1}
+                                     "sleep": 0.0, "nan_at": -1, "raise_at": -1,
+                                     "fail_setup": False}
     assert resolved["model"] == {"width": 16, "scaling": "standard", "loss": "mse"}
     assert resolved["loggers"]["snapshots"] == {"every": 20, "per_decade": 0}
 
@@ -60,7 +61,7 @@ def test_resolve_fills_defaults(toy_registry, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("algorithm.lrr=1", "unknown key 'lrr' in algorithm (toy_sgd); valid keys: batch, lr,"),
+        ("algorithm.lrr=1", "unknown key 'lrr' in algorithm (toy_sgd); valid keys: batch, fail_setup, lr,"),
         ("algorithm.lrr=1", "did you mean 'lr'?"),
         ("algorithm.lr=-1", "algorithm (toy_sgd).lr must be a float in [0, inf); got -1"),
         ("algorithm.lr='x'", "got 'x'"),
@@ -197,3 +198,11 @@ def test_cli_dry_run_prints_resolved_config(tmp_path):
 def test_unknown_plugin_error_type(toy_registry, tmp_path):
     with pytest.raises(PluginError):
         resolve(apply_overrides(toy_config(tmp_path), ["data.name=nope"]), toy_registry)
+
+
+def test_override_switching_plugin_drops_old_parameters(toy_registry, tmp_path):
+    raw = toy_config(tmp_path, algorithm={"lr": 0.5})
+    out = apply_overrides(raw, ["algorithm.name=other", "algorithm.tau=2"])
+    assert out["algorithm"] == {"name": "other", "tau": 2}
+    same = apply_overrides(raw, ["algorithm.name=toy_sgd"])
+    assert same["algorithm"]["lr"] == 0.5

@@ -231,3 +231,11 @@ def test_resume_refuses_a_running_run(tmp_path, toy_registry):
     (run.path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(RunStoreError, match="still running"):
         resume_run(run.path, toy_registry)
+
+
+def test_setup_failure_marks_the_run_failed(tmp_path, toy_registry):
+    config = resolve(toy_config(tmp_path / "runs", algorithm={"fail_setup": True}), toy_registry)
+    with pytest.raises(ValueError, match="toy setup failure"):
+        start_run(config, "", toy_registry)
+    run = load_run(next((tmp_path / "runs" / "toy").iterdir()))
+    assert run.meta["status"] == "failed" and "ValueError" in run.meta["reason"]
