@@ -1,0 +1,31 @@
+"""The live display redraws about ten times a second, never once per step."""
+
+import time
+
+from core.display import Display
+
+
+def test_plain_display_is_throttled_to_the_refresh_rate(capsys):
+    display = Display("plain", title="t", refresh_per_second=10.0, plain_every=0.0)
+    display.start(0)
+    start = time.perf_counter()
+    steps = 0
+    while time.perf_counter() - start < 0.35:
+        steps += 1
+        display.update(steps, 1.0 / steps, time.perf_counter() - start, fraction=None)
+    elapsed = time.perf_counter() - start
+    display.update(steps, 0.0, elapsed, fraction=1.0, force=True)
+    display.stop()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert steps > 1000  # a fast loop
+    assert 2 <= len(lines) <= elapsed * 10 + 2
+    assert lines[-1].startswith("[t] 100.0% step") and f"step {steps} " in lines[-1]
+
+
+def test_off_display_prints_nothing(capsys):
+    display = Display("off")
+    display.start(0)
+    for step in range(100):
+        display.update(step, 1.0, 0.0, force=True)
+    display.stop()
+    assert capsys.readouterr().err == ""
