@@ -236,9 +236,13 @@ class Algorithm(Component):
         (nested dicts allowed), never arbitrary objects.
     load_state_dict(state)
         Inverse of ``state_dict``.
+
+    Before ``setup`` the loop sets ``self.registry`` (the run's registry), for
+    algorithms that look up other plugins by name (a prox solver, say).
     """
 
     kind = "algorithm"
+    registry = None
 
     def setup(self, problem):
         raise NotImplementedError

@@ -268,6 +268,7 @@ def _execute(store, config, registry, problem, meta, checkpoint):
     try:
         algo_cfg = dict(config["algorithm"])
         algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
+        algorithm.registry = registry  # to look up the plugins it names (a prox...)
         algorithm.setup(problem)
         stoppers = _build_all(config, registry, "stoppers")
         loggers = _build_all(config, registry, "loggers")

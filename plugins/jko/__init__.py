@@ -19,8 +19,9 @@ _plots       plot plugin ``jko_mass``: heat maps of the mass per sign over steps
 """
 
 from core.hookspecs import hookimpl
+from core.measure import SignedMeasure, measure_from_problem
 
-from ._energy import QuadraticEnergy, SignedMeasure, energy_from_problem, measure_from_problem
+from ._energy import QuadraticEnergy, energy_from_problem
 from ._jko import JKO, build_prox, entropic_jko_step
 from ._kernel import BlockKernel, DenseKernel, Grid, SeparableKernel, detect_grid, make_kernel
 from ._plots import JKOMass

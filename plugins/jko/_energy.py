@@ -24,65 +24,13 @@ an optional weight decay (linear in ``p``: a mass at ``w_j`` costs
 Everything the JKO solvers need of ``F`` is here, written once.
 """
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from core import model
 from core.errors import ConfigError
 
-__all__ = ["SignedMeasure", "QuadraticEnergy", "measure_from_problem", "energy_from_problem"]
-
-
-@dataclass
-class SignedMeasure:
-    """A signed measure on fixed positions: the network the JKO flow moves.
-
-    Attributes
-    ----------
-    W : ndarray, shape (d, N)
-        Positions (column ``j`` is neuron ``w_j``).
-    s : ndarray, shape (N,)
-        Signs, +1 or -1.
-    p : ndarray, shape (N,)
-        Masses, nonnegative.
-    """
-
-    W: np.ndarray
-    s: np.ndarray
-    p: np.ndarray
-
-    @property
-    def a(self):
-        """Output weights ``s * p``, shape ``(N,)``."""
-        return self.s * self.p
-
-
-def measure_from_problem(problem):
-    """Read the measure off a :class:`core.components.Problem`.
-
-    Positions are the columns of ``problem.W0``, signs ``sign(a0)`` (zero counts as
-    +1) and masses ``|a0|``.
-
-    Parameters
-    ----------
-    problem : core.components.Problem
-        One output only (``a0`` of shape ``(N,)`` or ``(N, 1)``).
-
-    Returns
-    -------
-    SignedMeasure
-    """
-    a0 = np.asarray(problem.a0, dtype=np.float64)
-    if a0.ndim == 2:
-        if a0.shape[1] != 1:
-            raise ConfigError(
-                f"algorithm (jko) needs one output; got a0 of shape {a0.shape}"
-            )
-        a0 = a0[:, 0]
-    W = np.asarray(problem.W0, dtype=np.float64)
-    s = np.where(a0 < 0, -1.0, 1.0)
-    return SignedMeasure(W=W, s=s, p=np.abs(a0))
+__all__ = ["QuadraticEnergy", "energy_from_problem"]
 
 
 class QuadraticEnergy:

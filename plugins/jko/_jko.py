@@ -58,55 +58,43 @@ R. Jordan, D. Kinderlehrer, F. Otto, "The variational formulation of the
 Fokker-Planck equation", SIAM J. Math. Anal. 29(1), 1998.
 """
 
-import importlib.util
 
 import numpy as np
 
 from core.components import Algorithm
-from core.errors import PluginError
+from core.measure import measure_from_problem
 from core.params import Param, validate_params
 
-from ._energy import energy_from_problem, measure_from_problem
+from ._energy import energy_from_problem
 from ._kernel import make_kernel
-from ._prox_cvxpy import CvxpyProx
-from ._prox_scipy import ScipyProx
-from ._prox_torch import TorchProx
 
-__all__ = ["JKO", "entropic_jko_step", "PROXES", "build_prox"]
-
-#: The built-in prox solvers by name.
-PROXES = {cls.name: cls for cls in (ScipyProx, CvxpyProx, TorchProx)}
+__all__ = ["JKO", "entropic_jko_step", "build_prox"]
 
 
-def build_prox(name, options=None, owner="algorithm (jko)"):
+def build_prox(name, options=None, owner="algorithm (jko)", registry=None):
     """Instantiate a prox plugin by name with validated options.
-
-    Built-in names resolve without the registry; other names are looked up in the
-    process-wide registry (third-party prox plugins).
 
     Parameters
     ----------
     name : str
+        A prox plugin name (built-in: ``scipy``, ``cvxpy``, ``torch``).
     options : dict, optional
         Parameters of the prox (validated against its declarations).
     owner : str
         Used in error messages.
+    registry : core.registry.Registry, optional
+        Where to look the name up (default: the process-wide registry); an
+        unavailable prox raises with its install hint.
 
     Returns
     -------
     KLProx
     """
-    cls = PROXES.get(name)
-    if cls is None:
+    if registry is None:
         from core.registry import get_registry
 
-        cls = get_registry().get("prox", name, owner=f"{owner}.proxf")
-    missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
-    if missing:
-        raise PluginError(
-            f"prox {name!r} needs {', '.join(missing)}, which is not installed; install it "
-            f'with: pip install "relulab[{cls.extra or "all"}]"'
-        )
+        registry = get_registry()
+    cls = registry.get("prox", name, owner=f"{owner}.proxf")
     params = validate_params(f"{owner}.prox_options ({name})", options or {}, cls.params)
     return cls(**params)
 
@@ -255,7 +243,7 @@ class JKO(Algorithm):
 
     def setup(self, problem):
         self.problem = problem
-        self.measure = measure_from_problem(problem)
+        self.measure = measure_from_problem(problem, owner="algorithm (jko)")
         self.energy = energy_from_problem(problem, self.measure, self.weight_decay)
         s = self.measure.s
         groups = [np.arange(len(s))] if self.couple_signs else [
@@ -263,7 +251,7 @@ class JKO(Algorithm):
         self.kernel_ = make_kernel(self.measure.W, self.gamma, groups, self.kernel)
         options = {"tol": self.prox_tol, "max_iter": self.prox_max_iter,
                    **self.prox_options}
-        self.prox_ = build_prox(self.proxf, options)
+        self.prox_ = build_prox(self.proxf, options, registry=self.registry)
         self.sigma = self.tau / self.gamma
         with np.errstate(divide="ignore"):
             self.log_p = np.log(self.measure.p)
