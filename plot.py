@@ -19,7 +19,8 @@ from core.cli import report_error
 from core.errors import PluginError, RelulabError, RunStoreError
 from core.params import validate_params
 from core.registry import get_registry
-from core.store import atomic_write_bytes, load_run
+from core.store import atomic_write_bytes, load_run, resolve_target
+from core.sweep import is_sweep_dir
 
 __all__ = ["draw_plots", "save_figures", "main"]
 
@@ -128,7 +129,17 @@ def main(argv=None):
             if name not in registry.names("plot") and Path(name).exists():
                 raise RelulabError(f"--only took the run {name!r} as a plot name; put RUN first")
             registry.entry("plot", name, owner="--only")
-        run = load_run(args.run, runs_dir=args.runs_dir)
+        target = resolve_target(args.run, runs_dir=args.runs_dir)
+        if is_sweep_dir(target):
+            from core.sweep import plot_sweep
+
+            figures = plot_sweep(target, registry=registry)
+            if not figures:
+                print(f"nothing is swept but seeds in {target}", file=sys.stderr)
+            for path in save_figures(figures, target / "plots"):
+                print(path)
+            return 0
+        run = load_run(target)
         figures, skipped = draw_plots(run, registry, only=args.only)
         if args.only:
             for name in skipped:

@@ -29,7 +29,8 @@ from core.cli import report_error
 from core.errors import RunStoreError
 from core.params import validate_params
 from core.registry import get_registry
-from core.store import atomic_write_bytes, atomic_write_json, load_run
+from core.store import atomic_write_bytes, atomic_write_json, load_run, resolve_target
+from core.sweep import is_sweep_dir
 
 __all__ = ["compute_indicators", "indicators_csv", "main"]
 
@@ -178,11 +179,45 @@ def _parser():
     return parser
 
 
+def _postprocess_sweep(path, as_json):
+    """Aggregate a sweep folder: summary.csv, groups.csv and a table of the groups."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from core.sweep import summarize_sweep
+
+    rows, groups = summarize_sweep(path)
+    if as_json:
+        plain = [{k: v for k, v in r.items() if k != "values"} for r in rows]
+        print(json.dumps(_json_safe({"rows": plain, "groups": groups}), indent=2))
+        return 0
+    columns = [k for k in groups[0] if not k.endswith("_count")] if groups else []
+    table = Table(title=f"{path}  ({len(rows)} runs, {len(groups)} cells)")
+    for column in columns:
+        table.add_column(column)
+    for group in groups:
+        table.add_row(*(_cell(group.get(c)) for c in columns))
+    Console().print(table)
+    failed = sum(r["status"] == "failed" for r in rows)
+    print(f"wrote {path / 'summary.csv'}\nwrote {path / 'groups.csv'}"
+          + (f"\n{failed} run(s) failed" if failed else ""))
+    return 0
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        run = load_run(args.run, runs_dir=args.runs_dir)
+        target = resolve_target(args.run, runs_dir=args.runs_dir)
+        if is_sweep_dir(target):
+            return _postprocess_sweep(target, args.json)
+        run = load_run(target)
         summary, _, paths = postprocess(run)
     except Exception as exc:
         return report_error(exc, args.debug)

@@ -45,6 +45,7 @@ __all__ = [
     "Snapshots",
     "load_run",
     "find_latest",
+    "resolve_target",
     "FINISHED_STATUSES",
 ]
 
@@ -468,12 +469,28 @@ class Run:
 
 
 def find_latest(runs_dir="runs", marker="meta.json"):
-    """Newest run directory under ``runs_dir`` (by its UTC-stamped name)."""
+    """Newest directory ``runs_dir/<experiment>/<stamp>-<id>/`` holding ``marker``.
+
+    ``marker`` may be a tuple of file names (``("meta.json", "sweep.json")``: the
+    newest run or sweep). Directories are ordered by their UTC-stamped names.
+    """
     runs_dir = Path(runs_dir)
-    candidates = [p.parent for p in runs_dir.glob(f"*/*/{marker}")]
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
+    candidates = {p.parent for m in markers for p in runs_dir.glob(f"*/*/{m}")}
     if not candidates:
         raise RunStoreError(f"no runs under {runs_dir}")
     return max(candidates, key=lambda p: (p.name, p.stat().st_mtime))
+
+
+def resolve_target(path="latest", runs_dir=None):
+    """Directory of a run or sweep: a path, or ``"latest"`` (the newest of either)."""
+    if str(path) == "latest":
+        root = runs_dir or os.environ.get("RELULAB_RUNS_DIR", "runs")
+        return find_latest(root, marker=("meta.json", "sweep.json"))
+    path = Path(path)
+    if not path.exists():
+        raise RunStoreError(f"no such run directory: {path}")
+    return path
 
 
 def load_run(path="latest", runs_dir=None):

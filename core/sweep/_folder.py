@@ -1,0 +1,211 @@
+"""The sweep folder: its files, the live status table, the lock, point states.
+
+Layout of ``runs/<experiment>/<UTC stamp>-<short id>/``::
+
+    sweep.json     the spec and the points (index, overrides, seed, run folder,
+                   config hash); written once, last, so its presence marks a sweep
+    config.py      copy of the config file's source
+    config.json    the resolved config, sweep section included
+    status.json    one row per point (status, reason, steps, final loss), kept
+    status.csv     current while the sweep runs (atomic rewrites)
+    sweep.lock     host and pid of the process driving the sweep, while it runs
+    .stop-<id>     present while that process asks its workers to stop
+    runs/<id>/     one ordinary run per point (see core.store)
+
+The run folders are the truth: ``status.*`` are a view rebuilt from them whenever
+a sweep is (re)started, so a stale table after ``kill -9`` does no harm.
+"""
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+from ..errors import RunStoreError
+from ..store import Run, atomic_write_bytes, atomic_write_json, find_latest, pid_alive
+
+__all__ = [
+    "DONE_STATUSES",
+    "is_sweep_dir",
+    "find_latest_sweep",
+    "sweep_path",
+    "load_sweep",
+    "read_status",
+    "point_row",
+]
+
+SWEEP_FILE = "sweep.json"
+DONE_STATUSES = ("finished", "diverged")
+"""Statuses of a point that a resume leaves alone: both are a run's final answer."""
+
+
+def is_sweep_dir(path):
+    """Whether ``path`` is a sweep folder (holds ``sweep.json``)."""
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
+def find_latest_sweep(runs_dir=None):
+    """Newest sweep folder under ``runs_dir`` (default ``$RELULAB_RUNS_DIR`` or ``runs``)."""
+    root = runs_dir or os.environ.get("RELULAB_RUNS_DIR", "runs")
+    try:
+        return find_latest(root, marker=SWEEP_FILE)
+    except RunStoreError:
+        raise RunStoreError(f"no sweeps under {root}") from None
+
+
+def sweep_path(path, runs_dir=None):
+    """A sweep folder from a path or ``"latest"``; raises if it is not a sweep."""
+    if str(path) == "latest":
+        return find_latest_sweep(runs_dir)
+    path = Path(path)
+    if not is_sweep_dir(path):
+        raise RunStoreError(f"not a sweep folder (no {SWEEP_FILE}): {path}")
+    return path
+
+
+def load_sweep(path):
+    """The contents of ``sweep.json`` (spec, keys, points...)."""
+    return json.loads((Path(path) / SWEEP_FILE).read_text())
+
+
+def utc_stamp(fmt="%Y%m%dT%H%M%SZ"):
+    return _dt.datetime.now(_dt.UTC).strftime(fmt)
+
+
+def create_sweep_dir(runs_dir, experiment):
+    """Make ``runs_dir/experiment/<UTC stamp>-<id>/runs/`` and return the sweep folder."""
+    path = Path(runs_dir) / experiment / f"{utc_stamp()}-{os.urandom(3).hex()}"
+    (path / "runs").mkdir(parents=True)
+    return path
+
+
+def write_sweep_files(path, config, source, spec, points, config_path, config_hash):
+    atomic_write_bytes(path / "config.py", source.encode())
+    atomic_write_json(path / "config.json", config)
+    atomic_write_json(path / SWEEP_FILE, {
+        "format": 1,
+        "experiment": config["experiment"],
+        "created": utc_stamp("%Y-%m-%dT%H:%M:%SZ"),
+        "config_file": str(config_path) if config_path else None,
+        "config_hash": config_hash,
+        "spec": spec,
+        "keys": list(spec["grid"]) + list(spec["zip"]),
+        "points": [p.to_json() for p in points],
+    })
+
+
+def read_meta(run_path):
+    """A run's meta as :class:`core.store.Run` reads it (crash detection), or None."""
+    try:
+        return Run(run_path).meta
+    except (RunStoreError, OSError, ValueError):
+        return None
+
+
+def point_row(point, run_path, meta=None):
+    """The status-table row of a point (``point`` is a sweep.json entry)."""
+    meta = read_meta(run_path) if meta is None else meta
+    row = {"point": point["index"], "id": point["id"], **point["overrides"],
+           "seed": point["seed"], "status": "pending", "reason": None, "steps": None,
+           "final_loss": None, "run": point["run"]}
+    if meta:
+        row.update(status=meta.get("status"), reason=meta.get("reason"),
+                   steps=meta.get("steps"), final_loss=meta.get("final_loss"))
+    return row
+
+
+def cell(value):
+    """A CSV cell: floats exactly (repr), None empty, lists and dicts as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def csv_text(rows, columns=None):
+    """CSV text of dict rows (columns: union of the rows' keys in order)."""
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(row.get(c)) for c in columns])
+    return buffer.getvalue()
+
+
+def count_statuses(rows):
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
+def write_status(path, rows):
+    """Rewrite ``status.json`` and ``status.csv`` atomically."""
+    atomic_write_json(path / "status.json", {
+        "updated": utc_stamp("%Y-%m-%dT%H:%M:%SZ"),
+        "counts": count_statuses(rows),
+        "points": rows,
+    })
+    atomic_write_bytes(path / "status.csv", csv_text(rows).encode())
+
+
+def read_status(path):
+    """The status table of a sweep, rebuilt from its run folders.
+
+    Returns
+    -------
+    status : dict
+        ``{"counts": {status: n}, "points": [row, ...]}``, one row per point with
+        ``point, id, <swept keys>, seed, status, reason, steps, final_loss, run``;
+        ``status`` is ``pending`` for a point that never started.
+    """
+    path = Path(path)
+    rows = [point_row(p, path / p["run"]) for p in load_sweep(path)["points"]]
+    return {"counts": count_statuses(rows), "points": rows}
+
+
+class SweepLock:
+    """``sweep.lock``: one process drives a sweep at a time.
+
+    A lock left by a dead process on this host, or by a process on another host,
+    is taken over (a sweep resumed elsewhere after its driver was lost).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path) / "sweep.lock"
+        self.held = False
+
+    def __enter__(self):
+        if self.path.is_file():
+            try:
+                owner = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                owner = {}
+            if (owner.get("host") == socket.gethostname() and owner.get("pid") != os.getpid()
+                    and pid_alive(owner.get("pid"))):
+                raise RunStoreError(f"sweep {self.path.parent} is being run by pid "
+                                    f"{owner.get('pid')}; wait for it or stop it first")
+        atomic_write_json(self.path, {"host": socket.gethostname(), "pid": os.getpid(),
+                                      "since": utc_stamp("%Y-%m-%dT%H:%M:%SZ")})
+        self.held = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.held:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            self.held = False
+        return False

@@ -1,0 +1,306 @@
+"""The sweep declaration: validation, expansion into points, config hashes.
+
+A config declares a sweep in its ``sweep`` section::
+
+    "sweep": {
+        "grid": {"model.width": [20, 40, 80], "data.d": [5, 10]},   # full product
+        "zip": {"algorithm.lr": [0.1, 0.01], "stoppers.max_steps.steps": [100, 1000]},
+        "seeds": 10,
+        "success": {"key": "final_loss", "below": 1e-3},
+    }
+
+The points are ``product(grid) x zip rows x seeds``, in that order (the last grid key
+varies fastest, seeds innermost). Every key is optional: ``{"seeds": 5}`` alone runs
+the base config with five seeds.
+"""
+
+import ast
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+
+from ..config import apply_overrides, resolve
+from ..errors import ConfigError, RelulabError, did_you_mean
+
+__all__ = [
+    "SPEC_KEYS",
+    "Point",
+    "validate_spec",
+    "expand_sweep",
+    "config_hash",
+    "first_difference",
+    "group_by_shape",
+]
+
+SPEC_KEYS = ("grid", "zip", "seeds", "success")
+_SUCCESS_KEYS = ("key", "below", "above")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep.
+
+    Attributes
+    ----------
+    index : int
+        Position in the sweep (0-based); fixes the run folder for good.
+    id : str
+        Zero-padded index: the run folder is ``runs/<id>`` inside the sweep.
+    overrides : dict
+        Dotted key -> value of the grid and zip keys at this point.
+    seed_index : int
+        Which of the ``seeds`` repetitions this is.
+    seed : int
+        The run's seed: the config's ``seed`` (after the overrides) plus ``seed_index``.
+    config : dict
+        The point's resolved config.
+    hash : str
+        :func:`config_hash` of ``config``.
+    """
+
+    index: int
+    id: str
+    overrides: dict
+    seed_index: int
+    seed: int
+    config: dict
+    hash: str
+
+    @property
+    def run(self):
+        """The run folder, relative to the sweep folder."""
+        return f"runs/{self.id}"
+
+    def label(self):
+        """``model.width=20, data.d=5, seed 3`` (for messages)."""
+        parts = [f"{k}={v!r}" for k, v in self.overrides.items()]
+        return ", ".join(parts + [f"seed {self.seed}"])
+
+    def to_json(self):
+        return {"index": self.index, "id": self.id, "overrides": self.overrides,
+                "seed_index": self.seed_index, "seed": self.seed, "run": self.run,
+                "config_hash": self.hash}
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, allow_nan=True, separators=(",", ":"))
+
+
+def config_hash(config):
+    """Hash of a resolved config, ignoring its ``run`` section.
+
+    ``run`` says where runs are stored and how they are displayed, which does not
+    change results, so a sweep can be resumed with another ``--runs-dir``.
+    """
+    body = {k: v for k, v in config.items() if k != "run"}
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()[:16]
+
+
+def first_difference(old, new, prefix=""):
+    """The first dotted key where two configs differ, as ``"key: old -> new"``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            if key == "run" and not prefix:
+                continue
+            if _canonical(old.get(key)) != _canonical(new.get(key)):
+                return first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+        return None
+    return f"{prefix[:-1] or 'config'}: {old!r} -> {new!r}"
+
+
+def _check_values(section, key, values):
+    if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"sweep.{section} key {key!r} must be a dotted config key "
+                          "like 'model.width'")
+    if key.split(".")[0] == "sweep":
+        raise ConfigError(f"sweep.{section} cannot vary the sweep itself ({key!r})")
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"sweep.{section}.{key} must be a list of values; got {values!r}")
+    if not values:
+        raise ConfigError(f"sweep.{section}.{key} must list at least one value")
+    seen = set()
+    for value in values:
+        try:
+            same = ast.literal_eval(repr(value)) == value
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            same = False
+        if not same:
+            raise ConfigError(f"sweep.{section}.{key}: value {value!r} is not a plain literal "
+                              "(number, string, bool, None, list or dict of them)")
+        text = _canonical(value)
+        if text in seen:
+            raise ConfigError(f"sweep.{section}.{key} lists {value!r} twice")
+        seen.add(text)
+    return list(values)
+
+
+def _flatten(table, prefix=""):
+    """Nested dicts to dotted keys, as the override ``sweep.grid.model.width=[20,40]`` nests them.
+
+    Lists are values and dicts are paths: ``{"model": {"width": [20]}}`` becomes
+    ``{"model.width": [20]}``.
+    """
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def validate_spec(spec):
+    """Check a ``sweep`` section and return it normalised.
+
+    Returns
+    -------
+    spec : dict
+        ``{"grid": {key: [values]}, "zip": {key: [values]}, "seeds": int,
+        "success": {"key": str, "below" or "above": float} or None}``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown sweep key, a value that is not a non-empty list of literals, a
+        repeated value, a key both in ``grid`` and ``zip``, ``zip`` lists of
+        different lengths, ``seeds`` not an int >= 1, or a malformed ``success``.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"sweep must be a dict with keys {', '.join(SPEC_KEYS)}; got {spec!r}")
+    for key in spec:
+        if key not in SPEC_KEYS:
+            raise ConfigError(f"unknown sweep key {key!r}; valid keys: {', '.join(SPEC_KEYS)}"
+                              + did_you_mean(key, SPEC_KEYS))
+    out = {}
+    for section in ("grid", "zip"):
+        table = spec.get(section) or {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"sweep.{section} must be a dict of key -> list of values; "
+                              f"got {table!r}")
+        out[section] = {key: _check_values(section, key, values)
+                        for key, values in _flatten(table).items()}
+    both = sorted(set(out["grid"]) & set(out["zip"]))
+    if both:
+        raise ConfigError(f"sweep key {both[0]!r} is in both sweep.grid and sweep.zip")
+    lengths = {key: len(values) for key, values in out["zip"].items()}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ConfigError(f"sweep.zip lists must have equal lengths; {listed}")
+    seeds = spec.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"sweep.seeds must be an int >= 1; got {seeds!r}")
+    out["seeds"] = seeds
+    out["success"] = _check_success(spec.get("success"))
+    return out
+
+
+def _check_success(success):
+    if success is None:
+        return None
+    if not isinstance(success, dict) or not isinstance(success.get("key"), str):
+        raise ConfigError("sweep.success must be a dict like {'key': 'final_loss', "
+                          f"'below': 1e-3}}; got {success!r}")
+    for key in success:
+        if key not in _SUCCESS_KEYS:
+            raise ConfigError(f"unknown key {key!r} in sweep.success; valid keys: "
+                              f"{', '.join(_SUCCESS_KEYS)}" + did_you_mean(key, _SUCCESS_KEYS))
+    bounds = [k for k in ("below", "above") if k in success]
+    if len(bounds) != 1:
+        raise ConfigError("sweep.success needs exactly one of 'below' or 'above'; "
+                          f"got {success!r}")
+    bound = success[bounds[0]]
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+        raise ConfigError(f"sweep.success.{bounds[0]} must be a number; got {bound!r}")
+    return {"key": success["key"], bounds[0]: float(bound)}
+
+
+def expand_sweep(config, registry):
+    """Validate a config's sweep and resolve the config of every point.
+
+    Point ``i`` is the base config (``config`` without its ``sweep`` section) with
+    the point's dotted keys set as command-line overrides would set them
+    (:func:`core.config.apply_overrides`), ``run.display`` set to ``"off"`` (the
+    sweep has its own display) and ``seed`` increased by the seed index. Grid
+    cells share their seeds, so cell ``(20, 5)`` seed 1 and cell ``(40, 5)`` seed 1
+    see the same random streams. Every point is resolved here, before anything
+    runs, so a bad key fails the whole sweep at once.
+
+    Parameters
+    ----------
+    config : dict
+        A resolved config with a ``sweep`` section.
+    registry : core.registry.Registry
+
+    Returns
+    -------
+    spec : dict
+        The normalised sweep (:func:`validate_spec`).
+    points : list of Point
+
+    Raises
+    ------
+    ConfigError, PluginError
+        The sweep is malformed, or a point's config is invalid (the message names
+        the point).
+    """
+    if "sweep" not in config:
+        raise ConfigError("config has no 'sweep' section (a dict with grid, zip, seeds)")
+    spec = validate_spec(config["sweep"])
+    base = {k: copy.deepcopy(v) for k, v in config.items() if k != "sweep"}
+    grid, zipped = spec["grid"], spec["zip"]
+    zip_rows = list(zip(*zipped.values())) if zipped else [()]
+    cells = [dict(zip(grid, values)) | dict(zip(zipped, row))
+             for values in itertools.product(*grid.values()) for row in zip_rows]
+    total = len(cells) * spec["seeds"]
+    width = max(4, len(str(total - 1)))
+    points = []
+    for cell in cells:
+        for seed_index in range(spec["seeds"]):
+            index = len(points)
+            texts = [f"{key}={value!r}" for key, value in cell.items()]
+            where = f"sweep point {index} ({', '.join(texts) or 'base config'})"
+            try:
+                raw = apply_overrides(base, texts + ["run.display='off'"])
+                seed = raw.get("seed", 0)
+                if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                    raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
+                raw["seed"] = seed + seed_index
+                resolved = resolve(raw, registry)
+            except RelulabError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            points.append(Point(index, f"{index:0{width}d}", dict(cell), seed_index,
+                                resolved["seed"], resolved, config_hash(resolved)))
+    return spec, points
+
+
+def group_by_shape(points, registry):
+    """Group points that an opt-in batched trainer could train as one program.
+
+    The seam for batched ensembles: an algorithm class with ``batchable = True``
+    declares that points differing only in their seed (same data, width, shapes
+    and hyper-parameters) may be trained together. Such points form one group;
+    every other point is a group of its own. The executors keep a group's points
+    together in one batch (up to the batch size), so a batched trainer can later
+    take a whole batch in one call; today each point is trained on its own.
+
+    Parameters
+    ----------
+    points : list of Point
+    registry : core.registry.Registry
+
+    Returns
+    -------
+    groups : list of list of Point
+        In order of first appearance.
+    """
+    groups = {}
+    for point in points:
+        cls = registry.get("algorithm", point.config["algorithm"]["name"])
+        if getattr(cls, "batchable", False):
+            key = _canonical({k: v for k, v in point.config.items() if k != "seed"})
+        else:
+            key = ("single", point.index)
+        groups.setdefault(key, []).append(point)
+    return list(groups.values())

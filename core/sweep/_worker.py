@@ -1,0 +1,200 @@
+"""The worker side of a sweep: run a batch of points, each in its fixed run folder.
+
+:func:`run_batch` is the task every executor runs (in a pool process, on a Dask
+worker, or in the driver itself). It runs its points one after another with
+:func:`run_point`, which decides from what the run folder holds whether to skip,
+start, restart or resume the point, and turns any exception into the point's
+``failed`` status, so one bad point never takes its batch down.
+"""
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from ..loop import resume_run, start_run
+from ..registry import get_registry
+from ..store import RunStore
+from ._folder import DONE_STATUSES
+
+__all__ = ["run_point", "run_batch", "init_pool_worker", "raw_meta"]
+
+ORPHAN_GRACE_SECONDS = 30.0
+"""How long a pool worker whose driver died lets its point save before exiting."""
+
+_ORPHANED = threading.Event()  # a pool worker whose driver died
+_BUSY = threading.Event()  # a pool worker inside run_batch
+
+
+def raw_meta(path):
+    """A run's ``meta.json`` as written (no crash detection), or None."""
+    try:
+        return json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _result(path):
+    meta = raw_meta(path) or {}
+    return {"status": meta.get("status", "pending"), "reason": meta.get("reason"),
+            "steps": meta.get("steps"), "final_loss": meta.get("final_loss")}
+
+
+def _settle(path, error):
+    """Mark a run of this process that raised outside the loop's own handling."""
+    meta = raw_meta(path)
+    if meta and meta.get("status") == "running" and meta.get("pid") == os.getpid():
+        meta.update(status="failed", reason=error)
+        RunStore(path).write_meta(meta)
+
+
+def run_point(path, config, source="", registry=None, config_path=None):
+    """Bring one point to an end in its run folder ``path``.
+
+    What is there decides what happens:
+
+    * ``finished`` or ``diverged``: left alone (a run's final answer);
+    * ``interrupted``, or ``running`` left by a dead process, with a checkpoint:
+      continued with :func:`core.loop.resume_run` (same folder, same trace);
+    * nothing, a folder without ``meta.json`` (killed while being created),
+      ``failed`` (its last step may have half-updated the state) or no checkpoint:
+      (re)started from scratch with :func:`core.loop.start_run`.
+
+    Returns
+    -------
+    result : dict
+        ``status, reason, steps, final_loss`` as in the run's meta, and ``action``
+        (``skip``, ``start``, ``restart`` or ``resume``). An exception is caught and
+        returned as status ``failed`` with ``reason`` ``"Type: message"``.
+    """
+    path = Path(path)
+    registry = registry or get_registry()
+    meta = raw_meta(path)
+    status = meta.get("status") if meta else None
+    action = "skip"
+    try:
+        if status in DONE_STATUSES:
+            pass
+        elif status in ("interrupted", "running") and (path / "checkpoint.npz").is_file() and (
+            path / "problem.npz"
+        ).is_file():
+            action = "resume"
+            if status == "running":
+                meta.update(status="crashed", reason="process ended without a final save")
+                RunStore(path).write_meta(meta)
+            resume_run(path, registry)
+        else:
+            action = "start" if meta is None else "restart"
+            if path.exists():
+                shutil.rmtree(path)
+            start_run(config, source, registry, config_path=config_path, path=path)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _settle(path, error)
+        return {**_result(path), "status": "failed", "reason": error, "action": action}
+    return {**_result(path), "action": action}
+
+
+class _StopRequests:
+    """Between runs, SIGINT / SIGTERM ask the batch to stop (main thread only)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _worker_registry(plugins):
+    if plugins is not None and os.environ.get("RELULAB_PLUGINS") != plugins:
+        os.environ["RELULAB_PLUGINS"] = plugins
+        return get_registry(refresh=True)
+    return get_registry()
+
+
+def run_batch(job, registry=None):
+    """Run a batch of points one after another (the task a worker executes).
+
+    Parameters
+    ----------
+    job : dict
+        ``sweep`` (the sweep folder), ``source`` (config text), ``config_path``,
+        ``plugins`` (the driver's ``RELULAB_PLUGINS``), ``stop_file`` (the batch
+        stops before its next point once this file exists) and ``items``:
+        ``[{"index", "run", "config"}]``.
+    registry : Registry, optional
+        Default: this process's registry with the driver's plugins.
+
+    Returns
+    -------
+    out : dict
+        ``results``: one :func:`run_point` result (plus ``index``) per point run;
+        ``stopped``: whether a stop request (signal, stop file, lost driver) or
+        an interrupted point ended the batch early. Points after that are not run.
+
+    Notes
+    -----
+    A batch runs its points one by one today. Points grouped by
+    :func:`core.sweep.group_by_shape` arrive in the same batch, so a batched
+    trainer (algorithms with ``batchable = True``) can later train them together
+    here.
+    """
+    _BUSY.set()
+    try:
+        registry = registry or _worker_registry(job.get("plugins"))
+        sweep = Path(job["sweep"])
+        stop_file = job.get("stop_file")
+        results, stopped = [], False
+        with _StopRequests() as stop:
+            for item in job["items"]:
+                if stop.requested or _ORPHANED.is_set() or (
+                    stop_file and os.path.exists(stop_file)
+                ):
+                    stopped = True
+                    break
+                result = run_point(sweep / item["run"], item["config"], job["source"],
+                                   registry, job.get("config_path"))
+                results.append({"index": item["index"], **result})
+                if result["status"] == "interrupted":
+                    stopped = True
+                    break
+    finally:
+        _BUSY.clear()
+    if _ORPHANED.is_set():
+        os._exit(0)  # the driver is gone: nobody reads the result
+    return {"results": results, "stopped": stopped}
+
+
+def init_pool_worker(driver_pid):
+    """Pool worker set-up: ignore Ctrl-C while idle, watch for a lost driver."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True,
+                     name="relulab-sweep-watchdog").start()
+
+
+def _watch_driver(driver_pid):
+    """If the driver dies (kill -9), interrupt the running point and exit."""
+    while os.getppid() == driver_pid:
+        time.sleep(0.2)
+    _ORPHANED.set()
+    if _BUSY.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)  # the run loop saves and ends "interrupted"
+        deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+        while _BUSY.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    os._exit(1)
