@@ -15,14 +15,14 @@ A config with a ``sweep`` section runs every point (``--jobs N`` processes, or
 
 Errors in configs and plugin names print one line and exit with code 2
 (``--debug`` shows the traceback). A run that ends ``interrupted`` exits 130,
-``diverged`` 3, ``failed`` 1.
+``diverged`` 3, ``failed`` 1; a sweep exits 1 when a point failed and 130 when
+points were left unfinished.
 """
 
 import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 
@@ -97,6 +97,16 @@ def _exit_code(status):
     return EXIT_CODES.get(status, 1)
 
 
+def _sweep_exit_code(path):
+    """130 if points were left interrupted or pending, 1 if any failed, else 0."""
+    from core.sweep import read_status
+
+    counts = read_status(path)["counts"]
+    if counts.get("interrupted") or counts.get("pending") or counts.get("running"):
+        return EXIT_CODES["interrupted"]
+    return EXIT_CODES["failed"] if counts.get("failed") or counts.get("crashed") else 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from rich.console import Console
@@ -115,7 +125,8 @@ def _main(args, console):
     from core.errors import ConfigError
     from core.loop import resume_run, start_run
     from core.registry import get_registry
-    from core.store import find_latest
+    from core.store import resolve_target
+    from core.sweep import is_sweep_dir
 
     registry = get_registry()
     if args.list_plugins:
@@ -128,19 +139,25 @@ def _main(args, console):
         os.environ["RELULAB_RUNS_DIR"] = args.runs_dir
 
     if args.resume:
-        overrides = ([args.config] if args.config else []) + list(args.overrides)
-        target = args.resume
-        if target == "latest":
-            target = find_latest(args.runs_dir or os.environ.get("RELULAB_RUNS_DIR", "runs"))
-        target = Path(target)
-        if (target / "sweep.json").is_file():
+        target = resolve_target(args.resume, runs_dir=args.runs_dir)
+        config_file = args.config if args.config and args.config.endswith(".py") else None
+        overrides = ([args.config] if args.config and not config_file else [])
+        overrides += list(args.overrides)
+        if is_sweep_dir(target):
             from core import sweep
 
-            path = sweep.resume_sweep(target, registry=registry, jobs=args.jobs, dask=args.dask)
+            config = None
+            if config_file:  # check that the sweep still matches this config
+                config, _, _ = config_mod.load(config_file, overrides, registry)
+            elif overrides:
+                raise ConfigError("--resume of a sweep takes no overrides (its points "
+                                  "would no longer match); give the config file instead")
+            path = sweep.resume_sweep(target, registry=registry, jobs=args.jobs,
+                                      dask=args.dask, config=config)
             print(path)
-            return 0
-        if not target.is_dir():
-            raise ConfigError(f"--resume: no such run directory: {target}")
+            return _sweep_exit_code(path)
+        if config_file:
+            raise ConfigError(f"--resume continues a run with its own config; got {config_file}")
         run = resume_run(target, registry, overrides=overrides)
         print(run.path)
         return _exit_code(run.meta["status"])
@@ -159,7 +176,7 @@ def _main(args, console):
         path = sweep.run_sweep(config, source, registry=registry, jobs=args.jobs,
                                dask=args.dask, config_path=args.config)
         print(path)
-        return 0
+        return _sweep_exit_code(path)
     run = start_run(config, source, registry, config_path=args.config)
     print(run.path)
     return _exit_code(run.meta["status"])
