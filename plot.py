@@ -15,7 +15,7 @@ import io
 import sys
 from pathlib import Path
 
-from core.cli import report_error
+from core.cli import add_run_argument, report_error
 from core.errors import PluginError, RelulabError, RunStoreError
 from core.params import validate_params
 from core.registry import get_registry
@@ -101,13 +101,7 @@ def _show(figures):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="plot.py", description="Draw the figures of a run.")
-    parser.add_argument(
-        "run",
-        nargs="?",
-        default="latest",
-        help="run directory, experiment directory or 'latest' (default)",
-    )
-    parser.add_argument("--runs-dir", help="root of the run store for 'latest'")
+    add_run_argument(parser, "run or sweep")
     parser.add_argument("--show", action="store_true", help="open windows instead of writing")
     parser.add_argument(
         "--only",

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from core.cli import report_error
+from core.cli import add_run_argument, report_error
 from core.errors import RunStoreError
 from core.params import validate_params
 from core.registry import get_registry
@@ -165,13 +165,7 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="postprocess.py", description="Compute the indicators of a saved run."
     )
-    parser.add_argument(
-        "run",
-        nargs="?",
-        default="latest",
-        help="run directory, experiment directory or 'latest' (default)",
-    )
-    parser.add_argument("--runs-dir", help="root of the run store for 'latest'")
+    add_run_argument(parser, "run or sweep")
     parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of a table"
     )

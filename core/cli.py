@@ -1,11 +1,50 @@
-"""What the command-line tools share: one-line error reports and exit codes."""
+"""What the command-line tools share: one-line errors, run arguments, stop signals."""
 
+import signal
 import sys
+import threading
 import traceback
 
 from .errors import RelulabError
 
-__all__ = ["report_error"]
+__all__ = ["report_error", "add_run_argument", "StopSignals"]
+
+
+def add_run_argument(parser, what="run"):
+    """Add the ``RUN`` positional (default ``latest``) and ``--runs-dir`` to a parser."""
+    parser.add_argument("run", nargs="?", default="latest",
+                        help=f"{what} directory, experiment directory or 'latest' (default)")
+    parser.add_argument("--runs-dir", help="root of the run store for 'latest'")
+
+
+class StopSignals:
+    """Context manager turning SIGINT / SIGTERM into a stop request.
+
+    ``requested`` becomes the signal's name (``"SIGINT"``, ``"SIGTERM"``); with
+    ``raise_on_repeat`` a second SIGINT raises KeyboardInterrupt (the user insists).
+    Handlers are installed only in the main thread and restored on exit.
+    """
+
+    def __init__(self, raise_on_repeat=True):
+        self.raise_on_repeat = raise_on_repeat
+        self.requested = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raise_on_repeat and self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
 
 
 def report_error(exc, debug=False):

@@ -11,15 +11,14 @@ import datetime as _dt
 import math
 import os
 import platform
-import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .cli import StopSignals
 from .components import LoopContext, Problem
 from .config import resolve
 from .display import Display
@@ -132,30 +131,6 @@ def build_problem(config, registry, arrays=None):
         extras={k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")},
     )
     return problem, arrays
-
-
-class _Signals:
-    """Turns SIGINT / SIGTERM into a stop request (a second SIGINT raises)."""
-
-    def __init__(self):
-        self.requested = None
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
 
 
 def _build_all(config, registry, section):
@@ -324,7 +299,7 @@ def _execute(store, config, registry, problem, meta, checkpoint):
     display = Display(run_cfg["display"], title=config["experiment"],
                       refresh_per_second=run_cfg["refresh_per_second"])
     status, reason, error = "finished", None, None
-    with _Signals() as signals:
+    with StopSignals() as signals:
         try:
             if checkpoint is None:
                 for logger in loggers:

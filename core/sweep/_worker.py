@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..cli import StopSignals
 from ..loop import resume_run, start_run
 from ..registry import get_registry
 from ..store import RunStore
@@ -98,28 +99,6 @@ def run_point(path, config, source="", registry=None, config_path=None):
     return {**_result(path), "action": action}
 
 
-class _StopRequests:
-    """Between runs, SIGINT / SIGTERM ask the batch to stop (main thread only)."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
 def _worker_registry(plugins):
     if plugins is not None and os.environ.get("RELULAB_PLUGINS") != plugins:
         os.environ["RELULAB_PLUGINS"] = plugins
@@ -160,7 +139,7 @@ def run_batch(job, registry=None):
         sweep = Path(job["sweep"])
         stop_file = job.get("stop_file")
         results, stopped = [], False
-        with _StopRequests() as stop:
+        with StopSignals(raise_on_repeat=False) as stop:
             for item in job["items"]:
                 if stop.requested or _ORPHANED.is_set() or (
                     stop_file and os.path.exists(stop_file)
