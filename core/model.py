@@ -162,13 +162,14 @@ def loss_and_grad(X, Y, W, a, scaling="standard", loss="mse"):
     s = output_scale(W.shape[1], scaling)
     c = loss_factor(n, _n_outputs(Y), loss)
     Z = X @ W
-    H = np.maximum(Z, 0)
+    active = Z > 0  # relu'(0) = 0, as in torch
+    H = np.multiply(Z, active, out=Z)  # relu in place: one (n, m) temporary fewer
     R = s * (H @ a) - Y
     value = float(c * np.sum(R * R))
     g = 2.0 * c * s
     grad_a = g * (H.T @ R)
-    back = np.outer(R, a) if a.ndim == 1 else R @ a.T  # (n, m)
-    back *= Z > 0
+    back = np.multiply(R[:, None], a, dtype=H.dtype) if a.ndim == 1 else R @ a.T  # (n, m)
+    np.multiply(back, active, out=back)
     grad_W = g * (X.T @ back)
     return value, grad_W, grad_a
 
