@@ -193,7 +193,14 @@ def _resolve_single(section, value, registry, kind):
 
 
 def _check_plugin_params(section, params, resolved, registry):
-    """Check parameters that name another plugin (``extra={"plugin_kind": ...}``)."""
+    """Check parameters that name another plugin, and that plugin's options.
+
+    ``Param(..., extra={"plugin_kind": "prox"})`` names a plugin of that kind;
+    ``Param("prox_options", dict, ..., extra={"options_of": "proxf"})`` holds
+    parameters of the plugin named by ``proxf``: each given one is validated (and
+    converted) here; defaults are not filled in, the owning plugin supplies them.
+    """
+    by_name = {p.name: p for p in params}
     for p in params:
         kind = p.extra.get("plugin_kind")
         if kind is None or resolved.get(p.name) is None:
@@ -201,6 +208,15 @@ def _check_plugin_params(section, params, resolved, registry):
         values = resolved[p.name] if isinstance(resolved[p.name], list) else [resolved[p.name]]
         for value in values:
             registry.get(kind, value, owner=f"{section}.{p.name}")
+    for p in params:
+        target = p.extra.get("options_of")
+        if target is None or resolved.get(target) is None:
+            continue
+        kind = by_name[target].extra["plugin_kind"]
+        cls = registry.get(kind, resolved[target], owner=f"{section}.{target}")
+        given = resolved[p.name] or {}
+        checked = validate_params(f"{section}.{p.name} ({resolved[target]})", given, cls.params)
+        resolved[p.name] = {key: checked[key] for key in given}
 
 
 def _resolve_multi(section, value, registry, kind):

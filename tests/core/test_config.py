@@ -206,3 +206,18 @@ def test_override_switching_plugin_drops_old_parameters(toy_registry, tmp_path):
     assert out["algorithm"] == {"name": "other", "tau": 2}
     same = apply_overrides(raw, ["algorithm.name=toy_sgd"])
     assert same["algorithm"]["lr"] == 0.5
+
+
+def test_options_of_a_named_plugin_are_checked_at_resolve_time(tmp_path):
+    from core.registry import Registry
+    from plugins import BUILTIN_PLUGINS
+
+    registry = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
+    raw = {"data": {"name": "sinus"}, "init": {"name": "grid", "per_axis": 4},
+           "algorithm": {"name": "jko", "prox_options": {"max_iter": 5}}}
+    resolved = resolve(raw, registry)
+    assert resolved["algorithm"]["prox_options"] == {"max_iter": 5}  # no defaults added
+    raw["algorithm"]["prox_options"] = {"max_itr": 5}
+    with pytest.raises(ConfigError, match=r"unknown key 'max_itr' in algorithm.prox_options "
+                                          r"\(scipy\).*did you mean 'max_iter'\?"):
+        resolve(raw, registry)
