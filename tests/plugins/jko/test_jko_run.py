@@ -74,9 +74,8 @@ def test_config_errors_name_the_key(registry, tmp_path):
         resolve(_config(tmp_path, proxf="lbfgs"), registry)
     with pytest.raises(ConfigError, match="kernel must be one of"):
         resolve(_config(tmp_path, kernel="fft"), registry)
-    config = resolve(_config(tmp_path, prox_options={"formulaton": "dual"}), registry)
-    with pytest.raises(ConfigError, match="unknown key 'formulaton'"):
-        start_run(config, "", registry)
+    with pytest.raises(ConfigError, match="unknown key 'formulaton'"):  # before any run
+        resolve(_config(tmp_path, prox_options={"formulaton": "dual"}), registry)
 
 
 def test_flagship_config_resolves_and_runs(registry, tmp_path):
