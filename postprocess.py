@@ -185,17 +185,33 @@ def _postprocess_sweep(path, as_json):
         plain = [{k: v for k, v in r.items() if k != "values"} for r in rows]
         print(json.dumps(_json_safe({"rows": plain, "groups": groups}), indent=2))
         return 0
-    columns = [k for k in groups[0] if not k.endswith("_count")] if groups else []
-    table = Table(title=f"{path}  ({len(rows)} runs, {len(groups)} cells)")
-    for column in columns:
-        table.add_column(column)
+    table = Table(title=f"{path}  ({len(rows)} runs, {len(groups)} cells)",
+                  caption="mean ± std over seeds; every indicator: groups.csv")
+    keys = list(groups[0])[: list(groups[0]).index("n")] if groups else []
+    has_success = bool(groups) and "success" in groups[0]
+    for column in [*keys, "done", "failed"] + ["success"] * has_success:
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    table.add_column("final_loss", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
     for group in groups:
-        table.add_row(*(_cell(group.get(c)) for c in columns))
+        table.add_row(*(_cell(group[k]) for k in keys), f"{group['n_done']}/{group['n']}",
+                      _cell(group["n_failed"]),
+                      *[_cell(group["success"])] * has_success,
+                      _mean_std(group, "final_loss"), _mean_std(group, "steps"))
     Console().print(table)
     failed = sum(r["status"] == "failed" for r in rows)
     print(f"wrote {path / 'summary.csv'}\nwrote {path / 'groups.csv'}"
           + (f"\n{failed} run(s) failed" if failed else ""))
     return 0
+
+
+def _mean_std(group, metric):
+    mean, std = group.get(f"{metric}_mean"), group.get(f"{metric}_std")
+    if mean is None or not math.isfinite(mean):
+        return ""
+    if std is None or not math.isfinite(std) or std == 0:
+        return f"{mean:.4g}"
+    return f"{mean:.3g} ± {std:.1g}"
 
 
 def _cell(value):

@@ -1,5 +1,7 @@
 """The README's commands are the ones CI and newcomers run."""
 
+import re
+
 from conftest import ROOT
 
 
@@ -16,7 +18,10 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert command in lines
 
 
-def test_readme_configs_exist():
-    text = (ROOT / "README.md").read_text()
-    for name in ("configs/jko_sinkhorn.py", "configs/gd_sinus.py", "configs/base.py"):
-        assert name in text and (ROOT / name).is_file(), name
+def test_every_config_the_docs_name_exists():
+    texts = [(ROOT / "README.md").read_text()]
+    texts += [path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))]
+    named = set(re.findall(r"configs/[a-z_0-9]+\.py", "\n".join(texts)))
+    assert {"configs/jko_sinkhorn.py", "configs/gd_sinus.py", "configs/base.py",
+            "configs/width_sweep.py"} <= named
+    assert [name for name in sorted(named) if not (ROOT / name).is_file()] == []
