@@ -169,6 +169,11 @@ def _main(args, console):
         config["run"]["runs_dir"] = args.runs_dir
     if args.dry_run:
         print(json.dumps(config, indent=2))
+        if "sweep" in config:  # resolve every point, as the sweep itself would first
+            from core.sweep import expand_sweep
+
+            _, points = expand_sweep(config, registry)
+            print(f"sweep: {len(points)} points, all valid", file=sys.stderr)
         return 0
     if "sweep" in config:
         from core import sweep

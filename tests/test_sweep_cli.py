@@ -50,3 +50,18 @@ def test_sweep_from_the_command_line(tmp_path):
     assert len(list((sweep_dir / "runs").iterdir())) == 8  # nothing duplicated
     steps = load_run(sweep_dir / "runs" / rows[0]["id"]).scalars["step"]
     np.testing.assert_array_equal(steps, np.arange(31))
+
+
+def test_dry_run_of_a_sweep_resolves_every_point_and_runs_nothing(tmp_path):
+    config = toy_config(tmp_path / "runs", stoppers={"max_steps": {"steps": 5}})
+    config["sweep"] = {"grid": {"model.width": [4, 8]}, "seeds": 3}
+    path = tmp_path / "sweep_config.py"
+    path.write_text(f"config = {config!r}\n")
+
+    ok = _cli("runner.py", str(path), "--dry-run")
+    assert ok.returncode == 0, ok.stderr
+    assert "sweep: 6 points, all valid" in ok.stderr
+    bad = _cli("runner.py", str(path), "sweep.grid={'model.wdth': [1]}", "--dry-run")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "unknown key 'wdth' in model" in bad.stderr and "did you mean 'width'" in bad.stderr
+    assert not (tmp_path / "runs").exists()
