@@ -239,10 +239,28 @@ class Algorithm(Component):
 
     Before ``setup`` the loop sets ``self.registry`` (the run's registry), for
     algorithms that look up other plugins by name (a prox solver, say).
+
+    Training together
+    -----------------
+    A class with ``batchable = True`` declares that runs differing only in their
+    seed may be trained as one ensemble: sweeps then hand such points to one
+    worker, which sets each up as usual and advances the members still going with
+    one call of ``step_together(algorithms)`` per step (:func:`core.loop.execute`).
+    The default ``step_together`` steps the members one after another; a batchable
+    algorithm overrides it with one batched program (stacked parameters, batched
+    matmuls) whose result equals stepping each member on its own, to float
+    tolerance. Members that stop are dropped from the next call.
     """
 
     kind = "algorithm"
     registry = None
+    batchable = False
+
+    @classmethod
+    def step_together(cls, algorithms):
+        """Advance each of ``algorithms`` (set-up instances of ``cls``) by one step."""
+        for algorithm in algorithms:
+            algorithm.step()
 
     def setup(self, problem):
         raise NotImplementedError

@@ -45,6 +45,7 @@ class Display:
         self._last = 0.0
         self._last_plain = 0.0
         self._progress = None
+        self._rate_mark = (time.perf_counter(), 0)
         self._task = None
         self._rate_mark = None  # (time, step) to compute steps/s
 

@@ -5,6 +5,11 @@
 :class:`core.store.Run`. Whatever ends the loop (a stopper, a non-finite loss,
 Ctrl-C or SIGTERM, an exception), the final save happens and ``meta.json`` records
 status and reason; ``finished`` is written only after that save succeeded.
+
+Underneath, :func:`prepare_run` / :func:`prepare_resume` give an
+:class:`Execution` (one run's algorithm, stoppers, loggers, savers and trace) and
+:func:`execute` drives one or several of them; several runs of a batchable
+algorithm advance in lockstep through one ``step_together`` call per step.
 """
 
 import datetime as _dt
@@ -13,6 +18,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +39,17 @@ from .store import (
     load_npz,
 )
 
-__all__ = ["start_run", "resume_run", "build_problem", "seed_streams", "versions"]
+__all__ = [
+    "start_run",
+    "resume_run",
+    "prepare_run",
+    "prepare_resume",
+    "execute",
+    "Execution",
+    "build_problem",
+    "seed_streams",
+    "versions",
+]
 
 
 def _utc_now():
@@ -138,8 +154,13 @@ def _build_all(config, registry, section):
             for name, params in config[section].items()]
 
 
-def start_run(config, source="", registry=None, runs_dir=None, config_path=None, path=None):
-    """Create a run directory for a resolved config and run it to the end.
+def prepare_run(config, source="", registry=None, runs_dir=None, config_path=None,
+                path=None, display=None):
+    """Create a run directory for a resolved config, ready to execute.
+
+    Writes ``config.py``, ``config.json``, ``meta.json`` (status ``running``) and
+    ``problem.npz``, and sets up the algorithm, stoppers, loggers and savers. A
+    failure on the way is recorded as status ``failed`` before it is raised.
 
     Parameters
     ----------
@@ -155,10 +176,13 @@ def start_run(config, source="", registry=None, runs_dir=None, config_path=None,
     path : path, optional
         Exact run directory to create (sweeps use it); default
         ``runs_dir/<experiment>/<UTC stamp>-<short id>``.
+    display : str, optional
+        Live display mode, overriding ``config["run"]["display"]``.
 
     Returns
     -------
-    run : core.store.Run
+    execution : Execution
+        Run it with :func:`execute`.
     """
     registry = registry or _default_registry()
     runs_dir = runs_dir or config["run"]["runs_dir"]
@@ -192,17 +216,15 @@ def start_run(config, source="", registry=None, runs_dir=None, config_path=None,
     try:
         problem, arrays = build_problem(config, registry)
     except BaseException as exc:
-        meta.update(status="failed", reason=f"{type(exc).__name__}: {exc}", ended=_iso(_utc_now()))
-        store.write_meta(meta)
+        _record_failure(store, meta, exc)
         raise
     meta.update(bias=bool(problem.bias), n=problem.n, d=problem.d, width=problem.m)
     atomic_save_npz(store.path / "problem.npz", arrays)
-    _execute(store, config, registry, problem, meta, checkpoint=None)
-    return Run(store.path)
+    return Execution(store, config, registry, problem, meta, checkpoint=None, display=display)
 
 
-def resume_run(path, registry=None, overrides=()):
-    """Continue a saved run from its checkpoint, appending to the same trace.
+def prepare_resume(path, registry=None, overrides=(), display=None):
+    """Reopen a saved run at its checkpoint, ready to continue with :func:`execute`.
 
     ``overrides`` (``key=value``) may change e.g. the stoppers to extend a run.
     """
@@ -229,8 +251,33 @@ def resume_run(path, registry=None, overrides=()):
          "overrides": list(overrides)}
     )
     store.write_meta(meta)
-    _execute(store, config, registry, problem, meta, checkpoint=checkpoint)
-    return Run(store.path)
+    return Execution(store, config, registry, problem, meta, checkpoint=checkpoint,
+                     display=display)
+
+
+def start_run(config, source="", registry=None, runs_dir=None, config_path=None, path=None):
+    """Create a run directory for a resolved config and run it to the end.
+
+    Parameters are those of :func:`prepare_run`. Returns the :class:`Run`; an
+    exception that failed the run is re-raised after the final save.
+    """
+    execution = prepare_run(config, source, registry, runs_dir, config_path, path)
+    return _finish_alone(execution)
+
+
+def resume_run(path, registry=None, overrides=()):
+    """Continue a saved run from its checkpoint, appending to the same trace.
+
+    ``overrides`` (``key=value``) may change e.g. the stoppers to extend a run.
+    """
+    return _finish_alone(prepare_resume(path, registry, overrides))
+
+
+def _finish_alone(execution):
+    execute([execution])
+    if execution.error is not None:
+        raise execution.error
+    return Run(execution.path)
 
 
 def _default_registry():
@@ -239,116 +286,228 @@ def _default_registry():
     return get_registry()
 
 
-def _execute(store, config, registry, problem, meta, checkpoint):
-    try:
-        algo_cfg = dict(config["algorithm"])
-        algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
-        algorithm.registry = registry  # to look up the plugins it names (a prox...)
-        algorithm.setup(problem)
-        stoppers = _build_all(config, registry, "stoppers")
-        loggers = _build_all(config, registry, "loggers")
-        savers = _build_all(config, registry, "savers")
-    except BaseException as exc:  # a run that never started must not read "running"
-        meta.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                    ended=_iso(_utc_now()))
-        store.write_meta(meta)
-        raise
-    run_cfg = config["run"]
-    max_pending = run_cfg["max_pending_mb"] * 2**20
+def _reason(exc):
+    return f"{type(exc).__name__}: {exc}"
 
-    if checkpoint is None:
-        trace = TraceWriter(store.trace_dir, 0)
-        trace.drop_chunks_from(0)
-        step, elapsed_before = 0, 0.0
-    else:
-        loop_state = checkpoint["loop"]
-        trace = TraceWriter(store.trace_dir, loop_state["n_chunks"])
-        trace.drop_chunks_from(loop_state["n_chunks"])
-        algorithm.load_state_dict(checkpoint["algorithm"])
-        step, elapsed_before = loop_state["step"], loop_state["elapsed"]
-    ctx = LoopContext(step=step, elapsed=elapsed_before, loss=algorithm.loss(),
-                      algorithm=algorithm, problem=problem, trace=trace, registry=registry)
-    for logger in loggers:
-        logger.setup(ctx)
-    if checkpoint is not None:
-        for logger, state in zip(loggers, checkpoint.get("loggers", [])):
-            logger.load_state_dict(state)
 
-    t_start = time.perf_counter()
-    last_save = [t_start, step]
-    keep_checkpoint = any(s.checkpoint for s in savers) or not savers
+def _record_failure(store, meta, exc):
+    """A run that never started must not read "running"."""
+    meta.update(status="failed", reason=_reason(exc), ended=_iso(_utc_now()))
+    store.write_meta(meta)
 
-    def save(final=False):
-        trace.flush()
-        if keep_checkpoint:
-            store.write_checkpoint({
-                "loop": {"step": ctx.step, "elapsed": ctx.elapsed, "n_chunks": trace.next_chunk},
-                "algorithm": algorithm.state_dict(),
-                "loggers": [lg.state_dict() for lg in loggers],
+
+class Execution:
+    """One run being executed: its algorithm, stoppers, loggers, savers and trace.
+
+    Made by :func:`prepare_run` or :func:`prepare_resume`; :func:`execute` drives
+    it. After the run, ``status`` and ``reason`` are those written to
+    ``meta.json`` and ``error`` is the exception that failed it (or None).
+    """
+
+    def __init__(self, store, config, registry, problem, meta, checkpoint, display=None):
+        try:
+            algo_cfg = dict(config["algorithm"])
+            algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
+            algorithm.registry = registry  # to look up the plugins it names (a prox...)
+            algorithm.setup(problem)
+            self.stoppers = _build_all(config, registry, "stoppers")
+            self.loggers = _build_all(config, registry, "loggers")
+            self.savers = _build_all(config, registry, "savers")
+        except BaseException as exc:
+            _record_failure(store, meta, exc)
+            raise
+        self.store, self.config, self.meta, self.algorithm = store, config, meta, algorithm
+        self.fresh = checkpoint is None
+        run_cfg = config["run"]
+        self.max_pending = run_cfg["max_pending_mb"] * 2**20
+        if checkpoint is None:
+            self.trace = TraceWriter(store.trace_dir, 0)
+            self.trace.drop_chunks_from(0)
+            step, self.elapsed_before = 0, 0.0
+        else:
+            loop_state = checkpoint["loop"]
+            self.trace = TraceWriter(store.trace_dir, loop_state["n_chunks"])
+            self.trace.drop_chunks_from(loop_state["n_chunks"])
+            algorithm.load_state_dict(checkpoint["algorithm"])
+            step, self.elapsed_before = loop_state["step"], loop_state["elapsed"]
+        self.ctx = LoopContext(step=step, elapsed=self.elapsed_before, loss=algorithm.loss(),
+                               algorithm=algorithm, problem=problem, trace=self.trace,
+                               registry=registry)
+        for logger in self.loggers:
+            logger.setup(self.ctx)
+        if checkpoint is not None:
+            for logger, state in zip(self.loggers, checkpoint.get("loggers", [])):
+                logger.load_state_dict(state)
+        self.keep_checkpoint = any(s.checkpoint for s in self.savers) or not self.savers
+        self.display = Display(display or run_cfg["display"], title=config["experiment"],
+                               refresh_per_second=run_cfg["refresh_per_second"])
+        self.status = self.reason = self.error = None
+        self.ended = False
+
+    @property
+    def path(self):
+        return self.store.path
+
+    def begin(self):
+        """Start the clock; a new run records and saves its step 0."""
+        self.t_start = time.perf_counter()
+        self.last_save = (self.t_start, self.ctx.step)
+        if self.fresh:
+            for logger in self.loggers:
+                logger.observe(self.ctx)
+            self.save()
+        self.display.start(self.ctx.step)
+
+    def save(self, final=False):
+        """Flush the trace, write the checkpoint and (unless final) meta."""
+        ctx = self.ctx
+        self.trace.flush()
+        if self.keep_checkpoint:
+            self.store.write_checkpoint({
+                "loop": {"step": ctx.step, "elapsed": ctx.elapsed,
+                         "n_chunks": self.trace.next_chunk},
+                "algorithm": self.algorithm.state_dict(),
+                "loggers": [lg.state_dict() for lg in self.loggers],
             })
-        meta.update(steps=ctx.step, wall_time=ctx.elapsed, heartbeat=_iso(_utc_now()),
-                    final_loss=_finite_or_none(ctx.loss))
+        self.meta.update(steps=ctx.step, wall_time=ctx.elapsed, heartbeat=_iso(_utc_now()),
+                         final_loss=_finite_or_none(ctx.loss))
         if not final:
-            store.write_meta(meta)
-        last_save[:] = [time.perf_counter(), ctx.step]
+            self.store.write_meta(self.meta)
+        self.last_save = (time.perf_counter(), ctx.step)
 
-    def fraction():
-        values = [p for p in (s.progress(ctx) for s in stoppers) if p is not None]
+    def fraction(self):
+        """Progress in [0, 1] towards the nearest stopper, or None."""
+        values = [p for p in (s.progress(self.ctx) for s in self.stoppers) if p is not None]
         return max(values) if values else None
 
-    display = Display(run_cfg["display"], title=config["experiment"],
-                      refresh_per_second=run_cfg["refresh_per_second"])
-    status, reason, error = "finished", None, None
-    with StopSignals() as signals:
+    def stop_request(self, signals):
+        """``(status, reason)`` if the run must end before its next step, else None."""
+        ctx = self.ctx
+        if signals.requested:
+            return "interrupted", signals.requested
+        if not math.isfinite(ctx.loss):
+            return "diverged", f"non-finite loss ({ctx.loss})"
+        hit = next(((s, r) for s in self.stoppers if (r := s.should_stop(ctx))), None)
+        return (hit[0].status, hit[1]) if hit else None
+
+    def advance(self):
+        """Book-keeping after the algorithm stepped: loss, loggers, display, saves."""
+        ctx = self.ctx
+        ctx.step += 1
+        ctx.loss = self.algorithm.loss()
+        now = time.perf_counter()
+        ctx.elapsed = self.elapsed_before + (now - self.t_start)
+        ctx.since_save_steps = ctx.step - self.last_save[1]
+        ctx.since_save_seconds = now - self.last_save[0]
+        for logger in self.loggers:
+            logger.observe(ctx)
+        self.display.update(ctx.step, ctx.loss, ctx.elapsed, self.fraction())
+        if self.trace.pending_bytes > self.max_pending or any(
+            s.should_save(ctx) for s in self.savers
+        ):
+            self.save()
+
+    def end(self, status, reason, error=None):
+        """Final observation and save, then ``meta.json`` with the outcome.
+
+        A failing final save leaves ``meta.json`` as it was (``running``, read
+        as ``crashed``: the run resumes from its last good checkpoint).
+        """
+        self.ended = True
+        ctx = self.ctx
+        self.error = error
         try:
-            if checkpoint is None:
-                for logger in loggers:
-                    logger.observe(ctx)
-                save()
-            display.start(step)
-            while True:
-                if signals.requested:
-                    status, reason = "interrupted", signals.requested
-                    break
-                if not math.isfinite(ctx.loss):
-                    status, reason = "diverged", f"non-finite loss ({ctx.loss})"
-                    break
-                hit = next(((s, r) for s in stoppers if (r := s.should_stop(ctx))), None)
-                if hit:
-                    status, reason = hit[0].status, hit[1]
-                    break
-                algorithm.step()
-                ctx.step += 1
-                ctx.loss = algorithm.loss()
-                now = time.perf_counter()
-                ctx.elapsed = elapsed_before + (now - t_start)
-                ctx.since_save_steps = ctx.step - last_save[1]
-                ctx.since_save_seconds = now - last_save[0]
-                for logger in loggers:
-                    logger.observe(ctx)
-                display.update(ctx.step, ctx.loss, ctx.elapsed, fraction())
-                if trace.pending_bytes > max_pending or any(s.should_save(ctx) for s in savers):
-                    save()
-        except KeyboardInterrupt:
-            status, reason = "interrupted", "SIGINT"
-        except Exception as exc:
-            status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
-        finally:
-            display.update(ctx.step, ctx.loss, ctx.elapsed, fraction(), force=True)
-            display.stop()
+            self.display.update(ctx.step, ctx.loss, ctx.elapsed, self.fraction(), force=True)
+            self.display.stop()
+        except Exception as exc:  # a broken display must not cost the final save
+            print(f"warning: display failed: {_reason(exc)}", file=sys.stderr)
+        try:
             ctx.final = True
             try:
-                for logger in loggers:
+                for logger in self.loggers:
                     logger.observe(ctx)
             except Exception as exc:  # keep what we have; report the first problem
                 if error is None:
-                    status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
-            save(final=True)
-            meta.update(status=status, reason=reason, ended=_iso(_utc_now()))
-            store.write_meta(meta)
-    if error is not None:
-        raise error
-    return status
+                    status, reason, self.error = "failed", _reason(exc), exc
+            self.save(final=True)
+            self.meta.update(status=status, reason=reason, ended=_iso(_utc_now()))
+            self.store.write_meta(self.meta)
+            self.status, self.reason = status, reason
+        except Exception as exc:
+            self.error = self.error or exc
+
+
+def execute(executions):
+    """Run executions to their end in lockstep; return their statuses.
+
+    One execution is the ordinary run loop: stoppers -> ``algorithm.step()`` ->
+    loggers -> display -> savers. Several (all of one algorithm class) advance
+    together: each step, every member still going checks its stoppers, and the
+    rest are advanced by one call of the class's
+    :meth:`core.components.Algorithm.step_together` (a batched program for
+    ``batchable`` algorithms); a member that stops (a stopper, a non-finite loss,
+    a failing logger) is ended and dropped, the others go on. Ctrl-C / SIGTERM
+    ends every member ``interrupted``; an exception in a shared step fails every
+    member it was stepping. Each member's clock is the wall time of the whole
+    lockstep loop.
+
+    Returns
+    -------
+    statuses : list of str or None
+        As written to each run's ``meta.json`` (None where the final save failed).
+    """
+    executions = list(executions)
+    classes = {type(ex.algorithm) for ex in executions}
+    if len(classes) > 1:
+        raise ValueError("executions run together must share one algorithm class; got "
+                         + ", ".join(sorted(c.__name__ for c in classes)))
+    active = []
+    with StopSignals() as signals:
+        try:
+            for ex in executions:
+                try:
+                    ex.begin()
+                    active.append(ex)
+                except Exception as exc:
+                    ex.end("failed", _reason(exc), exc)
+            while active:
+                active = [ex for ex in active if not _ended_by(ex, ex.stop_request(signals))]
+                if not active:
+                    break
+                try:
+                    if len(active) == 1:
+                        active[0].algorithm.step()
+                    else:
+                        type(active[0].algorithm).step_together([ex.algorithm for ex in active])
+                except Exception as exc:
+                    for ex in active:
+                        ex.end("failed", _reason(exc), exc)
+                    break
+                active = [ex for ex in active if _advanced(ex)]
+        except BaseException as exc:
+            interrupt = isinstance(exc, KeyboardInterrupt)
+            for ex in executions:
+                if not ex.ended:
+                    ex.end(*(("interrupted", "SIGINT") if interrupt else
+                             ("failed", _reason(exc), exc)))
+            if not interrupt:
+                raise
+    return [ex.status for ex in executions]
+
+
+def _ended_by(execution, request):
+    if request is not None:
+        execution.end(*request)
+    return request is not None
+
+
+def _advanced(execution):
+    try:
+        execution.advance()
+        return True
+    except Exception as exc:
+        execution.end("failed", _reason(exc), exc)
+        return False
 
 
 def _finite_or_none(x):

@@ -3,8 +3,13 @@
 ``toy_sgd`` is minibatch SGD with momentum on the two-layer model: its minibatches
 come from the problem's random stream, so an exact resume must restore that
 stream's state as well as the parameters and the momentum buffers.
+
+``toy_ensemble`` is full-batch heavy-ball GD on the same model, ``batchable``: its
+``step_together`` advances R members as one program on stacked (R, d, m) arrays.
 """
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -98,9 +103,76 @@ class ToySGD(Algorithm):
         self.rng.bit_generator.state = state["rng"]
 
 
+class ToyEnsemble(Algorithm):
+    """Full-batch heavy-ball GD (s_m = 1, mse, k = 1), trainable as a batched ensemble."""
+
+    name = "toy_ensemble"
+    batchable = True
+    params = (
+        Param("lr", float, 0.05, "step size", low=0),
+        Param("momentum", float, 0.9, "heavy-ball momentum", low=0, high=1),
+        Param("nan_seed", int, -1, "the member with this seed becomes NaN at step 3"),
+        Param("interrupt_at", int, -1, "step at which a SIGTERM is sent to this process"),
+    )
+    calls = []
+    """Sizes of the ensembles ``step_together`` was called with (tests read it)."""
+
+    def setup(self, problem):
+        self.problem = problem
+        self.W, self.a = problem.W0.astype(float), problem.a0.astype(float).copy()
+        self.vW, self.va = np.zeros_like(self.W), np.zeros_like(self.a)
+        self.t = 0
+
+    def _update(self, gW, ga):
+        self.vW = self.momentum * self.vW + gW
+        self.va = self.momentum * self.va + ga
+        self.W = self.W - self.lr * self.vW
+        self.a = self.a - self.lr * self.va
+        self.t += 1
+        if self.t == 3 and self.problem.seed == self.nan_seed:
+            self.W = np.full_like(self.W, np.nan)
+        if self.t == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def step(self):
+        p = self.problem
+        _, gW, ga = model.loss_and_grad(p.X, p.Y, self.W, self.a)
+        self._update(gW, ga)
+
+    @classmethod
+    def step_together(cls, algorithms):
+        cls.calls.append(len(algorithms))
+        X = np.stack([alg.problem.X for alg in algorithms])  # (R, n, d)
+        Y = np.stack([alg.problem.Y for alg in algorithms])  # (R, n)
+        W = np.stack([alg.W for alg in algorithms])  # (R, d, m)
+        a = np.stack([alg.a for alg in algorithms])  # (R, m)
+        Z = X @ W  # (R, n, m)
+        H = np.maximum(Z, 0)
+        R = np.einsum("rnm,rm->rn", H, a) - Y
+        c = 2.0 / X.shape[1]
+        ga = c * np.einsum("rnm,rn->rm", H, R)
+        gW = c * np.einsum("rnd,rnm->rdm", X, (Z > 0) * R[:, :, None] * a[:, None, :])
+        for r, alg in enumerate(algorithms):
+            alg._update(gW[r], ga[r])
+
+    def loss(self):
+        return model.loss(self.problem.X, self.problem.Y, self.W, self.a)
+
+    def state(self):
+        return {"W": self.W.copy(), "a": self.a.copy()}
+
+    def state_dict(self):
+        return {"W": self.W, "a": self.a, "vW": self.vW, "va": self.va, "t": self.t}
+
+    def load_state_dict(self, state):
+        self.W, self.a = state["W"].copy(), state["a"].copy()
+        self.vW, self.va = state["vW"].copy(), state["va"].copy()
+        self.t = state["t"]
+
+
 @hookimpl
 def relulab_algorithms():
-    return [ToySGD]
+    return [ToySGD, ToyEnsemble]
 
 
 @hookimpl

@@ -38,8 +38,8 @@ from ._folder import (
     sweep_path,
 )
 from ._plot import plot_sweep
-from ._spec import Point, config_hash, expand_sweep, group_by_shape, validate_spec
-from ._worker import run_batch, run_point
+from ._spec import Point, config_hash, expand_sweep, group_by_shape, together_key, validate_spec
+from ._worker import run_batch, run_point, run_points
 
 __all__ = [
     "run_sweep",
@@ -57,6 +57,8 @@ __all__ = [
     "config_hash",
     "run_batch",
     "run_point",
+    "run_points",
+    "together_key",
     "Point",
     "DONE_STATUSES",
 ]

@@ -434,14 +434,30 @@ def _term_as_interrupt():
 
 
 def _batches(groups, batch_size, workers):
-    """Cut the points (groups kept contiguous) into batches.
+    """Cut the points into batches, each a task for one worker.
 
-    Default size: about four batches per worker, at most ``MAX_BATCH`` points, so
-    start-up is paid once per batch while the load stays balanced.
+    A group of points trained together (:func:`core.sweep.group_by_shape`) is a
+    batch of its own, cut only above ``batch_size`` (default ``MAX_BATCH``)
+    points. The other points are cut into batches of ``batch_size`` (default:
+    about four batches per worker, at most ``MAX_BATCH``), so start-up is paid
+    once per batch while the load stays balanced.
     """
-    points = [p for group in groups for p in group]
-    size = batch_size or max(1, min(MAX_BATCH, len(points) // (4 * workers)))
-    return [points[i:i + size] for i in range(0, len(points), size)]
+    n_single = sum(len(group) == 1 for group in groups)
+    size = batch_size or max(1, min(MAX_BATCH, n_single // (4 * workers)))
+    ensemble_size = batch_size or MAX_BATCH
+    batches, singles = [], []
+    for group in groups:
+        if len(group) == 1:
+            singles.append(group[0])
+            if len(singles) == size:
+                batches.append(singles)
+                singles = []
+        else:
+            batches.extend(group[i:i + ensemble_size]
+                           for i in range(0, len(group), ensemble_size))
+    if singles:
+        batches.append(singles)
+    return batches
 
 
 class _Driver:

@@ -32,6 +32,7 @@ __all__ = [
     "config_hash",
     "first_difference",
     "group_by_shape",
+    "together_key",
 ]
 
 SPEC_KEYS = ("grid", "zip", "seeds", "success")
@@ -275,15 +276,27 @@ def expand_sweep(config, registry):
     return spec, points
 
 
-def group_by_shape(points, registry):
-    """Group points that an opt-in batched trainer could train as one program.
+def together_key(config, registry):
+    """What a point must share with others to be trained together, or None.
 
-    The seam for batched ensembles: an algorithm class with ``batchable = True``
-    declares that points differing only in their seed (same data, width, shapes
-    and hyper-parameters) may be trained together. Such points form one group;
+    Points whose algorithm class sets ``batchable = True`` and whose resolved
+    configs are equal but for the seed (same data, width, shapes and
+    hyper-parameters) get the same key; any other point gets None.
+    """
+    cls = registry.get("algorithm", config["algorithm"]["name"])
+    if not getattr(cls, "batchable", False):
+        return None
+    return _canonical({k: v for k, v in config.items() if k != "seed"})
+
+
+def group_by_shape(points, registry):
+    """Group the points that can be trained together (:func:`together_key`).
+
+    Points of a batchable algorithm equal but for their seed form one group;
     every other point is a group of its own. The executors keep a group's points
-    together in one batch (up to the batch size), so a batched trainer can later
-    take a whole batch in one call; today each point is trained on its own.
+    together (contiguous, up to the batch size), and a worker trains the points
+    of a group that reach it in one batch as one ensemble
+    (:meth:`core.components.Algorithm.step_together`).
 
     Parameters
     ----------
@@ -297,10 +310,6 @@ def group_by_shape(points, registry):
     """
     groups = {}
     for point in points:
-        cls = registry.get("algorithm", point.config["algorithm"]["name"])
-        if getattr(cls, "batchable", False):
-            key = _canonical({k: v for k, v in point.config.items() if k != "seed"})
-        else:
-            key = ("single", point.index)
-        groups.setdefault(key, []).append(point)
+        key = together_key(point.config, registry)
+        groups.setdefault(("single", point.index) if key is None else key, []).append(point)
     return list(groups.values())

@@ -1,10 +1,11 @@
 """The worker side of a sweep: run a batch of points, each in its fixed run folder.
 
 :func:`run_batch` is the task every executor runs (in a pool process, on a Dask
-worker, or in the driver itself). It runs its points one after another with
-:func:`run_point`, which decides from what the run folder holds whether to skip,
-start, restart or resume the point, and turns any exception into the point's
-``failed`` status, so one bad point never takes its batch down.
+worker, or in the driver itself). It runs its points with :func:`run_points`,
+which decides from what each run folder holds whether to skip, start, restart or
+resume the point, trains points of a batchable algorithm that differ only in their
+seed together as one ensemble, and turns any exception into the point's ``failed``
+status, so one bad point never takes its batch down.
 """
 
 import json
@@ -16,12 +17,13 @@ import time
 from pathlib import Path
 
 from ..cli import StopSignals
-from ..loop import resume_run, start_run
+from ..loop import execute, prepare_resume, prepare_run
 from ..registry import get_registry
 from ..store import RunStore
 from ._folder import DONE_STATUSES
+from ._spec import together_key
 
-__all__ = ["run_point", "run_batch", "init_pool_worker", "raw_meta"]
+__all__ = ["run_point", "run_points", "run_batch", "init_pool_worker", "raw_meta"]
 
 ORPHAN_GRACE_SECONDS = 30.0
 """How long a pool worker whose driver died lets its point save before exiting."""
@@ -52,6 +54,87 @@ def _settle(path, error):
         RunStore(path).write_meta(meta)
 
 
+def _prepare_point(path, config, source, registry, config_path):
+    """Decide what a point needs and set it up: ``(action, execution or None)``.
+
+    What the run folder holds decides:
+
+    * ``finished`` or ``diverged``: ``skip`` (a run's final answer);
+    * ``interrupted``, or ``running`` left by a dead process, with a checkpoint:
+      ``resume`` (:func:`core.loop.prepare_resume`: same folder, same trace);
+    * nothing, a folder without ``meta.json`` (killed while being created),
+      ``failed`` (its last step may have half-updated the state) or no checkpoint:
+      ``start`` / ``restart`` from scratch (:func:`core.loop.prepare_run`).
+    """
+    meta = raw_meta(path)
+    status = meta.get("status") if meta else None
+    if status in DONE_STATUSES:
+        return "skip", None
+    if status in ("interrupted", "running") and (path / "checkpoint.npz").is_file() and (
+        path / "problem.npz"
+    ).is_file():
+        if status == "running":
+            meta.update(status="crashed", reason="process ended without a final save")
+            RunStore(path).write_meta(meta)
+        return "resume", prepare_resume(path, registry, display="off")
+    if path.exists():
+        shutil.rmtree(path)
+    execution = prepare_run(config, source, registry, config_path=config_path, path=path,
+                            display="off")
+    return ("start" if meta is None else "restart"), execution
+
+
+def run_points(items, source="", registry=None, config_path=None):
+    """Bring points to an end in their run folders, trained together.
+
+    Each point is prepared as :func:`_prepare_point` decides, then the prepared
+    ones run in lockstep (:func:`core.loop.execute`): one ensemble when their
+    algorithm is batchable, so pass only points with one
+    :func:`core.sweep.together_key` (or a single point).
+
+    Parameters
+    ----------
+    items : list of (path, config)
+    source, registry, config_path
+        As :func:`run_point`.
+
+    Returns
+    -------
+    results : list of dict
+        Per item: ``status, reason, steps, final_loss`` as in the run's meta, and
+        ``action`` (``skip``, ``start``, ``restart`` or ``resume``). An exception
+        is caught and returned as status ``failed`` with ``reason``
+        ``"Type: message"``.
+    """
+    registry = registry or get_registry()
+    prepared = []
+    for path, config in items:
+        path = Path(path)
+        action, execution, error = "start", None, None
+        try:
+            action, execution = _prepare_point(path, config, source, registry, config_path)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            _settle(path, error)
+        prepared.append((path, action, execution, error))
+    executions = [ex for _, _, ex, _ in prepared if ex is not None]
+    try:
+        execute(executions)
+    except Exception as exc:  # outside the loop's own handling: fail what is left
+        for ex in executions:
+            _settle(ex.path, f"{type(exc).__name__}: {exc}")
+    results = []
+    for path, action, execution, error in prepared:
+        if error is None and execution is not None and execution.error is not None:
+            error = f"{type(execution.error).__name__}: {execution.error}"
+            _settle(path, error)  # e.g. a failed final save left it "running"
+        result = {**_result(path), "action": action}
+        if error is not None:
+            result.update(status="failed", reason=result["reason"] or error)
+        results.append(result)
+    return results
+
+
 def run_point(path, config, source="", registry=None, config_path=None):
     """Bring one point to an end in its run folder ``path``.
 
@@ -59,10 +142,10 @@ def run_point(path, config, source="", registry=None, config_path=None):
 
     * ``finished`` or ``diverged``: left alone (a run's final answer);
     * ``interrupted``, or ``running`` left by a dead process, with a checkpoint:
-      continued with :func:`core.loop.resume_run` (same folder, same trace);
+      continued from the checkpoint (same folder, same trace);
     * nothing, a folder without ``meta.json`` (killed while being created),
       ``failed`` (its last step may have half-updated the state) or no checkpoint:
-      (re)started from scratch with :func:`core.loop.start_run`.
+      (re)started from scratch.
 
     Returns
     -------
@@ -71,32 +154,7 @@ def run_point(path, config, source="", registry=None, config_path=None):
         (``skip``, ``start``, ``restart`` or ``resume``). An exception is caught and
         returned as status ``failed`` with ``reason`` ``"Type: message"``.
     """
-    path = Path(path)
-    registry = registry or get_registry()
-    meta = raw_meta(path)
-    status = meta.get("status") if meta else None
-    action = "skip"
-    try:
-        if status in DONE_STATUSES:
-            pass
-        elif status in ("interrupted", "running") and (path / "checkpoint.npz").is_file() and (
-            path / "problem.npz"
-        ).is_file():
-            action = "resume"
-            if status == "running":
-                meta.update(status="crashed", reason="process ended without a final save")
-                RunStore(path).write_meta(meta)
-            resume_run(path, registry)
-        else:
-            action = "start" if meta is None else "restart"
-            if path.exists():
-                shutil.rmtree(path)
-            start_run(config, source, registry, config_path=config_path, path=path)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        _settle(path, error)
-        return {**_result(path), "status": "failed", "reason": error, "action": action}
-    return {**_result(path), "action": action}
+    return run_points([(path, config)], source, registry, config_path)[0]
 
 
 def _worker_registry(plugins):
@@ -128,10 +186,10 @@ def run_batch(job, registry=None):
 
     Notes
     -----
-    A batch runs its points one by one today. Points grouped by
-    :func:`core.sweep.group_by_shape` arrive in the same batch, so a batched
-    trainer (algorithms with ``batchable = True``) can later train them together
-    here.
+    Consecutive points with one :func:`core.sweep.together_key` (a batchable
+    algorithm, configs equal but for the seed; :func:`core.sweep.group_by_shape`
+    keeps them contiguous) are trained together as one ensemble by
+    :func:`run_points`; every other point runs on its own.
     """
     _BUSY.set()
     try:
@@ -140,16 +198,17 @@ def run_batch(job, registry=None):
         stop_file = job.get("stop_file")
         results, stopped = [], False
         with StopSignals(raise_on_repeat=False) as stop:
-            for item in job["items"]:
+            for group in _consecutive_groups(job["items"], registry):
                 if stop.requested or _ORPHANED.is_set() or (
                     stop_file and os.path.exists(stop_file)
                 ):
                     stopped = True
                     break
-                result = run_point(sweep / item["run"], item["config"], job["source"],
-                                   registry, job.get("config_path"))
-                results.append({"index": item["index"], **result})
-                if result["status"] == "interrupted":
+                outcome = run_points([(sweep / item["run"], item["config"]) for item in group],
+                                     job["source"], registry, job.get("config_path"))
+                results.extend({"index": item["index"], **result}
+                               for item, result in zip(group, outcome))
+                if any(result["status"] == "interrupted" for result in outcome):
                     stopped = True
                     break
     finally:
@@ -157,6 +216,22 @@ def run_batch(job, registry=None):
     if _ORPHANED.is_set():
         os._exit(0)  # the driver is gone: nobody reads the result
     return {"results": results, "stopped": stopped}
+
+
+def _consecutive_groups(items, registry):
+    """Split items into runs of consecutive points that train together."""
+    groups, last = [], None
+    for item in items:
+        try:
+            key = together_key(item["config"], registry)
+        except Exception:  # an unknown plugin: the point runs alone and fails there
+            key = None
+        if key is not None and key == last:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        last = key
+    return groups
 
 
 def init_pool_worker(driver_pid):

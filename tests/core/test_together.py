@@ -1,0 +1,120 @@
+"""Runs trained together: the lockstep loop, batchable algorithms, ensembles in sweeps.
+
+``toy_ensemble`` (tests/toy_plugins.py) is full-batch heavy-ball GD whose
+``step_together`` is one program on stacked (R, d, m) arrays.
+"""
+
+import numpy as np
+import pytest
+from conftest import toy_config
+from toy_plugins import ToyEnsemble
+
+from core.config import resolve
+from core.loop import execute, prepare_resume, prepare_run, start_run
+from core.store import Run
+from core.sweep import group_by_shape, run_sweep, summarize_sweep
+from core.sweep._spec import expand_sweep
+
+SEEDS = (3, 4, 5, 6)
+
+
+def _config(tmp_path, registry, seed, steps=60, algorithm=None, **sections):
+    sections = {"stoppers": {"max_steps": {"steps": steps}}, **sections}
+    raw = toy_config(tmp_path / "runs", seed=seed,
+                     algorithm={"name": "toy_ensemble", **(algorithm or {})},
+                     savers={"periodic": {"every_steps": 10}}, **sections)
+    return resolve(raw, registry)
+
+
+def _together(tmp_path, registry, seeds=SEEDS, **kwargs):
+    executions = [prepare_run(_config(tmp_path, registry, s, **kwargs), "", registry)
+                  for s in seeds]
+    ToyEnsemble.calls.clear()
+    statuses = execute(executions)
+    return [Run(ex.path) for ex in executions], statuses, list(ToyEnsemble.calls)
+
+
+def _alone(tmp_path, registry, seeds=SEEDS, **kwargs):
+    return [start_run(_config(tmp_path, registry, s, **kwargs), "", registry) for s in seeds]
+
+
+def test_batched_step_equals_one_step_per_member(tmp_path, toy_registry):
+    batched = [prepare_run(_config(tmp_path, toy_registry, s), "", toy_registry).algorithm
+               for s in SEEDS]
+    single = [prepare_run(_config(tmp_path, toy_registry, s), "", toy_registry).algorithm
+              for s in SEEDS]
+    for _ in range(5):
+        ToyEnsemble.step_together(batched)
+        for alg in single:
+            alg.step()
+    for b, s in zip(batched, single):
+        np.testing.assert_allclose(b.W, s.W, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b.a, s.a, rtol=1e-12, atol=1e-14)
+
+
+def test_ensemble_equals_runs_one_by_one_and_drops_members_that_stop(tmp_path, toy_registry):
+    # a loss threshold between the members' losses: they stop at different steps
+    probe = _alone(tmp_path / "probe", toy_registry, steps=200)
+    threshold = float(np.median([run.scalars["loss"][40] for run in probe]))
+    stoppers = {"max_steps": {"steps": 200}, "loss_threshold": {"value": threshold}}
+    alone = _alone(tmp_path / "alone", toy_registry, stoppers=stoppers)
+    together, statuses, calls = _together(tmp_path / "together", toy_registry,
+                                          stoppers=stoppers)
+    steps = [run.meta["steps"] for run in alone]
+    assert len(set(steps)) > 1  # the members really stop apart
+    assert statuses == ["finished"] * len(SEEDS)
+    assert [run.meta["steps"] for run in together] == steps
+    assert [run.meta["reason"] for run in together] == [run.meta["reason"] for run in alone]
+    # one call per step while two or more members go on, shrinking as they stop
+    assert calls[0] == len(SEEDS) and calls == sorted(calls, reverse=True)
+    assert sum(calls) + (max(steps) - len(calls)) == sum(steps)
+    for a, t in zip(alone, together):
+        np.testing.assert_allclose(t.final_state()["W"], a.final_state()["W"], rtol=1e-10)
+        np.testing.assert_allclose(t.scalars["loss"], a.scalars["loss"], rtol=1e-10)
+
+
+def test_a_member_that_diverges_is_dropped_and_the_others_finish(tmp_path, toy_registry):
+    runs, statuses, calls = _together(tmp_path, toy_registry, seeds=(3, 4, 5), steps=20,
+                                      algorithm={"nan_seed": 4})
+    assert statuses == ["finished", "diverged", "finished"]
+    assert runs[1].meta["steps"] == 3 and np.isnan(runs[1].scalars["loss"][-1])
+    assert [run.meta["steps"] for run in (runs[0], runs[2])] == [20, 20]
+    assert calls == [3] * 3 + [2] * 17
+
+
+def test_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path, toy_registry):
+    reference, _, _ = _together(tmp_path / "ref", toy_registry, steps=40)
+    runs, statuses, _ = _together(tmp_path / "cut", toy_registry, steps=40,
+                                  algorithm={"interrupt_at": 15})
+    assert statuses == ["interrupted"] * len(SEEDS)
+    assert {run.meta["steps"] for run in runs} == {15}
+    statuses = execute([prepare_resume(run.path, toy_registry) for run in runs])
+    assert statuses == ["finished"] * len(SEEDS)
+    for ref, run in zip(reference, runs):
+        resumed = Run(run.path)
+        assert resumed.meta["steps"] == 40
+        np.testing.assert_array_equal(resumed.final_state()["W"], ref.final_state()["W"])
+        np.testing.assert_array_equal(resumed.scalars["step"], np.arange(41))
+
+
+def test_execute_refuses_members_of_different_algorithms(tmp_path, toy_registry):
+    ensemble = prepare_run(_config(tmp_path, toy_registry, 3), "", toy_registry)
+    sgd = prepare_run(resolve(toy_config(tmp_path / "runs"), toy_registry), "", toy_registry)
+    with pytest.raises(ValueError, match="one algorithm class"):
+        execute([ensemble, sgd])
+
+
+def test_sweep_trains_the_seeds_of_a_cell_as_one_ensemble(tmp_path, toy_registry):
+    config = _config(tmp_path, toy_registry, 3, steps=30)
+    config["sweep"] = {"grid": {"model.width": [4, 8]}, "seeds": 3}
+    _, points = expand_sweep(config, toy_registry)
+    assert [len(g) for g in group_by_shape(points, toy_registry)] == [3, 3]
+    ToyEnsemble.calls.clear()
+    path = run_sweep(config, "", toy_registry, jobs=0)
+    assert ToyEnsemble.calls == [3] * 30 * 2  # two cells, 30 steps each, 3 members
+    rows, _ = summarize_sweep(path, toy_registry, indicators=False)
+    for point, row in zip(points, rows):
+        alone = start_run(point.config, "", toy_registry, runs_dir=tmp_path / "alone")
+        assert row["status"] == "finished" and row["steps"] == 30
+        np.testing.assert_allclose(Run(path / point.run).final_state()["W"],
+                                   alone.final_state()["W"], rtol=1e-10)
