@@ -9,10 +9,6 @@ for 1-D inputs with a bias it is ``(w_r, b_r)``, and neuron ``r`` has its kink a
 """
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from core import model
 from core.components import Plot
@@ -36,6 +32,9 @@ def new_figure(figsize=(6.0, 4.5)):
     -------
     fig : matplotlib.figure.Figure
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported when drawing
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -160,6 +159,9 @@ class Trajectories(Plot):
         return _plane_applies(run) and len(run.snapshots) >= 2
 
     def draw(self, run):
+        from matplotlib.collections import LineCollection
+        from matplotlib.lines import Line2D
+
         snaps = run.snapshots
         W = np.asarray(snaps["W"])  # (S, 2, m)
         a = _single_output(snaps["a"], 2)  # (S, m)

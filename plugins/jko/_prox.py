@@ -36,7 +36,6 @@ Sci. 8(4), 2015, Sec. 3 (the proximal maps of the KL-JKO iteration).
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import xlogy
 
 from core.components import Prox
 from core.errors import RelulabError
@@ -93,6 +92,8 @@ class ProxResult:
 
 def prox_objective(energy, log_q, sigma, p):
     r""":math:`\sigma F(p) + \mathrm{KL}(p \mid q)` (``q = exp(log_q)``)."""
+    from scipy.special import xlogy  # imported on first use: keeps start-up light
+
     q = np.exp(log_q)
     finite = np.isfinite(log_q)
     kl = np.sum(xlogy(p, p)[finite] - (p * np.where(finite, log_q, 0.0))[finite]

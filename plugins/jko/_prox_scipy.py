@@ -53,8 +53,6 @@ for bound constrained optimization", SIAM J. Sci. Comput. 16(5), 1995.
 """
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 
 from core.params import Param
 
@@ -85,6 +83,8 @@ def lbfgsb_prox(energy, log_q, sigma, tol=1e-9, max_iter=1000, p0=None):
     info : dict
         ``n_iter``, ``status`` (scipy's message), ``success``.
     """
+    import scipy.optimize  # imported on first use: keeps start-up light
+
     q = np.exp(log_q)
     sq = np.sqrt(q)
     z0 = sq if p0 is None else np.maximum(p0, 0.0) / sq
@@ -130,6 +130,8 @@ def dual_newton_prox(energy, log_q, sigma, tol=1e-9, max_iter=100, lam0=None):
     info : dict
         ``n_iter``, ``residual``, ``success``.
     """
+    import scipy.linalg  # imported on first use: keeps start-up light
+
     A, y, c = energy.A, energy.y, energy.c
     base = log_q - sigma * energy.beta
     if energy.is_linear:  # no quadratic term: the Gibbs reweighting, exactly
