@@ -113,6 +113,7 @@ class ToyEnsemble(Algorithm):
         Param("momentum", float, 0.9, "heavy-ball momentum", low=0, high=1),
         Param("nan_seed", int, -1, "the member with this seed becomes NaN at step 3"),
         Param("interrupt_at", int, -1, "step at which a SIGTERM is sent to this process"),
+        Param("sleep", float, 0.0, "seconds to sleep per step (or per ensemble step)", low=0),
     )
     calls = []
     """Sizes of the ensembles ``step_together`` was called with (tests read it)."""
@@ -135,6 +136,7 @@ class ToyEnsemble(Algorithm):
             os.kill(os.getpid(), signal.SIGTERM)
 
     def step(self):
+        time.sleep(self.sleep)
         p = self.problem
         _, gW, ga = model.loss_and_grad(p.X, p.Y, self.W, self.a)
         self._update(gW, ga)
@@ -142,6 +144,7 @@ class ToyEnsemble(Algorithm):
     @classmethod
     def step_together(cls, algorithms):
         cls.calls.append(len(algorithms))
+        time.sleep(algorithms[0].sleep)
         X = np.stack([alg.problem.X for alg in algorithms])  # (R, n, d)
         Y = np.stack([alg.problem.Y for alg in algorithms])  # (R, n)
         W = np.stack([alg.W for alg in algorithms])  # (R, d, m)

@@ -275,11 +275,13 @@ def _midway(runs_dir):
                                  for m in metas)
 
 
+@pytest.mark.parametrize("algorithm", ["toy_sgd", "toy_ensemble"])
 def test_kill_9_midway_then_resume_finishes_every_point_once(tmp_path, toy_registry,
-                                                             plugin_env):
+                                                             plugin_env, algorithm):
+    # toy_ensemble: the two seeds of each cell are trained together as one ensemble
     sweep = {"grid": {"model.width": [4, 8], "algorithm.lr": [0.01, 0.02]}, "seeds": 2}
     config = sweep_config(tmp_path, toy_registry, sweep, steps=150,
-                          algorithm={"sleep": 0.004})
+                          algorithm={"name": algorithm, "sleep": 0.004})
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config))
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(config_file)], cwd=ROOT,
@@ -308,7 +310,8 @@ def test_kill_9_midway_then_resume_finishes_every_point_once(tmp_path, toy_regis
     assert read_status(path)["counts"] == {"finished": 8}
 
     # the same numbers as an uninterrupted sweep run in this process (without the sleep)
-    fast = sweep_config(tmp_path, toy_registry, sweep, steps=150)
+    fast = sweep_config(tmp_path, toy_registry, sweep, steps=150,
+                        algorithm={"name": algorithm})
     reference = run_sweep(fast, "", toy_registry, runs_dir=tmp_path / "reference", jobs=0)
     got, _ = summarize_sweep(path, indicators=False)
     want, _ = summarize_sweep(reference, indicators=False)
