@@ -1,5 +1,6 @@
 """What the command-line tools share: one-line errors, run arguments, stop signals."""
 
+import os
 import signal
 import sys
 import threading
@@ -54,6 +55,9 @@ def report_error(exc, debug=False):
     bug and exits with 1 with a hint to rerun with ``--debug``, which prints the
     traceback.
     """
+    if isinstance(exc, BrokenPipeError):  # output piped into head & co.: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if debug:
         traceback.print_exc()
     text = " ".join(str(exc).split())
