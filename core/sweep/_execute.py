@@ -245,6 +245,7 @@ class _Dask:
             self.client = Client(self.cluster)
         else:
             try:
+                _probe(self.address)  # a refused connection fails now, not after 30 s
                 self.client = Client(self.address, timeout="30s")
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {self.address}: {exc}"
@@ -299,6 +300,24 @@ class _Dask:
         with contextlib.suppress(Exception):
             self.client.cancel(list(self.futures))
         self.futures = {}
+
+
+def _probe(address, timeout=5.0):
+    """Open and close a TCP connection to a ``tcp://host:port`` scheduler address.
+
+    Raises OSError (connection refused, unknown host, timeout); other schemes
+    (``tls://``, ``ucx://``) are left to Dask.
+    """
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    try:
+        port = int(port.split("/")[0])
+    except ValueError:
+        raise OSError(f"no port in {address!r}") from None
+    with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+        pass
 
 
 def _cores():

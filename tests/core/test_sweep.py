@@ -186,6 +186,30 @@ def test_pool_and_dask_give_identical_summaries(tmp_path, toy_registry, plugin_e
     assert image.shape == (2, 2) and image[0, 0] == groups_pool[0]["success"]
 
 
+def test_a_running_dask_scheduler_by_address_gives_the_same_summary(tmp_path, toy_registry,
+                                                                     plugin_env):
+    distributed = pytest.importorskip("distributed")
+    config = sweep_config(tmp_path, toy_registry)
+    inline = run_sweep(config, "", toy_registry, jobs=0)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        remote = run_sweep(config, "", toy_registry, dask=cluster.scheduler_address)
+    rows_inline, groups_inline = summarize_sweep(inline, toy_registry)
+    rows_remote, groups_remote = summarize_sweep(remote, toy_registry)
+    assert [r["status"] for r in rows_remote] == ["finished"] * 12
+    assert [(r["seed"], r["final_loss"]) for r in rows_remote] == [
+        (r["seed"], r["final_loss"]) for r in rows_inline]
+    assert json.dumps(groups_remote) == json.dumps(groups_inline)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, toy_registry):
+    pytest.importorskip("distributed")
+    config = sweep_config(tmp_path, toy_registry)
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        run_sweep(config, "", toy_registry, dask="tcp://127.0.0.1:9")
+
+
 def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path, toy_registry, plugin_env,
                                                            capfd):
     sweep = {"grid": {"algorithm.raise_at": [-1, 7]}, "seeds": 2}
