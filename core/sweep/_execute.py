@@ -245,7 +245,6 @@ class _Dask:
             self.client = Client(self.cluster)
         else:
             try:
-                _probe(self.address)  # a refused connection fails now, not after 30 s
                 self.client = Client(self.address, timeout="30s")
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {self.address}: {exc}"
@@ -338,6 +337,11 @@ def _executor(jobs, dask, registry):
                               f"tcp://host:8786; got {dask!r}")
         if importlib.util.find_spec("distributed") is None:
             raise ConfigError('dask sweeps need dask[distributed]: pip install "relulab[dask]"')
+        if dask != "local":  # before any folder is made; refused: at once, not after 30 s
+            try:
+                _probe(str(dask))
+            except OSError as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
         return _Dask(str(dask), max(jobs, 1))
     return _Inline(registry) if jobs == 0 else _Pool(jobs)
 

@@ -208,6 +208,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, toy_registry):
     config = sweep_config(tmp_path, toy_registry)
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         run_sweep(config, "", toy_registry, dask="tcp://127.0.0.1:9")
+    assert not (tmp_path / "runs").exists()  # nothing was created
 
 
 def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path, toy_registry, plugin_env,
