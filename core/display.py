@@ -45,9 +45,9 @@ class Display:
         self._last = 0.0
         self._last_plain = 0.0
         self._progress = None
-        self._rate_mark = (time.perf_counter(), 0)
         self._task = None
-        self._rate_mark = None  # (time, step) to compute steps/s
+        self._rate_mark = (time.perf_counter(), 0)  # (time, step): start of the rate window
+        self._rate = None  # steps/s over the last full window
 
     def start(self, step=0):
         self._rate_mark = (time.perf_counter(), step)
@@ -78,9 +78,10 @@ class Display:
             return
         self._last = now
         t0, s0 = self._rate_mark
-        rate = (step - s0) / (now - t0) if now > t0 else 0.0
-        if now - t0 > 2.0:  # sliding window for steps/s
-            self._rate_mark = (now, step)
+        window = (step - s0) / (now - t0) if now > t0 else 0.0
+        if now - t0 > 2.0 and step > s0:  # a full window: keep its rate, start the next
+            self._rate, self._rate_mark = window, (now, step)
+        rate = window if self._rate is None else self._rate
         if self.mode == "live" and self._progress is not None:
             kwargs = {"step": step, "loss": f"{loss:.4e}", "rate": f"{rate:,.1f}"}
             if fraction is not None:

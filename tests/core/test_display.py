@@ -29,3 +29,24 @@ def test_off_display_prints_nothing(capsys):
         display.update(step, 1.0, 0.0, force=True)
     display.stop()
     assert capsys.readouterr().err == ""
+
+
+def test_steps_per_second_is_that_of_the_last_full_window(capsys, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("core.display.time.perf_counter", lambda: clock[0])
+    display = Display("plain", title="t", plain_every=0.0)
+    display.start(0)
+    for now, step in ((101.0, 5), (103.0, 30), (103.01, 30), (104.0, 31)):
+        clock[0] = now
+        display.update(step, 1.0, now - 100.0, force=True)
+    rates = [line.split(" steps/s")[0].rsplit(" ", 1)[1]
+             for line in capsys.readouterr().err.splitlines()]
+    # 5 steps in the first second; 30 in the first full window (3 s); then that
+    # window's rate holds until the next one is full, never 0 from a fresh window
+    assert rates == ["5.0", "10.0", "10.0", "10.0"]
+
+
+def test_a_display_that_never_started_can_still_end():
+    display = Display("plain")
+    display.update(3, 0.5, 1.0, force=True)
+    display.stop()
