@@ -13,6 +13,7 @@ algorithm advance in lockstep through one ``step_together`` call per step.
 """
 
 import datetime as _dt
+import functools
 import math
 import os
 import platform
@@ -61,7 +62,12 @@ def _iso(t):
 
 
 def versions():
-    """Versions of relulab, Python, numpy and torch (None when absent)."""
+    """Versions of relulab, Python, numpy and torch (None when absent), read once."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions():
     import importlib.metadata
     import sys
 
@@ -81,9 +87,26 @@ def versions():
     return out
 
 
+GIT_CACHE_SECONDS = 30.0
+"""How long :func:`git_commit` reuses its answer (a sweep starts many runs a second)."""
+
+_git_cache = {}
+
+
 def git_commit(path=None):
-    """Commit hash of the project checkout (with ``+dirty``), or None."""
-    path = path or Path(__file__).resolve().parent.parent
+    """Commit hash of the project checkout (with ``+dirty``), or None.
+
+    Asked of git at most every ``GIT_CACHE_SECONDS`` per checkout.
+    """
+    path = str(path or Path(__file__).resolve().parent.parent)
+    now = time.monotonic()
+    cached = _git_cache.get(path)
+    if cached is None or now - cached[0] > GIT_CACHE_SECONDS:
+        cached = _git_cache[path] = (now, _ask_git(path))
+    return cached[1]
+
+
+def _ask_git(path):
     try:
         out = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"],
