@@ -239,3 +239,18 @@ def test_setup_failure_marks_the_run_failed(tmp_path, toy_registry):
         start_run(config, "", toy_registry)
     run = load_run(next((tmp_path / "runs" / "toy").iterdir()))
     assert run.meta["status"] == "failed" and "ValueError" in run.meta["reason"]
+
+
+def test_git_is_asked_once_per_cache_period(monkeypatch):
+    import core.loop as loop
+
+    asked, clock = [], [1000.0]
+    monkeypatch.setattr(loop, "_git_cache", {})
+    monkeypatch.setattr(loop, "_ask_git", lambda path: asked.append(path) or f"c{len(asked)}")
+    monkeypatch.setattr(loop.time, "monotonic", lambda: clock[0])
+    assert [loop.git_commit("/repo") for _ in range(5)] == ["c1"] * 5
+    clock[0] += loop.GIT_CACHE_SECONDS + 1
+    assert loop.git_commit("/repo") == "c2" and loop.git_commit("/other") == "c3"
+    assert asked == ["/repo", "/repo", "/other"]
+    assert loop.versions() is not loop.versions()  # callers get their own copy
+    assert loop.versions() == loop.versions()
