@@ -47,6 +47,7 @@ __all__ = [
     "prepare_resume",
     "execute",
     "Execution",
+    "describe_error",
     "build_problem",
     "seed_streams",
     "versions",
@@ -309,13 +310,14 @@ def _default_registry():
     return get_registry()
 
 
-def _reason(exc):
+def describe_error(exc):
+    """``"Type: message"``, as a failed run's reason records an exception."""
     return f"{type(exc).__name__}: {exc}"
 
 
 def _record_failure(store, meta, exc):
     """A run that never started must not read "running"."""
-    meta.update(status="failed", reason=_reason(exc), ended=_iso(_utc_now()))
+    meta.update(status="failed", reason=describe_error(exc), ended=_iso(_utc_now()))
     store.write_meta(meta)
 
 
@@ -443,7 +445,7 @@ class Execution:
             self.display.update(ctx.step, ctx.loss, ctx.elapsed, self.fraction(), force=True)
             self.display.stop()
         except Exception as exc:  # a broken display must not cost the final save
-            print(f"warning: display failed: {_reason(exc)}", file=sys.stderr)
+            print(f"warning: display failed: {describe_error(exc)}", file=sys.stderr)
         try:
             ctx.final = True
             try:
@@ -451,7 +453,7 @@ class Execution:
                     logger.observe(ctx)
             except Exception as exc:  # keep what we have; report the first problem
                 if error is None:
-                    status, reason, self.error = "failed", _reason(exc), exc
+                    status, reason, self.error = "failed", describe_error(exc), exc
             self.save(final=True)
             self.meta.update(status=status, reason=reason, ended=_iso(_utc_now()))
             self.store.write_meta(self.meta)
@@ -492,7 +494,7 @@ def execute(executions):
                     ex.begin()
                     active.append(ex)
                 except Exception as exc:
-                    ex.end("failed", _reason(exc), exc)
+                    ex.end("failed", describe_error(exc), exc)
             while active:
                 active = [ex for ex in active if not _ended_by(ex, ex.stop_request(signals))]
                 if not active:
@@ -504,7 +506,7 @@ def execute(executions):
                         type(active[0].algorithm).step_together([ex.algorithm for ex in active])
                 except Exception as exc:
                     for ex in active:
-                        ex.end("failed", _reason(exc), exc)
+                        ex.end("failed", describe_error(exc), exc)
                     break
                 active = [ex for ex in active if _advanced(ex)]
         except BaseException as exc:
@@ -512,7 +514,7 @@ def execute(executions):
             for ex in executions:
                 if not ex.ended:
                     ex.end(*(("interrupted", "SIGINT") if interrupt else
-                             ("failed", _reason(exc), exc)))
+                             ("failed", describe_error(exc), exc)))
             if not interrupt:
                 raise
     return [ex.status for ex in executions]
@@ -529,7 +531,7 @@ def _advanced(execution):
         execution.advance()
         return True
     except Exception as exc:
-        execution.end("failed", _reason(exc), exc)
+        execution.end("failed", describe_error(exc), exc)
         return False
 
 

@@ -50,3 +50,14 @@ def subprocess_env():
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
     env["RELULAB_PLUGINS"] = "toy_plugins"
     return env
+
+
+def plugin_builder(registry, kind):
+    """``build(name, **params)``: the ``kind`` plugin ``name`` with its declared defaults."""
+    from core.params import validate_params
+
+    def build(name, **params):
+        cls = registry.get(kind, name)
+        return cls(**validate_params(f"{kind} ({name})", params, cls.params))
+
+    return build

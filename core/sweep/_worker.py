@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..cli import StopSignals
-from ..loop import execute, prepare_resume, prepare_run
+from ..loop import describe_error, execute, prepare_resume, prepare_run
 from ..registry import get_registry
 from ..store import RunStore
 from ._folder import DONE_STATUSES
@@ -114,7 +114,7 @@ def run_points(items, source="", registry=None, config_path=None):
         try:
             action, execution = _prepare_point(path, config, source, registry, config_path)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe_error(exc)
             _settle(path, error)
         prepared.append((path, action, execution, error))
     executions = [ex for _, _, ex, _ in prepared if ex is not None]
@@ -122,11 +122,11 @@ def run_points(items, source="", registry=None, config_path=None):
         execute(executions)
     except Exception as exc:  # outside the loop's own handling: fail what is left
         for ex in executions:
-            _settle(ex.path, f"{type(exc).__name__}: {exc}")
+            _settle(ex.path, describe_error(exc))
     results = []
     for path, action, execution, error in prepared:
         if error is None and execution is not None and execution.error is not None:
-            error = f"{type(execution.error).__name__}: {execution.error}"
+            error = describe_error(execution.error)
             _settle(path, error)  # e.g. a failed final save left it "running"
         result = {**_result(path), "action": action}
         if error is not None:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import plugin_builder
 
 from core import model
 from core.errors import ConfigError
@@ -28,13 +29,8 @@ def registry():
 
 @pytest.fixture
 def make(registry):
-    """``make(name, **params)`` builds the data set from its declared defaults."""
-
-    def build(name, **params):
-        cls = registry.get("data", name)
-        return cls(**validate_params(f"data ({name})", params, cls.params))
-
-    return build
+    """``make(name, **params)`` builds the data plugin from its declared defaults."""
+    return plugin_builder(registry, "data")
 
 
 def load(dataset, seed=0):

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import plugin_builder
 
 from core.errors import ConfigError
 from core.params import validate_params
@@ -20,13 +21,8 @@ def registry():
 
 @pytest.fixture
 def make(registry):
-    """``make(name, **params)`` builds the init from its declared defaults."""
-
-    def build(name, **params):
-        cls = registry.get("init", name)
-        return cls(**validate_params(f"init ({name})", params, cls.params))
-
-    return build
+    """``make(name, **params)`` builds the init plugin from its declared defaults."""
+    return plugin_builder(registry, "init")
 
 
 def draw(init, d, m, k=1, seed=0):
