@@ -69,6 +69,8 @@ RUN_PARAMS = (
     Param("display", str, "auto", "live rich display, plain lines, or off (auto: live on a tty)",
           choices=("auto", "live", "plain", "off")),
     Param("refresh_per_second", float, 10.0, "live display refresh rate", low=0, low_open=True),
+    Param("threads", int, 0, "CPU threads for torch and BLAS (0: automatic, one per sweep "
+          "worker, chosen by problem size for a single run)", low=0),
     Param("max_pending_mb", float, 256.0,
           "force a save when the unsaved trace exceeds this size (MiB)", low=0, low_open=True),
 )

@@ -96,9 +96,12 @@ class Registry:
         Also load the ``relulab`` entry-point group.
     extra_plugins : sequence of (module or object, provider name)
         Additional plugins registered as given (tests use this).
+    plugin_modules : sequence of str, optional
+        Module names registered with provider ``RELULAB_PLUGINS`` (default: the
+        comma-separated ``RELULAB_PLUGINS`` environment variable).
     """
 
-    def __init__(self, builtins=None, entry_points=True, extra_plugins=()):
+    def __init__(self, builtins=None, entry_points=True, extra_plugins=(), plugin_modules=None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.failures = []  # (plugin name, provider, error message)
@@ -110,8 +113,11 @@ class Registry:
             self._register_module(module_name, BUILTIN_PROVIDER, version)
         if entry_points:
             self._load_entry_points()
-        for module_name in filter(None, os.environ.get("RELULAB_PLUGINS", "").split(",")):
-            self._register_module(module_name.strip(), "RELULAB_PLUGINS", "")
+        if plugin_modules is None:
+            plugin_modules = os.environ.get("RELULAB_PLUGINS", "").split(",")
+        self.plugin_modules = tuple(m.strip() for m in plugin_modules if m and m.strip())
+        for module_name in self.plugin_modules:
+            self._register_module(module_name, "RELULAB_PLUGINS", "")
         for plugin, provider in extra_plugins:
             name = getattr(plugin, "__name__", None) or repr(plugin)
             self.pm.register(plugin, name=name)
@@ -230,13 +236,52 @@ class Registry:
         """The Component class of ``kind`` called ``name`` (see :meth:`entry`)."""
         return self.entry(kind, name, owner).cls
 
+    def build(self, kind, name, params=None, owner=None):
+        """An instance of the ``kind`` plugin ``name``, its ``params`` validated.
 
-_DEFAULT = None
+        Defaults fill what ``params`` leaves out; a bad key or value raises
+        :class:`core.errors.ConfigError` naming ``owner`` (default ``"<kind> (<name>)"``).
+        """
+        from .params import validate_params
+
+        cls = self.get(kind, name, owner)
+        where = owner or f"{kind} ({name})"
+        return cls(**validate_params(where, dict(params or {}), cls.params))
+
+    def build_all(self, kind, only=None, owner=None):
+        """One instance (default parameters) of every available plugin of ``kind``.
+
+        ``only`` restricts to the given names (an unknown or unavailable name
+        raises :class:`core.errors.PluginError`); otherwise pieces whose extra is
+        missing are skipped. A name provided twice raises either way.
+        """
+        if only:
+            names = [self.entry(kind, name, owner).name for name in dict.fromkeys(only)]
+        else:
+            names = [e.name for e in self.entries(kind) if e.available]
+        return [self.build(kind, name) for name in dict.fromkeys(names)]
 
 
-def get_registry(refresh=False):
-    """The process-wide registry of built-in and installed plugins."""
-    global _DEFAULT
-    if _DEFAULT is None or refresh:
-        _DEFAULT = Registry()
-    return _DEFAULT
+_REGISTRIES = {}
+
+
+def get_registry(refresh=False, plugins=None):
+    """The process-wide registry of built-in and installed plugins.
+
+    Parameters
+    ----------
+    refresh : bool
+        Build it again (after installing a plugin package, say).
+    plugins : str or sequence of str, optional
+        Extra plugin modules to register, as ``RELULAB_PLUGINS`` would (default:
+        that variable). Sweep workers receive the driver's value this way, as an
+        argument; the environment is never written.
+    """
+    if plugins is None:
+        plugins = os.environ.get("RELULAB_PLUGINS", "")
+    if isinstance(plugins, str):
+        plugins = plugins.split(",")
+    key = tuple(name.strip() for name in plugins if name and name.strip())
+    if refresh or key not in _REGISTRIES:
+        _REGISTRIES[key] = Registry(plugin_modules=key)
+    return _REGISTRIES[key]

@@ -17,7 +17,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def only_builtin_postprocessing(monkeypatch):
     """In-process CLIs see the project's plots and indicators, not other installed ones."""
-    monkeypatch.setattr(core.registry, "_DEFAULT", registry())
+    monkeypatch.setattr(core.registry, "_REGISTRIES", {(): registry()})
 
 
 def written(run):

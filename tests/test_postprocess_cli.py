@@ -18,7 +18,7 @@ from plugins import indicators
 @pytest.fixture(autouse=True)
 def only_builtin_postprocessing(monkeypatch):
     """In-process CLIs see the project's plots and indicators, not other installed ones."""
-    monkeypatch.setattr(core.registry, "_DEFAULT", registry())
+    monkeypatch.setattr(core.registry, "_REGISTRIES", {(): registry()})
 
 
 def read_csv(path):
