@@ -179,7 +179,7 @@ def _build_all(config, registry, section):
 
 
 def prepare_run(config, source="", registry=None, runs_dir=None, config_path=None,
-                path=None, display=None):
+                path=None, display=None, threads=None):
     """Create a run directory for a resolved config, ready to execute.
 
     Writes ``config.py``, ``config.json``, ``meta.json`` (status ``running``) and
@@ -247,7 +247,7 @@ def prepare_run(config, source="", registry=None, runs_dir=None, config_path=Non
     return Execution(store, config, registry, problem, meta, checkpoint=None, display=display)
 
 
-def prepare_resume(path, registry=None, overrides=(), display=None):
+def prepare_resume(path, registry=None, overrides=(), display=None, threads=None):
     """Reopen a saved run at its checkpoint, ready to continue with :func:`execute`.
 
     ``overrides`` (``key=value``) may change e.g. the stoppers to extend a run.
