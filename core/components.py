@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "KINDS",
     "Component",
     "Data",
     "Problem",
@@ -44,27 +43,13 @@ __all__ = [
     "LoopContext",
 ]
 
-KINDS = (
-    "algorithm",
-    "data",
-    "init",
-    "stopper",
-    "logger",
-    "saver",
-    "metric",
-    "plot",
-    "indicator",
-    "prox",
-)
-
-
 class Component:
     """Base of every plugin-provided piece.
 
     Attributes
     ----------
     kind : str
-        One of :data:`KINDS`.
+        One of :data:`core.kinds.KINDS`.
     name : str
         The name configs use to select it.
     params : tuple of core.params.Param
@@ -162,6 +147,11 @@ class Problem:
     X_test, Y_test : ndarray or None
     extras : dict of ndarray
         The data set's ground truth (:attr:`Data.extras`).
+    registry : core.registry.Registry or None
+        The registry the run was built from, for algorithms that build plugins
+        they name (a prox solver, a distance): ``problem.registry.build(kind,
+        name, params)``. None outside a run (then use
+        :func:`core.registry.get_registry`).
     """
 
     X: np.ndarray
@@ -176,6 +166,7 @@ class Problem:
     X_test: np.ndarray | None = None
     Y_test: np.ndarray | None = None
     extras: dict = field(default_factory=dict)
+    registry: object = field(default=None, repr=False, compare=False)
 
     @property
     def n(self):
@@ -237,8 +228,8 @@ class Algorithm(Component):
     load_state_dict(state)
         Inverse of ``state_dict``.
 
-    Before ``setup`` the loop sets ``self.registry`` (the run's registry), for
-    algorithms that look up other plugins by name (a prox solver, say).
+    An algorithm that uses other plugins by name (a prox solver, say) builds them
+    in ``setup`` from ``problem.registry``, the run's registry.
 
     Training together
     -----------------
@@ -253,7 +244,6 @@ class Algorithm(Component):
     """
 
     kind = "algorithm"
-    registry = None
     batchable = False
 
     @classmethod
@@ -311,6 +301,11 @@ class LoopContext:
         True on the last observation of the run.
     registry : core.registry.Registry or None
         The registry the run was built from (to look up metrics etc.).
+    run_dir : pathlib.Path or None
+        The run's folder (a logger may keep files of its own there, e.g. a
+        TensorBoard event file under ``run_dir / "tensorboard"``).
+    status, reason : str or None
+        Set on the final observation and at ``close``: how the run ends.
     """
 
     step: int
@@ -323,6 +318,9 @@ class LoopContext:
     since_save_seconds: float = 0.0
     final: bool = False
     registry: object = None
+    run_dir: object = None
+    status: str | None = None
+    reason: str | None = None
 
 
 class Stopper(Component):
@@ -349,6 +347,9 @@ class Logger(Component):
     Called once after setup (step 0), after every step, and once with
     ``ctx.final = True`` at the end; a logger decides its own cadence.
     ``state_dict`` / ``load_state_dict`` keep that cadence across resumes.
+    ``close(ctx)`` is called exactly once when the run ends, whatever its status
+    (``ctx.status``, ``ctx.reason``), also when an earlier hook raised: release
+    files and connections there.
     """
 
     kind = "logger"
@@ -358,6 +359,9 @@ class Logger(Component):
 
     def observe(self, ctx):
         raise NotImplementedError
+
+    def close(self, ctx):
+        pass
 
     def state_dict(self):
         return {}
@@ -435,8 +439,8 @@ class Prox(Component):
     The problem it solves is defined by the algorithm family that uses it (for
     the JKO flow: the KL proximal operator of a quadratic energy, see
     :mod:`plugins.jko`); an algorithm declares the parameter that names its prox
-    with ``Param(..., extra={"plugin_kind": "prox"})`` so the config validator
-    checks the name against the registry.
+    with ``Param(..., plugin_kind="prox")`` and its options with
+    ``Param(..., options_of=...)``, so the config resolver checks both.
     """
 
     kind = "prox"

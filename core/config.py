@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, did_you_mean
+from .kinds import config_sections
 from .model import LOSSES, SCALINGS
 from .params import Param, validate_params
 
@@ -54,8 +55,6 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-SINGLE_SECTIONS = ("data", "init", "algorithm")
-MULTI_SECTIONS = {"stoppers": "stopper", "loggers": "logger", "savers": "saver"}
 
 MODEL_PARAMS = (
     Param("width", int, 100, "number of neurons m (inits may derive theirs, e.g. a grid)", low=1),
@@ -195,30 +194,54 @@ def _resolve_single(section, value, registry, kind):
 
 
 def _check_plugin_params(section, params, resolved, registry):
-    """Check parameters that name another plugin, and that plugin's options.
+    """Resolve the parameters that name other plugins (declared links), once.
 
-    ``Param(..., extra={"plugin_kind": "prox"})`` names a plugin of that kind;
-    ``Param("prox_options", dict, ..., extra={"options_of": "proxf"})`` holds
-    parameters of the plugin named by ``proxf``: each given one is validated (and
-    converted) here; defaults are not filled in, the owning plugin supplies them.
+    A parameter with ``plugin_kind`` names plugins of that kind: each name is
+    checked against the registry; a ``dict`` value (or a ``list`` of names, when
+    the parameter also accepts a dict) becomes ``{name: parameters}`` with each
+    plugin's parameters validated and defaults filled. A parameter with
+    ``options_of`` holds the parameters of the plugin named by that other
+    parameter: validated, defaults filled. The plugin using them instantiates
+    them as they are (:meth:`core.registry.Registry.build`).
     """
     by_name = {p.name: p for p in params}
     for p in params:
-        kind = p.extra.get("plugin_kind")
-        if kind is None or resolved.get(p.name) is None:
+        value = resolved.get(p.name)
+        if p.plugin_kind is None or value is None:
             continue
-        values = resolved[p.name] if isinstance(resolved[p.name], list) else [resolved[p.name]]
-        for value in values:
-            registry.get(kind, value, owner=f"{section}.{p.name}")
+        owner = f"{section}.{p.name}"
+        if isinstance(value, str):
+            registry.get(p.plugin_kind, value, owner=owner)
+        elif isinstance(value, dict) or _accepts(p, dict):
+            items = value.items() if isinstance(value, dict) else ((v, {}) for v in value)
+            out = {}
+            for name, options in items:
+                if not isinstance(name, str):
+                    raise ConfigError(f"{owner} must name {p.plugin_kind} plugins; got {name!r}")
+                if options is None or options is True:
+                    options = {}
+                cls = registry.get(p.plugin_kind, name, owner=owner)
+                out[name] = validate_params(f"{owner}.{name}", options, cls.params)
+            resolved[p.name] = out
+        else:
+            for name in value:
+                if not isinstance(name, str):
+                    raise ConfigError(f"{owner} must name {p.plugin_kind} plugins; got {name!r}")
+                registry.get(p.plugin_kind, name, owner=owner)
     for p in params:
-        target = p.extra.get("options_of")
+        target = p.options_of
         if target is None or resolved.get(target) is None:
             continue
-        kind = by_name[target].extra["plugin_kind"]
+        kind = by_name[target].plugin_kind
         cls = registry.get(kind, resolved[target], owner=f"{section}.{target}")
-        given = resolved[p.name] or {}
-        checked = validate_params(f"{section}.{p.name} ({resolved[target]})", given, cls.params)
-        resolved[p.name] = {key: checked[key] for key in given}
+        resolved[p.name] = validate_params(
+            f"{section}.{p.name} ({resolved[target]})", resolved[p.name] or {}, cls.params
+        )
+
+
+def _accepts(param, typ):
+    types = param.type if isinstance(param.type, tuple) else (param.type,)
+    return typ in types
 
 
 def _resolve_multi(section, value, registry, kind):
@@ -239,6 +262,50 @@ def _resolve_multi(section, value, registry, kind):
         _check_plugin_params(f"{section}.{name}", cls.params, out[name], registry)
         cls.check(out[name])
     return out
+
+
+MAX_NAME_BYTES = 200
+"""Longest experiment name (bytes, UTF-8): one folder name, below file systems' 255."""
+
+
+def check_experiment_name(name):
+    """Return ``name`` if it can be a folder name of the run store, else raise.
+
+    Refused: non-strings, blank names, names starting with ``.`` or a space,
+    ``/``, NUL or other control characters, and names over ``MAX_NAME_BYTES``.
+    """
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name != name.strip()
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+    ):
+        raise ConfigError(
+            "experiment must be a folder name: not blank, no leading or trailing space or "
+            f"'.', no '/', '\\' or control characters, at most {MAX_NAME_BYTES} bytes; "
+            f"got {name!r}"[:300]
+        )
+    return name
+
+
+def plain_data(value):
+    """``value`` with numpy scalars turned into Python numbers (recursively).
+
+    Configs computed with numpy (``np.logspace(...)[i]``, ``np.float64(0.1)``)
+    hold numpy scalars; the resolved config is plain JSON data.
+    """
+    if isinstance(value, dict):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_data(v) for v in value)
+    item = getattr(value, "item", None)
+    if item is not None and type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        return item()
+    return value
 
 
 def resolve(config, registry):
@@ -262,13 +329,8 @@ def resolve(config, registry):
                 f"unknown top-level key {key!r}; valid keys: {', '.join(TOP_LEVEL_KEYS)}"
                 + did_you_mean(key, TOP_LEVEL_KEYS)
             )
-    out = {}
-    experiment = config.get("experiment", "default")
-    if not isinstance(experiment, str) or not experiment or "/" in experiment or (
-        experiment.startswith(".")
-    ):
-        raise ConfigError(f"experiment must be a non-empty name without '/'; got {experiment!r}")
-    out["experiment"] = experiment
+    config = plain_data(config)
+    out = {"experiment": check_experiment_name(config.get("experiment", "default"))}
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
@@ -278,12 +340,14 @@ def resolve(config, registry):
         raise ConfigError(f"notes must be a string; got {notes!r}")
     out["notes"] = notes
     out["model"] = validate_params("model", config.get("model", {}), MODEL_PARAMS)
-    for section in SINGLE_SECTIONS:
-        if section not in config:
-            raise ConfigError(f"config has no {section!r} section (a dict with a 'name' key)")
-        out[section] = _resolve_single(section, config[section], registry, section)
-    for section, kind in MULTI_SECTIONS.items():
-        out[section] = _resolve_multi(section, config.get(section, {}), registry, kind)
+    for kind in config_sections(several=False):
+        if kind.section not in config:
+            raise ConfigError(f"config has no {kind.section!r} section (a dict with a 'name' key)")
+        out[kind.section] = _resolve_single(kind.section, config[kind.section], registry, kind.name)
+    for kind in config_sections(several=True):
+        out[kind.section] = _resolve_multi(
+            kind.section, config.get(kind.section, {}), registry, kind.name
+        )
     out["run"] = validate_params("run", config.get("run", {}), RUN_PARAMS)
     if "sweep" in config:
         out["sweep"] = config["sweep"]

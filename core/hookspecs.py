@@ -2,8 +2,9 @@
 
 A plugin is a module (or object) with functions marked ``@hookimpl`` named like the
 specs below; each returns a list of :class:`core.components.Component` subclasses of
-one kind. Built-in plugins (``plugins/``) are registered exactly like third-party
-packages, which declare themselves in the entry-point group ``relulab``::
+one kind (:data:`core.kinds.KIND_TABLE` says which). Built-in plugins (``plugins/``)
+are registered exactly like third-party packages, which declare themselves in the
+entry-point group ``relulab``::
 
     [project.entry-points.relulab]
     my_plugin = "my_package.relulab_plugin"
@@ -11,7 +12,7 @@ packages, which declare themselves in the entry-point group ``relulab``::
 
 import pluggy
 
-__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "HOOK_OF_KIND"]
+__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP"]
 
 PROJECT = "relulab"
 ENTRY_POINT_GROUP = "relulab"
@@ -68,17 +69,3 @@ def relulab_indicators():
 @hookspec
 def relulab_proxes():
     """Return a list of :class:`core.components.Prox` subclasses."""
-
-
-HOOK_OF_KIND = {
-    "algorithm": "relulab_algorithms",
-    "data": "relulab_datasets",
-    "init": "relulab_inits",
-    "stopper": "relulab_stoppers",
-    "logger": "relulab_loggers",
-    "saver": "relulab_savers",
-    "metric": "relulab_metrics",
-    "plot": "relulab_plots",
-    "indicator": "relulab_indicators",
-    "prox": "relulab_proxes",
-}

@@ -12,33 +12,18 @@ Underneath, :func:`prepare_run` / :func:`prepare_resume` give an
 algorithm advance in lockstep through one ``step_together`` call per step.
 """
 
-import datetime as _dt
-import functools
 import math
-import os
-import platform
-import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
-
-import numpy as np
 
 from .cli import StopSignals
-from .components import LoopContext, Problem
-from .config import resolve
+from .components import LoopContext
 from .display import Display
-from .errors import RunStoreError
-from .store import (
-    Run,
-    RunStore,
-    TraceWriter,
-    atomic_save_npz,
-    atomic_write_bytes,
-    atomic_write_json,
-    load_npz,
-)
+from .kinds import KIND
+from .problem import build_problem, seed_streams
+from .provenance import git_commit, iso, utc_now, versions
+from .run_folder import create_run_folder, reopen_run_folder
+from .store import Run, TraceWriter, atomic_write_json
 
 __all__ = [
     "start_run",
@@ -51,140 +36,19 @@ __all__ = [
     "build_problem",
     "seed_streams",
     "versions",
+    "git_commit",
 ]
-
-
-def _utc_now():
-    return _dt.datetime.now(_dt.UTC)
-
-
-def _iso(t):
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def versions():
-    """Versions of relulab, Python, numpy and torch (None when absent), read once."""
-    return dict(_versions())
-
-
-@functools.cache
-def _versions():
-    import importlib.metadata
-    import sys
-
-    out = {"python": platform.python_version(), "numpy": np.__version__}
-    try:
-        out["relulab"] = importlib.metadata.version("relulab")
-    except importlib.metadata.PackageNotFoundError:
-        out["relulab"] = "dev"
-    torch = sys.modules.get("torch")
-    if torch is None:
-        try:
-            out["torch"] = importlib.metadata.version("torch")
-        except importlib.metadata.PackageNotFoundError:
-            out["torch"] = None
-    else:
-        out["torch"] = torch.__version__
-    return out
-
-
-GIT_CACHE_SECONDS = 30.0
-"""How long :func:`git_commit` reuses its answer (a sweep starts many runs a second)."""
-
-_git_cache = {}
-
-
-def git_commit(path=None):
-    """Commit hash of the project checkout (with ``+dirty``), or None.
-
-    Asked of git at most every ``GIT_CACHE_SECONDS`` per checkout.
-    """
-    path = str(path or Path(__file__).resolve().parent.parent)
-    now = time.monotonic()
-    cached = _git_cache.get(path)
-    if cached is None or now - cached[0] > GIT_CACHE_SECONDS:
-        cached = _git_cache[path] = (now, _ask_git(path))
-    return cached[1]
-
-
-def _ask_git(path):
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5,
-        )
-        if out.returncode != 0:
-            return None
-        commit = out.stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        )
-        return commit + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def seed_streams(seed):
-    """Independent generators for data, init and algorithm, all from ``seed``."""
-    data_ss, init_ss, algo_ss = np.random.SeedSequence(seed).spawn(3)
-    return (np.random.default_rng(data_ss), np.random.default_rng(init_ss),
-            np.random.default_rng(algo_ss))
-
-
-def build_problem(config, registry, arrays=None):
-    """Build the :class:`Problem` of a resolved config.
-
-    Parameters
-    ----------
-    config : dict
-        Resolved config.
-    registry : core.registry.Registry
-    arrays : dict, optional
-        Saved ``problem.npz`` arrays (on resume): used instead of regenerating.
-
-    Returns
-    -------
-    problem : Problem
-    arrays : dict of ndarray
-        What to store in ``problem.npz``.
-    """
-    rng_data, rng_init, rng_algo = seed_streams(config["seed"])
-    data_cfg = dict(config["data"])
-    data_cls = registry.get("data", data_cfg.pop("name"))
-    bias = bool(getattr(data_cls, "bias_column", False)) or bool(data_cfg.get("bias", False))
-    if arrays is None:
-        data = data_cls(**data_cfg).load(rng_data)
-        bias = data.bias
-        init_cfg = dict(config["init"])
-        init = registry.get("init", init_cfg.pop("name"))(**init_cfg)
-        k = 1 if data.Y.ndim == 1 else data.Y.shape[1]
-        W0, a0 = init.initialize(data.X.shape[1], config["model"]["width"], k, rng_init)
-        if data.Y.ndim == 2 and a0.ndim == 1:
-            a0 = a0[:, None]
-        arrays = {**data.arrays(), "W0": W0, "a0": a0, "bias": np.array(bias)}
-    problem = Problem(
-        X=arrays["X"], Y=arrays["Y"], W0=arrays["W0"], a0=arrays["a0"],
-        scaling=config["model"]["scaling"], loss=config["model"]["loss"],
-        bias=bool(arrays.get("bias", bias)), seed=config["seed"], rng=rng_algo,
-        X_test=arrays.get("X_test"), Y_test=arrays.get("Y_test"),
-        extras={k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")},
-    )
-    return problem, arrays
-
-
-def _build_all(config, registry, section):
-    return [registry.get(section.rstrip("s"), name)(**params)
-            for name, params in config[section].items()]
 
 
 def prepare_run(config, source="", registry=None, runs_dir=None, config_path=None,
                 path=None, display=None, threads=None):
     """Create a run directory for a resolved config, ready to execute.
 
-    Writes ``config.py``, ``config.json``, ``meta.json`` (status ``running``) and
-    ``problem.npz``, and sets up the algorithm, stoppers, loggers and savers. A
-    failure on the way is recorded as status ``failed`` before it is raised.
+    The problem is built first (a data set that fails leaves no folder); then the
+    folder is made and locked (``run.lock``), ``config.py``, ``config.json``,
+    ``problem.npz`` and ``meta.json`` (status ``running``) are written, and the
+    algorithm, stoppers, loggers and savers are set up. A failure in that set-up
+    is recorded as status ``failed`` before it is raised.
 
     Parameters
     ----------
@@ -202,6 +66,9 @@ def prepare_run(config, source="", registry=None, runs_dir=None, config_path=Non
         ``runs_dir/<experiment>/<UTC stamp>-<short id>``.
     display : str, optional
         Live display mode, overriding ``config["run"]["display"]``.
+    threads : int, optional
+        Threads to use when ``config["run"]["threads"]`` is 0 (automatic); sweep
+        workers pass 1.
 
     Returns
     -------
@@ -209,74 +76,32 @@ def prepare_run(config, source="", registry=None, runs_dir=None, config_path=Non
         Run it with :func:`execute`.
     """
     registry = registry or _default_registry()
-    runs_dir = runs_dir or config["run"]["runs_dir"]
-    now = _utc_now()
-    if path is not None:
-        store = RunStore.create_at(path)
-    else:
-        store = RunStore.create(runs_dir, config["experiment"],
-                                now.strftime("%Y%m%dT%H%M%SZ"), os.urandom(3).hex())
-    atomic_write_bytes(store.path / "config.py", source.encode())
-    atomic_write_json(store.path / "config.json", config)
-    meta = {
-        "status": "running",
-        "reason": None,
-        "experiment": config["experiment"],
-        "run_id": store.path.name,
-        "config_file": str(config_path) if config_path else None,
-        "created": _iso(now),
-        "started": _iso(now),
-        "ended": None,
-        "steps": 0,
-        "wall_time": 0.0,
-        "seed": config["seed"],
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "resumes": [],
-    }
-    store.write_meta(meta)
-    try:
-        problem, arrays = build_problem(config, registry)
-    except BaseException as exc:
-        _record_failure(store, meta, exc)
-        raise
-    meta.update(bias=bool(problem.bias), n=problem.n, d=problem.d, width=problem.m)
-    atomic_save_npz(store.path / "problem.npz", arrays)
-    return Execution(store, config, registry, problem, meta, checkpoint=None, display=display)
+    problem, arrays = build_problem(config, registry)
+    store, meta, lock = create_run_folder(config, source, arrays, problem, runs_dir,
+                                          config_path, path)
+    return Execution(store, config, registry, problem, meta, checkpoint=None, display=display,
+                     lock=lock, threads=threads)
 
 
 def prepare_resume(path, registry=None, overrides=(), display=None, threads=None):
     """Reopen a saved run at its checkpoint, ready to continue with :func:`execute`.
 
-    ``overrides`` (``key=value``) may change e.g. the stoppers to extend a run.
+    A run another process is writing is refused before anything is read but its
+    lock and ``meta.json``. ``overrides`` (``key=value``) may change what a resume
+    may change (:func:`core.run_folder.check_resume_changes`: stoppers, loggers,
+    savers, display, threads, resume-safe algorithm parameters); the config is
+    rewritten, and the accepted changes recorded in this resume's entry of
+    ``meta.json``, only once the run is set up again.
     """
-    from .config import apply_overrides
-
     registry = registry or _default_registry()
-    store = RunStore.open(path)
-    run = Run(store.path)
-    meta = run.meta
-    if meta.get("status") == "running":
-        raise RunStoreError(f"run {store.path} is still running (pid {meta.get('pid')})")
-    config = run.config
-    if overrides:
-        config = resolve(apply_overrides(config, overrides), registry)
-        atomic_write_json(store.path / "config.json", config)
-    arrays = load_npz(store.path / "problem.npz")
-    problem, _ = build_problem(config, registry, arrays=arrays)
-    checkpoint = store.read_checkpoint()
-    now = _iso(_utc_now())
-    meta.update(status="running", reason=None, ended=None, pid=os.getpid(),
-                host=socket.gethostname())
-    meta.setdefault("resumes", []).append(
-        {"at": now, "from_step": checkpoint["loop"]["step"] if checkpoint else 0,
-         "overrides": list(overrides)}
-    )
-    store.write_meta(meta)
-    return Execution(store, config, registry, problem, meta, checkpoint=checkpoint,
-                     display=display)
+    reopened = reopen_run_folder(path, registry, overrides)
+    execution = Execution(reopened.store, reopened.config, registry, reopened.problem,
+                          reopened.meta, checkpoint=reopened.checkpoint, display=display,
+                          lock=reopened.lock, threads=threads)
+    if reopened.changes:
+        atomic_write_json(reopened.store.path / "config.json", reopened.config)
+    reopened.store.write_meta(reopened.meta)
+    return execution
 
 
 def start_run(config, source="", registry=None, runs_dir=None, config_path=None, path=None):
@@ -315,9 +140,24 @@ def describe_error(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
+def _thread_tools():  # TEMPORARY until core/threads.py lands
+    try:
+        from .threads import limit_threads, resolve_threads
+    except ImportError:
+        import contextlib
+
+        return (lambda n: contextlib.nullcontext()), (lambda s, p, worker=False: s or 1)
+    return limit_threads, resolve_threads
+
+
+def _build_section(config, registry, kind_name):
+    section = KIND[kind_name].section
+    return [registry.get(kind_name, name)(**params) for name, params in config[section].items()]
+
+
 def _record_failure(store, meta, exc):
     """A run that never started must not read "running"."""
-    meta.update(status="failed", reason=describe_error(exc), ended=_iso(_utc_now()))
+    meta.update(status="failed", reason=describe_error(exc), ended=iso(utc_now()))
     store.write_meta(meta)
 
 
@@ -326,40 +166,60 @@ class Execution:
 
     Made by :func:`prepare_run` or :func:`prepare_resume`; :func:`execute` drives
     it. After the run, ``status`` and ``reason`` are those written to
-    ``meta.json`` and ``error`` is the exception that failed it (or None).
+    ``meta.json`` and ``error`` is the exception that failed it (or None). The
+    run's lock is held from construction to the end of :meth:`end`; whatever
+    fails during construction is recorded as status ``failed`` (and the loggers
+    set up so far are closed) before it is raised.
     """
 
-    def __init__(self, store, config, registry, problem, meta, checkpoint, display=None):
+    def __init__(self, store, config, registry, problem, meta, checkpoint, display=None,
+                 lock=None, threads=None):
+        self.store, self.config, self.meta, self.lock = store, config, meta, lock
+        self.loggers = []
+        self.ended = False
         try:
-            algo_cfg = dict(config["algorithm"])
-            algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
-            algorithm.registry = registry  # to look up the plugins it names (a prox...)
-            algorithm.setup(problem)
-            self.stoppers = _build_all(config, registry, "stoppers")
-            self.loggers = _build_all(config, registry, "loggers")
-            self.savers = _build_all(config, registry, "savers")
+            self._setup(config, registry, problem, checkpoint, display, threads)
         except BaseException as exc:
-            _record_failure(store, meta, exc)
+            try:
+                _record_failure(store, meta, exc)
+                self._close_loggers(None)
+            finally:
+                self._release()
             raise
-        self.store, self.config, self.meta, self.algorithm = store, config, meta, algorithm
-        self.fresh = checkpoint is None
+
+    def _setup(self, config, registry, problem, checkpoint, display, threads):
+        limit_threads, resolve_threads = _thread_tools()
         run_cfg = config["run"]
+        self.threads = resolve_threads(run_cfg["threads"] or threads or 0, problem,
+                                       worker=bool(threads))
+        self.meta["threads"] = self.threads
+        algo_cfg = dict(config["algorithm"])
+        with limit_threads(self.threads):
+            algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
+            algorithm.setup(problem)
+        self.algorithm = algorithm
+        self.stoppers = _build_section(config, registry, "stopper")
+        loggers = _build_section(config, registry, "logger")
+        self.savers = _build_section(config, registry, "saver")
+        self.fresh = checkpoint is None
         self.max_pending = run_cfg["max_pending_mb"] * 2**20
         if checkpoint is None:
-            self.trace = TraceWriter(store.trace_dir, 0)
+            self.trace = TraceWriter(self.store.trace_dir, 0)
             self.trace.drop_chunks_from(0)
             step, self.elapsed_before = 0, 0.0
         else:
             loop_state = checkpoint["loop"]
-            self.trace = TraceWriter(store.trace_dir, loop_state["n_chunks"])
+            self.trace = TraceWriter(self.store.trace_dir, loop_state["n_chunks"])
             self.trace.drop_chunks_from(loop_state["n_chunks"])
             algorithm.load_state_dict(checkpoint["algorithm"])
             step, self.elapsed_before = loop_state["step"], loop_state["elapsed"]
+        self.start_step = step
         self.ctx = LoopContext(step=step, elapsed=self.elapsed_before, loss=algorithm.loss(),
                                algorithm=algorithm, problem=problem, trace=self.trace,
-                               registry=registry)
-        for logger in self.loggers:
+                               registry=registry, run_dir=self.store.path)
+        for logger in loggers:
             logger.setup(self.ctx)
+            self.loggers.append(logger)
         if checkpoint is not None:
             for logger, state in zip(self.loggers, checkpoint.get("loggers", [])):
                 logger.load_state_dict(state)
@@ -367,7 +227,22 @@ class Execution:
         self.display = Display(display or run_cfg["display"], title=config["experiment"],
                                refresh_per_second=run_cfg["refresh_per_second"])
         self.status = self.reason = self.error = None
-        self.ended = False
+
+    def _close_loggers(self, ctx):
+        """``close`` every set-up logger once; return the first error (or None)."""
+        first = None
+        loggers, self.loggers = self.loggers, []
+        for logger in loggers:
+            try:
+                logger.close(ctx)
+            except Exception as exc:
+                first = first or exc
+        return first
+
+    def _release(self):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def path(self):
@@ -394,7 +269,7 @@ class Execution:
                 "algorithm": self.algorithm.state_dict(),
                 "loggers": [lg.state_dict() for lg in self.loggers],
             })
-        self.meta.update(steps=ctx.step, wall_time=ctx.elapsed, heartbeat=_iso(_utc_now()),
+        self.meta.update(steps=ctx.step, wall_time=ctx.elapsed, heartbeat=iso(utc_now()),
                          final_loss=_finite_or_none(ctx.loss))
         if not final:
             self.store.write_meta(self.meta)
@@ -433,10 +308,11 @@ class Execution:
             self.save()
 
     def end(self, status, reason, error=None):
-        """Final observation and save, then ``meta.json`` with the outcome.
+        """Final observation and save, loggers closed, then ``meta.json`` with the outcome.
 
         A failing final save leaves ``meta.json`` as it was (``running``, read
-        as ``crashed``: the run resumes from its last good checkpoint).
+        as ``crashed``: the run resumes from its last good checkpoint). The run's
+        lock is released last, whatever happened.
         """
         self.ended = True
         ctx = self.ctx
@@ -448,6 +324,7 @@ class Execution:
             print(f"warning: display failed: {describe_error(exc)}", file=sys.stderr)
         try:
             ctx.final = True
+            ctx.status, ctx.reason = status, reason
             try:
                 for logger in self.loggers:
                     logger.observe(ctx)
@@ -455,11 +332,27 @@ class Execution:
                 if error is None:
                     status, reason, self.error = "failed", describe_error(exc), exc
             self.save(final=True)
-            self.meta.update(status=status, reason=reason, ended=_iso(_utc_now()))
+            ctx.status, ctx.reason = status, reason
+            closing = self._close_loggers(ctx)
+            if closing is not None and self.error is None:
+                status, reason, self.error = "failed", describe_error(closing), closing
+            self._forget_idle_resume()
+            self.meta.update(status=status, reason=reason, ended=iso(utc_now()))
             self.store.write_meta(self.meta)
             self.status, self.reason = status, reason
         except Exception as exc:
             self.error = self.error or exc
+        finally:
+            self._close_loggers(ctx)
+            self._release()
+
+    def _forget_idle_resume(self):
+        """A resume that made no step and changed nothing leaves no entry in meta."""
+        resumes = self.meta.get("resumes") or []
+        if not self.fresh and resumes and self.ctx.step == self.start_step and (
+            not resumes[-1].get("changes")
+        ):
+            resumes.pop()
 
 
 def execute(executions):
@@ -487,7 +380,9 @@ def execute(executions):
         raise ValueError("executions run together must share one algorithm class; got "
                          + ", ".join(sorted(c.__name__ for c in classes)))
     active = []
-    with StopSignals() as signals:
+    limit_threads, _ = _thread_tools()
+    threads = max((ex.threads for ex in executions), default=1)
+    with StopSignals() as signals, limit_threads(threads):
         try:
             for ex in executions:
                 try:

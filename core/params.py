@@ -12,7 +12,7 @@ Examples
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
@@ -46,6 +46,20 @@ class Param:
         For lists: the type of every item (``float`` accepts ints).
     nullable : bool
         Whether ``None`` is an allowed value.
+    plugin_kind : str, optional
+        The value names plugins of this kind (:data:`core.kinds.KINDS`): a ``str``
+        parameter one name, a ``list`` parameter several, a ``dict`` parameter
+        ``{name: parameters}``. The config resolver checks the names against the
+        registry and, for a dict (or a list, which becomes a dict), validates each
+        plugin's parameters and fills its defaults.
+    options_of : str, optional
+        A ``dict`` parameter holding the parameters of the plugin named by the
+        parameter ``options_of`` (a ``plugin_kind`` one): validated against that
+        plugin's declarations, defaults filled, by the config resolver.
+    resume_safe : bool
+        Whether ``--resume`` may change the value (a learning rate, say): only
+        parameters that cannot change the problem or the meaning of the saved
+        state may say so.
     """
 
     name: str
@@ -59,7 +73,9 @@ class Param:
     high_open: bool = False
     item_type: Any = None
     nullable: bool = False
-    extra: dict = field(default_factory=dict, compare=False)
+    plugin_kind: str | None = None
+    options_of: str | None = None
+    resume_safe: bool = False
 
     def allowed(self):
         """Describe the allowed values in words, for error messages and help."""

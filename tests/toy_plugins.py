@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from core import model
-from core.components import Algorithm, Data, DataSet, Init
+from core.components import Algorithm, Data, DataSet, Init, Logger
 from core.hookspecs import hookimpl
 from core.params import Param
 
@@ -24,12 +24,18 @@ class ToyData(DataSet):
     """1-D sinus with a bias column."""
 
     name = "toy_data"
-    params = (Param("n", int, 12, "points", low=1),)
+    params = (
+        Param("n", int, 12, "points", low=1),
+        Param("no_features", bool, False, "give X of shape (n, 0) (a broken data set)"),
+        Param("fail", bool, False, "load() raises (an unreadable data file, say)"),
+    )
 
     def load(self, rng):
+        if self.fail:
+            raise FileNotFoundError("toy data file missing")
         x = np.linspace(-1, 1, self.n)
-        return Data(np.c_[x, np.ones_like(x)], np.sin(3 * x) + 0.1 * rng.normal(size=self.n),
-                    bias=True)
+        X = np.zeros((self.n, 0)) if self.no_features else np.c_[x, np.ones_like(x)]
+        return Data(X, np.sin(3 * x) + 0.1 * rng.normal(size=self.n), bias=not self.no_features)
 
 
 class ToyInit(Init):
@@ -46,13 +52,14 @@ class ToySGD(Algorithm):
 
     name = "toy_sgd"
     params = (
-        Param("lr", float, 0.01, "step size", low=0),
+        Param("lr", float, 0.01, "step size", low=0, resume_safe=True),
         Param("momentum", float, 0.9, "heavy-ball momentum", low=0, high=1),
         Param("batch", int, 6, "minibatch size", low=1),
-        Param("sleep", float, 0.0, "seconds to sleep per step", low=0),
+        Param("sleep", float, 0.0, "seconds to sleep per step", low=0, resume_safe=True),
         Param("nan_at", int, -1, "step at which the parameters become NaN (-1: never)"),
         Param("raise_at", int, -1, "step at which step() raises (-1: never)"),
         Param("fail_setup", bool, False, "setup() raises"),
+        Param("fail_loss", bool, False, "loss() raises"),
     )
 
     def setup(self, problem):
@@ -83,6 +90,8 @@ class ToySGD(Algorithm):
             raise RuntimeError(f"toy failure at step {self.t}")
 
     def loss(self):
+        if self.fail_loss:
+            raise ArithmeticError("toy loss failure")
         return model.loss(self.problem.X, self.problem.Y, self.W, self.a)
 
     def state(self):
@@ -171,6 +180,41 @@ class ToyEnsemble(Algorithm):
         self.W, self.a = state["W"].copy(), state["a"].copy()
         self.vW, self.va = state["vW"].copy(), state["va"].copy()
         self.t = state["t"]
+
+
+class ToyLogger(Logger):
+    """Appends one line per hook call to a file; can fail in setup or close."""
+
+    name = "toy_logger"
+    params = (
+        Param("file", str, "", "where to append 'setup', 'observe STEP', 'close STATUS'"),
+        Param("fail_setup", bool, False, "setup() raises"),
+        Param("fail_close", bool, False, "close() raises"),
+    )
+
+    def _write(self, line):
+        if self.file:
+            with open(self.file, "a") as fh:
+                fh.write(line + "\n")
+
+    def setup(self, ctx):
+        self._write("setup")
+        if self.fail_setup:
+            raise OSError("toy logger cannot open its file")
+
+    def observe(self, ctx):
+        if ctx.final:
+            self._write(f"final {ctx.step} {ctx.run_dir.name}")
+
+    def close(self, ctx):
+        self._write(f"close {ctx.status if ctx is not None else None}")
+        if self.fail_close:
+            raise ConnectionError("toy logger lost its server")
+
+
+@hookimpl
+def relulab_loggers():
+    return [ToyLogger]
 
 
 @hookimpl

@@ -63,7 +63,7 @@ import numpy as np
 
 from core.components import Algorithm
 from core.measure import measure_from_problem
-from core.params import Param, validate_params
+from core.params import Param
 
 from ._energy import energy_from_problem
 from ._kernel import make_kernel
@@ -79,7 +79,7 @@ def build_prox(name, options=None, owner="algorithm (jko)", registry=None):
     name : str
         A prox plugin name (built-in: ``scipy``, ``cvxpy``, ``torch``).
     options : dict, optional
-        Parameters of the prox (validated against its declarations).
+        Parameters of the prox (validated against its declarations, defaults filled).
     owner : str
         Used in error messages.
     registry : core.registry.Registry, optional
@@ -94,9 +94,7 @@ def build_prox(name, options=None, owner="algorithm (jko)", registry=None):
         from core.registry import get_registry
 
         registry = get_registry()
-    cls = registry.get("prox", name, owner=f"{owner}.proxf")
-    params = validate_params(f"{owner}.prox_options ({name})", options or {}, cls.params)
-    return cls(**params)
+    return registry.build("prox", name, options, owner=f"{owner}.prox_options ({name})")
 
 
 def _kernel_op(kernel, log_domain):
@@ -222,12 +220,9 @@ class JKO(Algorithm):
         Param("gamma", float, 0.01, "entropic regularisation, in units of squared "
               "position distance (kernel exp(-|w-w'|^2/gamma))", low=0, low_open=True),
         Param("proxf", str, "scipy", "KL prox solver (a prox plugin: scipy, cvxpy, torch)",
-              extra={"plugin_kind": "prox"}),
+              plugin_kind="prox"),
         Param("prox_options", dict, {}, "parameters of the prox plugin (see --help-plugin)",
-              extra={"options_of": "proxf"}),
-        Param("prox_tol", float, 1e-9, "prox tolerance on the first-order residual",
-              low=0, low_open=True),
-        Param("prox_max_iter", int, 1000, "most prox solver iterations", low=1),
+              options_of="proxf"),
         Param("inner_tol", float, 1e-6, "tolerance on the relative marginal errors", low=0),
         Param("max_inner", int, 10, "most Sinkhorn-like iterations per step (Gradient-Work's "
               "interiter)", low=1),
@@ -250,9 +245,7 @@ class JKO(Algorithm):
         groups = [np.arange(len(s))] if self.couple_signs else [
             np.flatnonzero(s > 0), np.flatnonzero(s < 0)]
         self.kernel_ = make_kernel(self.measure.W, self.gamma, groups, self.kernel)
-        options = {"tol": self.prox_tol, "max_iter": self.prox_max_iter,
-                   **self.prox_options}
-        self.prox_ = build_prox(self.proxf, options, registry=self.registry)
+        self.prox_ = build_prox(self.proxf, self.prox_options, registry=problem.registry)
         self.sigma = self.tau / self.gamma
         with np.errstate(divide="ignore"):
             self.log_p = np.log(self.measure.p)

@@ -138,7 +138,7 @@ def test_one_step_equals_the_exact_entropic_jko_program(sigma):
     problem = grid_problem(per_axis=6, signs="positive", mass=0.1, jitter=1.0)
     gamma = 0.5 * spacing(6, 1.0) ** 2
     algo = make_jko(problem, tau=sigma * gamma, gamma=gamma, max_inner=5000,
-                    inner_tol=1e-12, prox_tol=1e-12, weight_decay=0.05)
+                    inner_tol=1e-12, prox_options={"tol": 1e-12}, weight_decay=0.05)
     q = algo.p.copy()
     algo.step()
     assert algo.scalars()["violation"] < 1e-11
@@ -209,7 +209,7 @@ def test_steps_with_each_prox_plugin_agree(proxf, tol):
     runs = {}
     for name in ("scipy", proxf):
         algo = make_jko(problem, tau=gamma, gamma=gamma, proxf=name, max_inner=3,
-                        prox_max_iter=5000)
+                        prox_options={"max_iter": 5000})
         algo.step()
         runs[name] = algo.p
     assert np.max(np.abs(runs[proxf] - runs["scipy"])) <= tol * np.max(runs["scipy"])
