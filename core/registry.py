@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import pluggy
 
 from . import hookspecs
-from .components import KINDS
 from .errors import PluginError, did_you_mean
+from .kinds import KIND_TABLE, KINDS
 
 __all__ = ["Entry", "Registry", "get_registry"]
 
@@ -64,8 +64,23 @@ class Entry:
 
     @property
     def install_hint(self):
-        extra = self.cls.extra or "all"
-        return f'pip install "relulab[{extra}]"'
+        """The command that installs what the piece ``requires``.
+
+        The class's own ``install_hint`` string when it sets one; for a built-in,
+        ``pip install "relulab[<extra>]"`` (``all`` without an ``extra``); for a
+        piece of another distribution, ``pip install "<dist>[<extra>]"`` when the
+        class sets ``extra``, else ``pip install`` of the missing modules.
+        """
+        hint = getattr(self.cls, "install_hint", None)
+        if isinstance(hint, str) and hint.strip():
+            return hint.strip()
+        extra = self.cls.extra
+        if self.provider == BUILTIN_PROVIDER:
+            return f'pip install "relulab[{extra or "all"}]"'
+        local = self.provider in ("RELULAB_PLUGINS", "?")  # not a distribution's name
+        if extra and not local:
+            return f'pip install "{self.provider}[{extra}]"'
+        return "pip install " + (" ".join(self.missing or self.cls.requires) or self.provider)
 
 
 def _importable(module):
@@ -152,8 +167,8 @@ class Registry:
             self._provider[name] = (provider, version)
 
     def _collect(self):
-        for kind in KINDS:
-            hook = getattr(self.pm.hook, hookspecs.HOOK_OF_KIND[kind])
+        for kind in KIND_TABLE:
+            hook = getattr(self.pm.hook, kind.hook)
             for impl in hook.get_hookimpls():
                 provider, version = self._provider.get(impl.plugin_name, ("?", ""))
                 try:
@@ -164,7 +179,12 @@ class Registry:
                     )
                     continue
                 for cls in classes:
-                    entry = Entry(kind, cls.name, cls, provider, version, impl.plugin_name)
+                    if not (isinstance(cls, type) and issubclass(cls, kind.base)):
+                        self.failures.append((impl.plugin_name, provider, (
+                            f"{kind.hook} returned {cls!r}, not a subclass of "
+                            f"{kind.base.__module__}.{kind.base.__name__}")))
+                        continue
+                    entry = Entry(kind.name, cls.name, cls, provider, version, impl.plugin_name)
                     self._add(entry)
 
     def _add(self, entry):
