@@ -216,16 +216,17 @@ class JKO(Algorithm):
     name = "jko"
     params = (
         Param("tau", float, 0.3, "JKO time step tau (Peyre's; Gradient-Work's tau_GW "
-              "converts as tau = gamma^2 / tau_GW)", low=0, low_open=True),
+              "converts as tau = gamma^2 / tau_GW)", low=0, low_open=True, resume_safe=True),
         Param("gamma", float, 0.01, "entropic regularisation, in units of squared "
               "position distance (kernel exp(-|w-w'|^2/gamma))", low=0, low_open=True),
         Param("proxf", str, "scipy", "KL prox solver (a prox plugin: scipy, cvxpy, torch)",
               plugin_kind="prox"),
         Param("prox_options", dict, {}, "parameters of the prox plugin (see --help-plugin)",
               options_of="proxf"),
-        Param("inner_tol", float, 1e-6, "tolerance on the relative marginal errors", low=0),
+        Param("inner_tol", float, 1e-6, "tolerance on the relative marginal errors", low=0,
+              resume_safe=True),
         Param("max_inner", int, 10, "most Sinkhorn-like iterations per step (Gradient-Work's "
-              "interiter)", low=1),
+              "interiter)", low=1, resume_safe=True),
         Param("masses", str, "prox", "new masses: the last prox point (Gradient-Work), or "
               "the row marginal of the feasible coupling (mass per sign conserved exactly; "
               "needs converged inner iterations)", choices=("prox", "coupling")),
