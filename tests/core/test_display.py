@@ -46,7 +46,15 @@ def test_steps_per_second_is_that_of_the_last_full_window(capsys, monkeypatch):
     assert rates == ["5.0", "10.0", "10.0", "10.0"]
 
 
-def test_a_display_that_never_started_can_still_end():
-    display = Display("plain")
+def test_a_display_that_never_started_can_still_end(capsys):
+    """A run that fails before its loop starts still ends its display: the plain
+    mode prints the final line, the live mode (no progress bar yet) prints nothing."""
+    display = Display("plain", title="t")
     display.update(3, 0.5, 1.0, force=True)
     display.stop()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("[t] step 3 loss 5.0000e-01") and "elapsed 1.0s" in line
+    live = Display("live", title="t")
+    live.update(3, 0.5, 1.0, fraction=0.5, force=True)
+    live.stop()
+    assert capsys.readouterr().err == "" and live._progress is None
