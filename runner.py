@@ -6,9 +6,12 @@ Examples
     python runner.py configs/gd_sinus.py algorithm.lr=0.05 stoppers.max_steps.steps=500
     python runner.py --resume latest                  # continue the newest run
     python runner.py --resume RUN_DIR stoppers.max_steps.steps=5000   # extend it
-    python runner.py --list-plugins
+    python runner.py --list-plugins [--json]
     python runner.py --help-plugin gd
     python runner.py configs/gd_sinus.py --dry-run    # validate, print, run nothing
+
+``relulab run ...`` is the same command (``relulab plugins`` lists the plugins).
+Overrides may come before or after the options.
 
 A config with a ``sweep`` section runs every point (``--jobs N`` processes, or
 ``--dask local`` / ``--dask tcp://host:port``); ``--resume SWEEP_DIR`` resumes it.
@@ -21,15 +24,15 @@ points were left unfinished.
 
 import argparse
 import json
-import os
 import sys
 
 EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 
 
-def build_parser():
+def build_parser(prog="runner.py"):
+    """The argument parser of ``runner.py`` (``prog``: the name shown in usage)."""
     parser = argparse.ArgumentParser(
-        prog="runner.py",
+        prog=prog,
         description="Run a relulab experiment from a Python config file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Overrides: key.sub=value, value parsed as a Python literal "
@@ -40,12 +43,19 @@ def build_parser():
     parser.add_argument("--resume", metavar="RUN", help="run or sweep directory, or 'latest'")
     parser.add_argument("--runs-dir", help="root of the run store (default: run.runs_dir)")
     parser.add_argument("--list-plugins", action="store_true", help="list every plugin")
+    parser.add_argument(
+        "--json", action="store_true", help="with --list-plugins: print the list as JSON"
+    )
     parser.add_argument("--help-plugin", metavar="NAME", help="show a plugin's parameters")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate and print the resolved config; run nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate and print the resolved config; run nothing"
+    )
     parser.add_argument("--jobs", type=int, help="sweep: number of local worker processes")
-    parser.add_argument("--dask", metavar="ADDR",
-                        help="sweep: 'local' (embedded LocalCluster) or a scheduler address")
+    parser.add_argument(
+        "--dask",
+        metavar="ADDR",
+        help="sweep: 'local' (embedded LocalCluster) or a scheduler address",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -71,6 +81,66 @@ def list_plugins(registry, console):
     console.print(table)
     for name, provider, error in registry.failures:
         console.print(f"[red]plugin {name} ({provider}) failed to load:[/red] {error}")
+
+
+def _json_value(value):
+    """``value`` if JSON can hold it as is, else its repr."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def plugins_json(registry):
+    """Every plugin and load failure, as the JSON-ready dict ``--list-plugins --json`` prints.
+
+    Returns
+    -------
+    listing : dict
+        ``{"plugins": [...], "failures": [...]}``. A plugin is ``{"kind", "name",
+        "provider", "version", "module", "available", "missing", "install_hint"
+        (None when available), "duplicate", "description", "params"}``, each
+        parameter ``{"name", "type", "default", "allowed", "doc"}``; a failure is
+        ``{"plugin", "provider", "error"}``.
+    """
+    from core.params import describe_type
+
+    counts = {}
+    for e in registry.entries():
+        counts[(e.kind, e.name)] = counts.get((e.kind, e.name), 0) + 1
+    plugins = []
+    for e in registry.entries():
+        params = [
+            {
+                "name": p.name,
+                "type": describe_type(p.type, p.item_type).split(" ", 1)[1],
+                "default": _json_value(p.default),
+                "allowed": p.allowed(),
+                "doc": p.doc,
+            }
+            for p in e.cls.params
+        ]
+        plugins.append(
+            {
+                "kind": e.kind,
+                "name": e.name,
+                "provider": e.provider,
+                "version": e.version,
+                "module": e.module,
+                "available": e.available,
+                "missing": e.missing,
+                "install_hint": None if e.available else e.install_hint,
+                "duplicate": counts[(e.kind, e.name)] > 1,
+                "description": e.cls.describe(),
+                "params": params,
+            }
+        )
+    failures = [
+        {"plugin": name, "provider": provider, "error": error}
+        for name, provider, error in registry.failures
+    ]
+    return {"plugins": plugins, "failures": failures}
 
 
 def help_plugin(registry, name, console):
@@ -107,8 +177,22 @@ def _sweep_exit_code(path):
     return EXIT_CODES["failed"] if counts.get("failed") or counts.get("crashed") else 0
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog="runner.py"):
+    """Command-line entry point; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``); overrides may come anywhere.
+    prog : str
+        The command's name in usage and messages (``relulab run`` calls it so).
+    """
+    parser = build_parser(prog)
+    args = parser.parse_intermixed_args(argv)
+    if args.json and not args.list_plugins:
+        parser.error("--json goes with --list-plugins")
+    args.prog = prog
+    args.user_paths = []  # the run store and run the command writes to, once known
     from rich.console import Console
 
     console = Console()
@@ -117,7 +201,7 @@ def main(argv=None):
     except Exception as exc:
         from core.cli import report_error
 
-        return report_error(exc, args.debug)
+        return report_error(exc, args.debug, paths=args.user_paths)
 
 
 def _main(args, console):
@@ -130,18 +214,19 @@ def _main(args, console):
 
     registry = get_registry()
     if args.list_plugins:
-        list_plugins(registry, console)
+        if args.json:
+            print(json.dumps(plugins_json(registry), indent=2))
+        else:
+            list_plugins(registry, console)
         return 0
     if args.help_plugin:
         help_plugin(registry, args.help_plugin, console)
         return 0
-    if args.runs_dir:
-        os.environ["RELULAB_RUNS_DIR"] = args.runs_dir
-
     if args.resume:
         target = resolve_target(args.resume, runs_dir=args.runs_dir)
+        args.user_paths.append(target)
         config_file = args.config if args.config and args.config.endswith(".py") else None
-        overrides = ([args.config] if args.config and not config_file else [])
+        overrides = [args.config] if args.config and not config_file else []
         overrides += list(args.overrides)
         if is_sweep_dir(target):
             from core import sweep
@@ -150,10 +235,18 @@ def _main(args, console):
             if config_file:  # check that the sweep still matches this config
                 config, _, _ = config_mod.load(config_file, overrides, registry)
             elif overrides:
-                raise ConfigError("--resume of a sweep takes no overrides (its points "
-                                  "would no longer match); give the config file instead")
-            path = sweep.resume_sweep(target, registry=registry, jobs=args.jobs,
-                                      dask=args.dask, config=config)
+                raise ConfigError(
+                    "--resume of a sweep takes no overrides (its points "
+                    "would no longer match); give the config file instead"
+                )
+            path = sweep.resume_sweep(
+                target,
+                registry=registry,
+                jobs=args.jobs,
+                dask=args.dask,
+                config=config,
+                runs_dir=args.runs_dir,
+            )
             print(path)
             return _sweep_exit_code(path)
         if config_file:
@@ -163,10 +256,11 @@ def _main(args, console):
         return _exit_code(run.meta["status"])
 
     if not args.config:
-        raise ConfigError("no config file given (usage: python runner.py CONFIG [key=value ...])")
+        raise ConfigError(f"no config file given (usage: {args.prog} CONFIG [key=value ...])")
     config, source, _ = config_mod.load(args.config, args.overrides, registry)
-    if args.runs_dir:
+    if args.runs_dir:  # recorded in config.json, and passed on explicitly
         config["run"]["runs_dir"] = args.runs_dir
+    args.user_paths.append(config["run"]["runs_dir"])
     if args.dry_run:
         print(json.dumps(config, indent=2))
         if "sweep" in config:  # resolve every point, as the sweep itself would first
@@ -178,11 +272,18 @@ def _main(args, console):
     if "sweep" in config:
         from core import sweep
 
-        path = sweep.run_sweep(config, source, registry=registry, jobs=args.jobs,
-                               dask=args.dask, config_path=args.config)
+        path = sweep.run_sweep(
+            config,
+            source,
+            registry=registry,
+            jobs=args.jobs,
+            dask=args.dask,
+            config_path=args.config,
+            runs_dir=args.runs_dir,
+        )
         print(path)
         return _sweep_exit_code(path)
-    run = start_run(config, source, registry, config_path=args.config)
+    run = start_run(config, source, registry, runs_dir=args.runs_dir, config_path=args.config)
     print(run.path)
     return _exit_code(run.meta["status"])
 

@@ -10,14 +10,13 @@ References
 ----------
 B. T. Polyak, "Some methods of speeding up the convergence of iteration methods",
 USSR Computational Mathematics and Mathematical Physics 4(5), 1964.
+
+Everything it uses comes from ``relulab``, the stable API of plugin packages.
 """
 
 import numpy as np
 
-from core import model
-from core.components import Algorithm
-from core.hookspecs import hookimpl
-from core.params import Param
+from relulab import Algorithm, Param, hookimpl, model
 
 __all__ = ["HeavyBall"]
 
