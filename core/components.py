@@ -57,7 +57,10 @@ class Component:
     requires : tuple of str
         Modules that must be importable for the piece to be available.
     extra : str or None
-        The ``relulab`` extra that installs ``requires``.
+        The extra of the providing distribution that installs ``requires``
+        (``pip install "<distribution>[<extra>]"``).
+    install_hint : str or None
+        A command that installs ``requires``, when the default hint would not.
     """
 
     kind = None
@@ -65,6 +68,7 @@ class Component:
     params = ()
     requires = ()
     extra = None
+    install_hint = None
 
     def __init__(self, **params):
         for key, value in params.items():

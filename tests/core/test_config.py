@@ -53,7 +53,7 @@ def test_resolve_fills_defaults(toy_registry, tmp_path):
     resolved = resolve(toy_config(tmp_path), toy_registry)
     assert resolved["algorithm"] == {"name": "toy_sgd", "lr": 0.01, "momentum": 0.9, "batch": 6,
                                      "sleep": 0.0, "nan_at": -1, "raise_at": -1,
-                                     "fail_setup": False}
+                                     "fail_setup": False, "fail_loss": False}
     assert resolved["model"] == {"width": 16, "scaling": "standard", "loss": "mse"}
     assert resolved["loggers"]["snapshots"] == {"every": 20, "per_decade": 0}
 
@@ -216,8 +216,34 @@ def test_options_of_a_named_plugin_are_checked_at_resolve_time(tmp_path):
     raw = {"data": {"name": "sinus"}, "init": {"name": "grid", "per_axis": 4},
            "algorithm": {"name": "jko", "prox_options": {"max_iter": 5}}}
     resolved = resolve(raw, registry)
-    assert resolved["algorithm"]["prox_options"] == {"max_iter": 5}  # no defaults added
+    # validated once, at resolve time, defaults of the named prox filled in
+    assert resolved["algorithm"]["prox_options"] == {"tol": 1e-9, "max_iter": 5,
+                                                     "formulation": "dual"}
     raw["algorithm"]["prox_options"] = {"max_itr": 5}
     with pytest.raises(ConfigError, match=r"unknown key 'max_itr' in algorithm.prox_options "
                                           r"\(scipy\).*did you mean 'max_iter'\?"):
+        resolve(raw, registry)
+
+
+def test_a_parameter_naming_several_plugins_resolves_to_their_parameters(tmp_path):
+    """A (list, dict) plugin link: names become {name: defaults}; given options are checked."""
+    from core.registry import Registry
+    from plugins import BUILTIN_PLUGINS
+
+    registry = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
+    raw = {"data": {"name": "sinus"}, "init": {"name": "normal"},
+           "algorithm": {"name": "gd_numpy"},
+           "loggers": {"scalars": {"metrics": ["distance_from_init", "n_patterns"]}}}
+    metrics = resolve(raw, registry)["loggers"]["scalars"]["metrics"]
+    assert list(metrics) == ["distance_from_init", "n_patterns"]
+    assert all(isinstance(options, dict) for options in metrics.values())
+    cls = registry.get("metric", "distance_from_init")
+    assert metrics["distance_from_init"] == {p.name: p.default for p in cls.params}
+    raw["loggers"]["scalars"]["metrics"] = {"distance_from_init": {"no_such_option": 1}}
+    with pytest.raises(ConfigError, match=r"unknown key 'no_such_option' in "
+                                          r"loggers.scalars.metrics.distance_from_init"):
+        resolve(raw, registry)
+    raw["loggers"]["scalars"]["metrics"] = ["no_such_metric"]
+    with pytest.raises(PluginError, match=r"unknown metric 'no_such_metric' in "
+                                          r"loggers.scalars.metrics"):
         resolve(raw, registry)
