@@ -7,83 +7,25 @@ Usage::
 ``RUN`` is a run directory, an experiment directory (its newest run) or ``latest``
 (default). Every plot plugin whose ``applies(run)`` is true draws its figures
 (``--only`` restricts to the named plots); ``--show`` opens them in windows instead of
-writing files. Prints the files written.
+writing files. Prints the files written. For a sweep folder, draws the sweep's figures
+(:func:`core.sweep.plot_sweep`) into ``SWEEP/plots/``.
+
+The drawing lives in :mod:`core.analysis` (:func:`~core.analysis.draw_plots`,
+:func:`~core.analysis.save_figures`); this script parses arguments and prints.
 """
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
+from core.analysis import draw_plots, save_figures
 from core.cli import add_run_argument, report_error
-from core.errors import PluginError, RelulabError, RunStoreError
-from core.params import validate_params
+from core.errors import RelulabError
 from core.registry import get_registry
-from core.store import atomic_write_bytes, load_run, resolve_target
-from core.sweep import is_sweep_dir
+from core.store import load_run, resolve_target
+from core.sweep import is_sweep_dir, plot_sweep
 
-__all__ = ["draw_plots", "save_figures", "main"]
-
-DPI = 150
-
-
-def _plots(registry, only=None):
-    """Instances (default parameters) of the plot plugins, all or those named in ``only``."""
-    if only:
-        entries = [registry.entry("plot", name, owner="--only") for name in dict.fromkeys(only)]
-    else:
-        entries = [e for e in registry.entries("plot") if e.available]
-    out = []
-    for entry in entries:
-        cls = registry.get("plot", entry.name)  # a name provided twice raises
-        out.append(cls(**validate_params(f"plot {entry.name}", {}, cls.params)))
-    return out
-
-
-def draw_plots(run, registry=None, only=None):
-    """Figures of every applicable plot.
-
-    Parameters
-    ----------
-    run : core.store.Run
-    registry : core.registry.Registry, optional
-    only : sequence of str, optional
-        Plot names to draw (an unknown name raises :class:`core.errors.PluginError`).
-
-    Returns
-    -------
-    figures : dict
-        ``stem -> matplotlib.figure.Figure``.
-    skipped : list of str
-        Names of the plots that do not apply to this run.
-    """
-    for name in ("config.json", "problem.npz"):
-        if not (run.path / name).is_file():
-            raise RunStoreError(f"incomplete run {run.path}: no {name}")
-    registry = registry or get_registry()
-    figures, owner, skipped = {}, {}, []
-    for plot in _plots(registry, only):
-        if not plot.applies(run):
-            skipped.append(plot.name)
-            continue
-        for stem, fig in plot.draw(run).items():
-            if stem in figures:
-                raise PluginError(f"plots {owner[stem]!r} and {plot.name!r} both draw {stem!r}")
-            figures[stem], owner[stem] = fig, plot.name
-    return figures, skipped
-
-
-def save_figures(figures, directory):
-    """Write each figure as ``directory/<stem>.png`` atomically; return the paths."""
-    directory.mkdir(exist_ok=True)
-    paths = []
-    for stem, fig in figures.items():
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI)
-        path = directory / f"{stem}.png"
-        atomic_write_bytes(path, buffer.getvalue())
-        paths.append(path)
-    return paths
+__all__ = ["main"]
 
 
 def _show(figures):
@@ -125,8 +67,6 @@ def main(argv=None):
             registry.entry("plot", name, owner="--only")
         target = resolve_target(args.run, runs_dir=args.runs_dir)
         if is_sweep_dir(target):
-            from core.sweep import plot_sweep
-
             figures = plot_sweep(target, registry=registry)
             if not figures:
                 print(f"nothing is swept but seeds in {target}", file=sys.stderr)

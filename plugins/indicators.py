@@ -1,14 +1,19 @@
 """Indicators of a saved run: loss, neuron norms, distance from init, patterns, kinks.
 
-``postprocess.py`` (:func:`postprocess.compute_indicators`) calls ``summary(run)`` once
-and ``per_snapshot(run, W, a)`` for every parameter snapshot, and prefixes each key
-with the indicator's name (``neuron_norms.mean``). Unless an indicator says otherwise,
-its summary is its per-snapshot value at the last snapshot.
+:func:`core.analysis.compute_indicators` (``postprocess.py``) calls ``summary(run)``
+once and ``per_snapshot(run, W, a)`` for every parameter snapshot, and prefixes each
+key with the indicator's name (``neuron_norms.neuron_norm_mean``). Unless an indicator
+says otherwise, its summary is its per-snapshot value at the last snapshot.
+
+The per-snapshot values are the functions of :mod:`core.quantities` on the run's
+saved problem (:func:`core.analysis.saved_problem`): the live metric of the same name
+(:mod:`plugins.metrics`) gives the same keys and numbers for the same network.
 """
 
 import numpy as np
 
-from core import model
+from core import quantities
+from core.analysis import has_bias, saved_problem
 from core.components import Indicator
 from core.hookspecs import hookimpl
 
@@ -18,56 +23,7 @@ __all__ = [
     "DistanceFromInit",
     "Patterns",
     "ActivationPoints",
-    "neuron_norms",
-    "activation_points",
 ]
-
-
-def neuron_norms(W, a):
-    """Size of each neuron, ``||w_r|| |a_r|`` (``||a_r||`` for several outputs).
-
-    Parameters
-    ----------
-    W : ndarray, shape (d, m)
-    a : ndarray, shape (m,) or (m, k)
-
-    Returns
-    -------
-    norms : ndarray, shape (m,)
-    """
-    a = np.asarray(a)
-    size_a = np.abs(a) if a.ndim == 1 else np.linalg.norm(a, axis=1)
-    return np.linalg.norm(W, axis=0) * size_a
-
-
-def activation_points(W):
-    """Kink of each neuron for 1-D inputs with a bias: ``x_r = -b_r / w_r``.
-
-    Neuron ``r`` computes ``relu(w_r x + b_r)`` with ``(w_r, b_r) = W[:, r]``; its
-    activation changes at ``x_r``. A neuron with ``w_r = 0`` has no kink: ``inf``.
-
-    Parameters
-    ----------
-    W : ndarray, shape (2, m)
-
-    Returns
-    -------
-    x : ndarray, shape (m,)
-
-    Examples
-    --------
-    >>> activation_points(np.array([[2.0, 0.0], [1.0, 1.0]]))
-    array([-0.5,  inf])
-    """
-    w, b = np.asarray(W[0], dtype=float), np.asarray(W[1], dtype=float)
-    out = np.full(w.shape, np.inf)
-    np.divide(-b, w, out=out, where=w != 0)
-    return out
-
-
-def _has_bias(run):
-    flag = run.problem.get("bias")
-    return bool(flag) if flag is not None else run.bias
 
 
 class _SnapshotIndicator(Indicator):
@@ -85,9 +41,9 @@ class _SnapshotIndicator(Indicator):
 class Loss(Indicator):
     """Final and best training loss with its step, steps done, status and reason.
 
-    Per snapshot: the training loss (and test loss when the data has a test set)
-    recomputed from the snapshot with :func:`core.model.loss` and the run's model
-    options.
+    Per snapshot: ``train_loss`` (and ``test_loss`` when the data has a test set)
+    recomputed from the snapshot (:func:`core.quantities.train_loss`,
+    :func:`core.quantities.test_loss`) with the run's model options.
     """
 
     name = "loss"
@@ -107,11 +63,10 @@ class Loss(Indicator):
         return out
 
     def per_snapshot(self, run, W, a):
-        problem, options = run.problem, run.config["model"]
-        kwargs = {"scaling": options["scaling"], "loss": options["loss"]}
-        out = {"train": model.loss(problem["X"], problem["Y"], W, a, **kwargs)}
-        if "X_test" in problem:
-            out["test"] = model.loss(problem["X_test"], problem["Y_test"], W, a, **kwargs)
+        problem = saved_problem(run)
+        out = quantities.train_loss(W, a, problem)
+        if problem.X_test is not None:
+            out.update(quantities.test_loss(W, a, problem))
         return out
 
 
@@ -121,26 +76,16 @@ class NeuronNorms(_SnapshotIndicator):
     name = "neuron_norms"
 
     def per_snapshot(self, run, W, a):
-        norms = neuron_norms(W, a)
-        return {"mean": float(norms.mean()), "max": float(norms.max()), "sum": float(norms.sum())}
+        return quantities.neuron_norm_stats(W, a, saved_problem(run))
 
 
 class DistanceFromInit(_SnapshotIndicator):
-    """Distance from the initial network: ||W - W0||_F, ||a - a0||, max |W - W0| entry."""
+    """Distance from the initial network: dist_W (Frobenius), dist_a, dist_W_max."""
 
     name = "distance_from_init"
 
     def per_snapshot(self, run, W, a):
-        W0, a0 = run.problem["W0"], run.problem["a0"]
-        if W.shape != W0.shape or np.size(a) != np.size(a0):
-            nan = float("nan")
-            return {"W_fro": nan, "a_norm": nan, "W_max_abs": nan}
-        dW = W - W0
-        return {
-            "W_fro": float(np.linalg.norm(dW)),
-            "a_norm": float(np.linalg.norm(np.ravel(a) - np.ravel(a0))),
-            "W_max_abs": float(np.abs(dW).max(initial=0.0)),
-        }
+        return quantities.distance_from_init(W, a, saved_problem(run))
 
 
 class Patterns(_SnapshotIndicator):
@@ -149,14 +94,16 @@ class Patterns(_SnapshotIndicator):
     name = "patterns"
 
     def per_snapshot(self, run, W, a):
-        return {"n_distinct": model.n_distinct_patterns(run.problem["X"], W)}
+        return quantities.n_patterns(W, a, saved_problem(run))
 
 
 class ActivationPoints(_SnapshotIndicator):
     """Kinks x_r = -b_r / w_r of the neurons (1-D inputs with a bias).
 
-    Per snapshot: how many kinks lie in the data range ``[min x, max x]``. Summary (last
-    snapshot): that count and the smallest and largest finite kink (None if none).
+    Per snapshot: ``kinks_inside``, how many kinks lie in the data range
+    ``[min x, max x]`` (:func:`core.quantities.kinks_inside`). Summary (last snapshot):
+    that count and ``kink_min`` / ``kink_max``, the smallest and largest finite kink
+    (None if none).
     """
 
     name = "activation_points"
@@ -164,27 +111,21 @@ class ActivationPoints(_SnapshotIndicator):
     def applies(self, run):
         return (
             super().applies(run)
-            and _has_bias(run)
+            and has_bias(run)
             and run.problem["X"].shape[1] == 2
             and run.snapshots["W"].shape[1] == 2
         )
 
-    def _range(self, run):
-        x = run.problem["X"][:, 0]
-        return float(x.min()), float(x.max())
-
     def per_snapshot(self, run, W, a):
-        lo, hi = self._range(run)
-        x = activation_points(W)
-        return {"n_inside": int(np.count_nonzero((x >= lo) & (x <= hi)))}
+        return quantities.kinks_inside(W, a, saved_problem(run))
 
     def summary(self, run):
-        W = run.snapshots.at(-1)["W"]
-        x = activation_points(W)
-        finite = x[np.isfinite(x)]
-        out = self.per_snapshot(run, W, None)
-        out["min"] = float(finite.min()) if finite.size else None
-        out["max"] = float(finite.max()) if finite.size else None
+        final = run.snapshots.at(-1)
+        out = self.per_snapshot(run, final["W"], final["a"])
+        kinks = quantities.activation_points(final["W"])
+        finite = kinks[np.isfinite(kinks)]
+        out["kink_min"] = float(finite.min()) if finite.size else None
+        out["kink_max"] = float(finite.max()) if finite.size else None
         return out
 
 

@@ -9,10 +9,11 @@ import math
 import numpy as np
 
 from core.components import Logger
+from core.errors import PluginError
 from core.hookspecs import hookimpl
 from core.params import Param
 
-__all__ = ["Scalars", "Snapshots", "Records", "on_cadence"]
+__all__ = ["Scalars", "Snapshots", "Records", "on_cadence", "chosen_plugins"]
 
 
 def on_cadence(step, every=0, per_decade=0):
@@ -65,8 +66,13 @@ class Scalars(_Cadenced):
     params = (
         Param("every", int, 1, "log every k steps (0: only log-spaced/first/last)", low=0),
         Param("per_decade", int, 0, "also log ~this many log-spaced steps per decade", low=0),
-        Param("metrics", list, [], "metric plugin names computed at each logged step",
-              item_type=str, extra={"plugin_kind": "metric"}),
+        Param(
+            "metrics",
+            (list, dict),
+            [],
+            "metrics computed at each logged step: names, or name -> parameters",
+            plugin_kind="metric",
+        ),
     )
 
     def setup(self, ctx):
@@ -74,15 +80,46 @@ class Scalars(_Cadenced):
         from core.registry import get_registry
 
         registry = ctx.registry or get_registry()
-        self._metrics = [registry.get("metric", name, owner="loggers.scalars.metrics")()
-                         for name in self.metrics]
+        self._metrics = [
+            registry.build("metric", name, params, owner=f"loggers.scalars.metrics.{name}")
+            for name, params in chosen_plugins(self.metrics).items()
+        ]
 
     def record(self, ctx):
         row = {"step": ctx.step, "loss": ctx.loss, "elapsed": ctx.elapsed}
         row.update(ctx.algorithm.scalars())
         for metric in self._metrics:
-            row.update(metric.compute(ctx.algorithm, ctx.problem))
+            values = metric.compute(ctx.algorithm, ctx.problem)
+            taken = row.keys() & values.keys()
+            if taken:
+                raise PluginError(
+                    f"metric {metric.name!r} logs {sorted(taken)[0]!r}, which "
+                    "the scalars row already holds (the loop, the algorithm or "
+                    "another metric logs it)"
+                )
+            row.update(values)
         ctx.trace.append("scalars", row)
+
+
+def chosen_plugins(value):
+    """``{name: parameters}`` of a parameter naming plugins: a list of names or a dict.
+
+    A list of names gives each its defaults (``{}``); in a dict, ``None`` or ``True``
+    stands for ``{}``.
+
+    Examples
+    --------
+    >>> chosen_plugins(["test_loss"])
+    {'test_loss': {}}
+    >>> chosen_plugins({"n_patterns": {"data": "test"}, "test_loss": None})
+    {'n_patterns': {'data': 'test'}, 'test_loss': {}}
+    """
+    if isinstance(value, dict):
+        return {
+            name: {} if params is None or params is True else params
+            for name, params in value.items()
+        }
+    return {name: {} for name in value}
 
 
 class Snapshots(_Cadenced):
@@ -90,10 +127,8 @@ class Snapshots(_Cadenced):
 
     name = "snapshots"
     params = (
-        Param("every", int, 100, "snapshot every k steps (0: only log-spaced/first/last)",
-              low=0),
-        Param("per_decade", int, 0, "also snapshot ~this many log-spaced steps per decade",
-              low=0),
+        Param("every", int, 100, "snapshot every k steps (0: only log-spaced/first/last)", low=0),
+        Param("per_decade", int, 0, "also snapshot ~this many log-spaced steps per decade", low=0),
     )
 
     def record(self, ctx):
@@ -115,8 +150,11 @@ class Records(Logger):
             return
         columns = {k: np.asarray(v) for k, v in rows.items()}
         length = len(next(iter(columns.values())))
-        columns = {"step": np.full(length, ctx.step, dtype=np.int64),
-                   "inner": np.arange(length), **columns}
+        columns = {
+            "step": np.full(length, ctx.step, dtype=np.int64),
+            "inner": np.arange(length),
+            **columns,
+        }
         ctx.trace.append_columns("records", columns)
 
 

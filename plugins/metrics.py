@@ -1,60 +1,81 @@
-"""Metrics a logger can compute from the current network."""
+"""Metrics the ``scalars`` logger computes from the current network while a run trains.
 
-import numpy as np
+Each wraps one function of :mod:`core.quantities`, as the indicator of the same
+quantity does (:mod:`plugins.indicators`), so the trace column and the
+``indicators.csv`` column hold the same number for the same network. Select them in
+the config, by name or with parameters::
 
-from core import model
+    "loggers": {"scalars": {"metrics": ["test_loss", "neuron_norms"]}}
+    "loggers": {"scalars": {"metrics": {"n_patterns": {"data": "test"},
+                                        "distance_from_init": {"relative": True}}}}
+"""
+
+from core import quantities
 from core.components import Metric
 from core.hookspecs import hookimpl
+from core.params import Param
+
+__all__ = ["DistanceFromInit", "PatternCount", "TestLoss", "NeuronNorms"]
 
 
 def _network(algorithm):
+    """``(W, a)`` of the algorithm's current state."""
     state = algorithm.state()
-    return np.asarray(state["W"], dtype=np.float64), np.asarray(state["a"], dtype=np.float64)
+    return state["W"], state["a"]
 
 
 class DistanceFromInit(Metric):
-    """Frobenius distances ||W - W0|| and ||a - a0|| from the initial network."""
+    """Distances from the initial network: dist_W (Frobenius), dist_a, dist_W_max."""
 
     name = "distance_from_init"
+    params = (
+        Param(
+            "relative",
+            bool,
+            False,
+            "divide by the initial network's size (||W0||_F, ||a0||, max |W0|)",
+        ),
+    )
 
     def compute(self, algorithm, problem):
-        W, a = _network(algorithm)
-        return {"dist_W": float(np.linalg.norm(W - problem.W0)),
-                "dist_a": float(np.linalg.norm(a - problem.a0))}
+        return quantities.distance_from_init(*_network(algorithm), problem, self.relative)
 
 
 class PatternCount(Metric):
-    """Number of distinct neuron activation patterns on the training data."""
+    """Number of distinct neuron activation patterns on the training or test data."""
 
     name = "n_patterns"
+    params = (
+        Param(
+            "data",
+            str,
+            "train",
+            "inputs the patterns are taken on (key n_patterns, or n_patterns_test)",
+            choices=("train", "test"),
+        ),
+    )
 
     def compute(self, algorithm, problem):
-        W, _ = _network(algorithm)
-        return {"n_patterns": model.n_distinct_patterns(problem.X, W)}
+        return quantities.n_patterns(*_network(algorithm), problem, self.data)
 
 
 class TestLoss(Metric):
     """Loss on the held-out data (NaN when the data set has none)."""
 
     name = "test_loss"
+    __test__ = False  # a metric, not a pytest test class
 
     def compute(self, algorithm, problem):
-        if problem.X_test is None:
-            return {"test_loss": float("nan")}
-        W, a = _network(algorithm)
-        return {"test_loss": model.loss(problem.X_test, problem.Y_test, W, a,
-                                        problem.scaling, problem.loss)}
+        return quantities.test_loss(*_network(algorithm), problem)
 
 
 class NeuronNorms(Metric):
-    """Mean and max of the neuron norms ||w_r|| * ||a_r||."""
+    """Mean, max and sum of the neuron sizes ||w_r|| |a_r|."""
 
     name = "neuron_norms"
 
     def compute(self, algorithm, problem):
-        W, a = _network(algorithm)
-        norms = np.linalg.norm(W, axis=0) * np.abs(a if a.ndim == 1 else np.linalg.norm(a, axis=1))
-        return {"neuron_norm_mean": float(norms.mean()), "neuron_norm_max": float(norms.max())}
+        return quantities.neuron_norm_stats(*_network(algorithm), problem)
 
 
 @hookimpl

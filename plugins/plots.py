@@ -1,7 +1,8 @@
 """Plots of a saved run: loss curve, neurons in the plane, their trajectories, the fit.
 
 Every plot builds :class:`matplotlib.figure.Figure` objects on the Agg canvas, outside
-pyplot's global state; ``plot.py`` saves them as ``RUN/plots/<stem>.png`` or shows them.
+pyplot's global state; :func:`core.analysis.draw_plots` collects them and ``plot.py``
+saves them as ``RUN/plots/<stem>.png`` (:func:`core.analysis.save_figures`) or shows them.
 
 In the neuron plane a neuron ``r`` is the point ``w_r`` (a column of ``W``, ``d == 2``):
 for 1-D inputs with a bias it is ``(w_r, b_r)``, and neuron ``r`` has its kink at
@@ -11,6 +12,7 @@ for 1-D inputs with a bias it is ``(w_r, b_r)``, and neuron ``r`` has its kink a
 import numpy as np
 
 from core import model
+from core.analysis import has_bias
 from core.components import Plot
 from core.hookspecs import hookimpl
 
@@ -44,11 +46,6 @@ def _title(run):
     return f"{run.meta.get('experiment', '')}  {run.path.name}".strip()
 
 
-def _has_bias(run):
-    flag = run.problem.get("bias")
-    return bool(flag) if flag is not None else run.bias
-
-
 def _has_network(run):
     snaps = run.snapshots
     return len(snaps) > 0 and "W" in snaps and "a" in snaps
@@ -72,7 +69,7 @@ def _plane_applies(run):
 
 
 def _plane_labels(run):
-    if _has_bias(run):
+    if has_bias(run):
         return "input weight $w$", "bias $b$"
     return "$w_1$", "$w_2$"
 
@@ -217,7 +214,7 @@ class Fit(Plot):
         if not _has_network(run):
             return False
         d = run.problem["X"].shape[1]
-        return d - int(_has_bias(run)) == 1 and run.snapshots["W"].shape[1] == d
+        return d - int(has_bias(run)) == 1 and run.snapshots["W"].shape[1] == d
 
     def grid(self, run):
         """Inputs of the curve: the data range widened by 10 % on each side.
@@ -232,7 +229,7 @@ class Fit(Plot):
         lo, hi = float(x.min()), float(x.max())
         pad = 0.1 * (hi - lo) or 1.0
         grid = np.linspace(lo - pad, hi + pad, self.n_grid)
-        if _has_bias(run):
+        if has_bias(run):
             return grid, np.column_stack([grid, np.ones_like(grid)])
         return grid, grid[:, None]
 

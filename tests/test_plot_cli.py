@@ -5,11 +5,13 @@ import sys
 
 import matplotlib.pyplot as plt
 import pytest
-from conftest import ROOT
+from conftest import ROOT, toy_config
 from tiny_runs import make_run, registry
 
 import core.registry
 import plot
+from core.config import resolve
+from core.sweep import run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -77,3 +79,22 @@ def test_missing_run_exits_2_with_one_line_and_no_traceback(tmp_path, args):
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
     assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "success, stems",
+    [
+        (None, ["sweep_final_loss.png"]),
+        (
+            {"key": "patterns.n_patterns", "above": 1.5},
+            ["sweep_final_loss.png", "sweep_success.png"],
+        ),
+    ],
+)
+def test_a_sweep_folder_gets_its_sweep_figures(tmp_path, capsys, success, stems):
+    raw = toy_config(tmp_path / "runs", stoppers={"max_steps": {"steps": 5}})
+    raw["sweep"] = {"grid": {"model.width": [3, 5]}, "seeds": 1, "success": success}
+    path = run_sweep(resolve(raw, registry()), "", registry(), jobs=0)
+    assert plot.main(["latest", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert sorted(capsys.readouterr().out.split()) == [str(path / "plots" / s) for s in stems]
+    assert all((path / "plots" / s).read_bytes().startswith(PNG_SIGNATURE) for s in stems)

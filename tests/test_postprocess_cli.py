@@ -1,4 +1,8 @@
-"""postprocess.py: compute_indicators, indicators.csv / .json, --json and errors."""
+"""postprocess.py: indicators.csv / .json of a run, a sweep's tables, --json and errors.
+
+The computations are tested in tests/core/test_analysis.py; here, what the command line
+writes and prints.
+"""
 
 import csv
 import json
@@ -7,12 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, toy_config
 from tiny_runs import make_run, registry
 
 import core.registry
 import postprocess
-from plugins import indicators
+from core.analysis import compute_indicators
+from core.config import resolve
+from core.sweep import run_sweep
 
 
 @pytest.fixture(autouse=True)
@@ -27,29 +33,12 @@ def read_csv(path):
     return rows[0], np.array(rows[1:], dtype=float).reshape(-1, len(rows[0]))
 
 
-def test_compute_indicators_collects_prefixed_summary_and_per_snapshot_columns(tmp_path):
-    run = make_run(tmp_path)
-    summary, columns = postprocess.compute_indicators(run, registry())
-    np.testing.assert_array_equal(columns["step"], run.snapshots.steps)
-    assert all(len(v) == len(run.snapshots) for v in columns.values())
-    assert summary["loss.status"] == "finished"
-    assert summary["patterns.n_distinct"] == columns["patterns.n_distinct"][-1]
-    W, a = run.snapshots["W"], run.snapshots["a"]
-    for i in range(len(run.snapshots)):
-        expected = indicators.ActivationPoints().per_snapshot(run, W[i], a[i])["n_inside"]
-        assert columns["activation_points.n_inside"][i] == expected
-    run5 = make_run(tmp_path / "d5", dim=5, bias=False)
-    summary5, columns5 = postprocess.compute_indicators(run5, registry())
-    assert not any(k.startswith("activation_points.") for k in [*summary5, *columns5])
-    assert "distance_from_init.W_fro" in columns5
-
-
 def test_writes_csv_rows_equal_to_the_per_snapshot_values_and_json_summary(tmp_path, capsys):
     run = make_run(tmp_path, test=True)
     assert postprocess.main([str(run.path)]) == 0
     out = capsys.readouterr().out
     assert "patterns" in out and "indicators.csv" in out
-    summary, columns = postprocess.compute_indicators(run)
+    summary, columns = compute_indicators(run)
     header, rows = read_csv(run.path / "indicators.csv")
     assert header == list(columns) and header[0] == "step"
     assert len(rows) == len(run.snapshots)
@@ -74,14 +63,6 @@ def test_json_flag_prints_the_summary_as_json(tmp_path):
     assert printed["loss.steps"] == 30 and printed["loss.reason"] == "max_steps"
 
 
-def test_non_finite_values_are_null_in_json():
-    assert postprocess._json_safe({"a": float("nan"), "b": float("inf"), "c": 1.0}) == {
-        "a": None,
-        "b": None,
-        "c": 1.0,
-    }
-
-
 def test_missing_run_exits_2_with_one_line_and_no_traceback(tmp_path):
     out = subprocess.run(
         [sys.executable, "postprocess.py", str(tmp_path / "nope"), "--json"],
@@ -100,3 +81,44 @@ def test_incomplete_run_is_a_user_error(tmp_path, capsys):
     (run.path / "problem.npz").unlink()
     assert postprocess.main([str(run.path)]) == 2
     assert capsys.readouterr().err == f"error: incomplete run {run.path}: no problem.npz\n"
+
+
+def tiny_sweep(tmp_path, seeds=2, **spec):
+    """A sweep of toy runs (2 widths x ``seeds`` seeds) run in this process."""
+    raw = toy_config(tmp_path / "runs", stoppers={"max_steps": {"steps": 10}})
+    raw["sweep"] = {"grid": {"model.width": [3, 5]}, "seeds": seeds, **spec}
+    return run_sweep(resolve(raw, registry()), "", registry(), jobs=0)
+
+
+def test_a_sweep_without_success_prints_its_table_and_writes_its_csvs(tmp_path, capsys):
+    path = tiny_sweep(tmp_path)
+    assert postprocess.main(["latest", "--runs-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    (header,) = [line for line in out.splitlines() if "final_loss" in line]
+    assert "success" not in header and "done" in header and "2/2" in out
+    assert f"wrote {path / 'summary.csv'}" in out and f"wrote {path / 'groups.csv'}" in out
+    with open(path / "groups.csv", newline="") as fh:
+        groups = list(csv.DictReader(fh))
+    assert [g["model.width"] for g in groups] == ["3", "5"] and "success" not in groups[0]
+
+
+def test_a_sweep_with_success_has_a_success_column(tmp_path, capsys):
+    path = tiny_sweep(tmp_path, success={"key": "final_loss", "below": 1e9})
+    assert postprocess.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    (header,) = [line for line in out.splitlines() if "final_loss" in line]
+    assert "success" in header
+
+
+def test_sweep_json_is_strict_json_with_rows_and_groups(tmp_path, capsys):
+    path = tiny_sweep(tmp_path, seeds=1)
+    assert postprocess.main([str(path), "--json"]) == 0
+    printed = json.loads(
+        capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")
+    )
+    assert len(printed["rows"]) == 2 and len(printed["groups"]) == 2
+    # the std over one seed is NaN: written as null
+    assert printed["groups"][0]["final_loss_std"] is None
+    assert printed["groups"][0]["final_loss_mean"] == printed["rows"][0]["final_loss"]
+    assert all("values" not in row for row in printed["rows"])
+    assert printed["rows"][0]["patterns.n_patterns"] >= 1

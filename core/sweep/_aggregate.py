@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis import compute_indicators, scalar_summary
+from ..registry import get_registry
 from ..store import Run, atomic_write_bytes
 from ._folder import DONE_STATUSES, csv_text, load_sweep, read_meta
 
@@ -16,7 +18,8 @@ BASE_METRICS = ("final_loss", "best_loss", "steps")
 
 def _is_number(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
+        value, (bool, np.bool_)
+    )
 
 
 def _run_numbers(run_path):
@@ -29,14 +32,9 @@ def _run_numbers(run_path):
 
 
 def _indicator_summary(run_path, registry):
-    """Scalar indicator summary of a run (empty when postprocess.py is absent)."""
-    try:
-        from postprocess import compute_indicators
-    except ImportError:
-        return {}
+    """Scalar indicator summary of a run (:func:`core.analysis.compute_indicators`)."""
     summary, _ = compute_indicators(Run(run_path), registry)
-    return {k: v for k, v in summary.items()
-            if v is None or isinstance(v, (bool, int, float, str))}
+    return scalar_summary(summary)
 
 
 def success_of(value, success):
@@ -64,14 +62,19 @@ def _group_rows(rows, keys, success, metrics):
     for members in groups.values():
         ended = [r for r in members if r["status"] in DONE_STATUSES + ("failed",)]
         done = [r for r in members if r["status"] in DONE_STATUSES]
-        group = {**members[0]["values"], "n": len(members), "n_done": len(done),
-                 "n_failed": sum(r["status"] == "failed" for r in members)}
+        group = {
+            **members[0]["values"],
+            "n": len(members),
+            "n_done": len(done),
+            "n_failed": sum(r["status"] == "failed" for r in members),
+        }
         if success is not None:
             hits = sum(success_of(r.get(success["key"]), success) for r in ended)
             group["success"] = hits / len(ended) if ended else math.nan
         for metric in metrics:
-            values = [r[metric] for r in done
-                      if _is_number(r.get(metric)) and math.isfinite(r[metric])]
+            values = [
+                r[metric] for r in done if _is_number(r.get(metric)) and math.isfinite(r[metric])
+            ]
             group[f"{metric}_mean"], group[f"{metric}_std"] = _stats(values)
             group[f"{metric}_count"] = len(values)
         out.append(group)
@@ -86,10 +89,10 @@ def summarize_sweep(path, registry=None, indicators=True, write=True):
     path : path
         A sweep folder.
     registry : Registry, optional
-        For the indicator plugins.
+        For the indicator plugins (default: :func:`core.registry.get_registry`).
     indicators : bool
-        Add the scalar summary of ``postprocess.compute_indicators`` to each row of
-        a run that has its data (skipped when ``postprocess`` cannot be imported).
+        Add the scalar summary of :func:`core.analysis.compute_indicators` to each
+        row of a run that has its data.
     write : bool
         Write ``summary.csv`` and ``groups.csv`` into the sweep folder.
 
@@ -112,19 +115,30 @@ def summarize_sweep(path, registry=None, indicators=True, write=True):
     """
     path = Path(path)
     sweep = load_sweep(path)
+    if indicators:
+        registry = registry or get_registry()
     keys = sweep["keys"]
     success = sweep["spec"].get("success")
     rows = []
     for point in sweep["points"]:
         run_path = path / point["run"]
         values = {k: point["overrides"][k] for k in keys}
-        row = {"point": point["index"], "id": point["id"], **values, "seed": point["seed"],
-               "status": "pending", "reason": None, "steps": None,
-               "final_loss": math.nan, "best_loss": math.nan}
+        row = {
+            "point": point["index"],
+            "id": point["id"],
+            **values,
+            "seed": point["seed"],
+            "status": "pending",
+            "reason": None,
+            "steps": None,
+            "final_loss": math.nan,
+            "best_loss": math.nan,
+        }
         meta = read_meta(run_path)
         if meta is not None:
-            row.update(status=meta.get("status"), reason=meta.get("reason"),
-                       steps=meta.get("steps"))
+            row.update(
+                status=meta.get("status"), reason=meta.get("reason"), steps=meta.get("steps")
+            )
             row["final_loss"], row["best_loss"] = _run_numbers(run_path)
             if indicators and (run_path / "problem.npz").is_file():
                 try:
@@ -136,8 +150,7 @@ def summarize_sweep(path, registry=None, indicators=True, write=True):
     extra = []
     for row in rows:
         extra.extend(k for k in row if k not in extra and "." in k and k not in keys)
-    metrics = list(BASE_METRICS) + [k for k in extra
-                                     if any(_is_number(r.get(k)) for r in rows)]
+    metrics = list(BASE_METRICS) + [k for k in extra if any(_is_number(r.get(k)) for r in rows)]
     groups = _group_rows(rows, keys, success, metrics)
     if write:
         columns = []

@@ -32,8 +32,11 @@ def _label(value):
 def _dimensions(sweep):
     """``[(name, keys, [values dict per position])]`` of the varying dimensions."""
     spec = sweep["spec"]
-    dims = [(key, [key], [{key: v} for v in values])
-            for key, values in spec["grid"].items() if len(values) > 1]
+    dims = [
+        (key, [key], [{key: v} for v in values])
+        for key, values in spec["grid"].items()
+        if len(values) > 1
+    ]
     zipped = spec["zip"]
     rows = list(zip(*zipped.values())) if zipped else []
     if len(rows) > 1:
@@ -86,8 +89,7 @@ def plot_sweep(path, groups=None, registry=None):
     metrics = [("final_loss", "mean final loss")]
     if success is not None:
         bound = "below" if "below" in success else "above"
-        metrics.append(("success", f"fraction with {success['key']} {bound} "
-                                   f"{success[bound]:g}"))
+        metrics.append(("success", f"fraction with {success['key']} {bound} {success[bound]:g}"))
 
     def group_at(*positions):
         values = dict(constant)
@@ -106,8 +108,15 @@ def plot_sweep(path, groups=None, registry=None):
             suffix = "".join(f"_{k}={v}" for k, v in fixed)
             stem = re.sub(r"[^A-Za-z0-9_.=+-]", "_", f"sweep_{metric}{suffix}")
             where = ", ".join(f"{k}={v}" for k, v in fixed)
-            figures[stem] = _heatmap(Figure, dims[0], dims[1], metric, title, where,
-                                     lambda a, b, c=combo: group_at(a, b, *c))
+            figures[stem] = _heatmap(
+                Figure,
+                dims[0],
+                dims[1],
+                metric,
+                title,
+                where,
+                lambda a, b, c=combo: group_at(a, b, *c),
+            )
     return figures
 
 
@@ -124,8 +133,11 @@ def _curve(Figure, dim, metric, title, group_at):
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     values = [p[keys[0]] for p in positions]
-    x = np.asarray(values, dtype=float) if len(keys) == 1 and _numeric(values) else (
-        np.arange(len(positions), dtype=float))
+    x = (
+        np.asarray(values, dtype=float)
+        if len(keys) == 1 and _numeric(values)
+        else (np.arange(len(positions), dtype=float))
+    )
     y, err = np.array([_value(group_at(p), metric) for p in positions], dtype=float).T
     ax.errorbar(x, y, yerr=None if metric == "success" else err, marker="o", capsize=3)
     if not (len(keys) == 1 and _numeric(values)):
@@ -139,8 +151,12 @@ def _curve(Figure, dim, metric, title, group_at):
         ax.set_yscale("log")
     ax.set_xlabel(name)
     ax.set_ylabel(title)
-    ax.set_title(f"{title} over {name} (error bars: std over seeds)"
-                 if metric != "success" else f"{title} over {name}", fontsize=9)
+    ax.set_title(
+        f"{title} over {name} (error bars: std over seeds)"
+        if metric != "success"
+        else f"{title} over {name}",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     return fig
 
@@ -148,8 +164,9 @@ def _curve(Figure, dim, metric, title, group_at):
 def _heatmap(Figure, dim_y, dim_x, metric, title, where, group_at):
     from matplotlib.colors import LogNorm, Normalize
 
-    Z = np.array([[_value(group_at(py, px), metric)[0] for px in dim_x[2]]
-                  for py in dim_y[2]], dtype=float)
+    Z = np.array(
+        [[_value(group_at(py, px), metric)[0] for px in dim_x[2]] for py in dim_y[2]], dtype=float
+    )
     finite = Z[np.isfinite(Z)]
     if metric == "success":
         norm = Normalize(0.0, 1.0)
@@ -157,13 +174,14 @@ def _heatmap(Figure, dim_y, dim_x, metric, title, where, group_at):
         norm = LogNorm(finite.min(), finite.max())
     else:
         norm = None
-    fig = Figure(figsize=(1.2 + 0.6 * Z.shape[1] + 2, 1.2 + 0.5 * Z.shape[0] + 1),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(1.2 + 0.6 * Z.shape[1] + 2, 1.2 + 0.5 * Z.shape[0] + 1), layout="constrained"
+    )
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(Z), origin="lower", aspect="auto", norm=norm,
-                      cmap="viridis")
-    ax.set_xticks(range(Z.shape[1]), _position_labels(dim_x),
-                  rotation=45 if Z.shape[1] > 6 else 0)
+    image = ax.imshow(
+        np.ma.masked_invalid(Z), origin="lower", aspect="auto", norm=norm, cmap="viridis"
+    )
+    ax.set_xticks(range(Z.shape[1]), _position_labels(dim_x), rotation=45 if Z.shape[1] > 6 else 0)
     ax.set_yticks(range(Z.shape[0]), _position_labels(dim_y))
     ax.set_xlabel(dim_x[0])
     ax.set_ylabel(dim_y[0])

@@ -121,3 +121,15 @@ def test_fit_draws_every_output(tmp_path):
     ax = plots.Fit().draw(run)["fit"].axes[0]
     assert len([c for c in ax.collections if "data" in c.get_label()]) == 4  # train/test x 2
     assert len(ax.get_lines()) == 4  # 2 snapshots x 2 outputs
+
+
+@pytest.mark.parametrize("plot", [plots.Neurons, plots.Trajectories])
+@pytest.mark.parametrize(
+    "options, labels",
+    [({}, ("input weight $w$", "bias $b$")), ({"dim": 2, "bias": False}, ("$w_1$", "$w_2$"))],
+)
+def test_the_neuron_plane_is_labelled_by_whether_the_run_has_a_bias(
+    tmp_path, plot, options, labels
+):
+    ax = plot().draw(make_run(tmp_path, **options))[plot.name].axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == labels
