@@ -392,7 +392,9 @@ class Saver(Component):
 class Metric(Component):
     """A scalar quantity a logger can compute: ``compute(algorithm, problem)``.
 
-    Returns a dict of floats (one metric may produce several named values).
+    Returns a dict of floats (one metric may produce several named values). Its
+    parameters come from ``loggers.scalars.metrics`` (name -> parameters); its
+    keys must not collide with the other columns of the scalars row.
     """
 
     kind = "metric"
@@ -418,7 +420,8 @@ class Plot(Component):
 
 
 class Indicator(Component):
-    """Numbers computed from a saved run by ``postprocess.py``.
+    """Numbers computed from a saved run by :func:`core.analysis.compute_indicators`
+    (``postprocess.py``).
 
     ``summary(run) -> dict`` of scalars for the whole run, and
     ``per_snapshot(run, W, a) -> dict`` of scalars for one parameter snapshot

@@ -5,7 +5,7 @@ returns them (its spec lives in :mod:`core.hookspecs`) and where a config select
 them: ``section`` names the config key and ``several`` says whether the section
 holds one plugin (``{"name": ..., **params}``) or several (``{name: params}``).
 Kinds without a section are chosen otherwise: by another plugin's parameter
-(``prox``), or all at once by ``plot.py`` / ``postprocess.py`` (``plot``,
+(``prox``, ``metric``), or all at once by :mod:`core.analysis` (``plot``,
 ``indicator``).
 
 Adding a kind is one entry here, its base class in :mod:`core.components` and its
