@@ -23,7 +23,7 @@ import weakref
 
 import numpy as np
 
-from .components import Problem
+from .problem import problem_from_arrays
 from .errors import PluginError, RunStoreError
 from .registry import get_registry
 from .store import atomic_write_bytes, atomic_write_json
@@ -76,19 +76,8 @@ def saved_problem(run):
     problem = _SAVED_PROBLEMS.get(run)
     if problem is None:
         arrays, config = run.problem, run.config
-        problem = _SAVED_PROBLEMS[run] = Problem(
-            X=arrays["X"],
-            Y=arrays["Y"],
-            W0=arrays["W0"],
-            a0=arrays["a0"],
-            scaling=config["model"]["scaling"],
-            loss=config["model"]["loss"],
-            bias=has_bias(run),
-            seed=config["seed"],
-            rng=np.random.default_rng(config["seed"]),
-            X_test=arrays.get("X_test"),
-            Y_test=arrays.get("Y_test"),
-            extras={k[len("extra.") :]: v for k, v in arrays.items() if k.startswith("extra.")},
+        problem = _SAVED_PROBLEMS[run] = problem_from_arrays(
+            config, arrays, np.random.default_rng(config["seed"]), bias=has_bias(run)
         )
     return problem
 

@@ -10,7 +10,7 @@ import numpy as np
 from .components import Problem
 from .errors import ConfigError
 
-__all__ = ["seed_streams", "build_problem"]
+__all__ = ["seed_streams", "build_problem", "problem_from_arrays"]
 
 
 def seed_streams(seed):
@@ -71,22 +71,44 @@ def build_problem(config, registry, arrays=None):
         if data.Y.ndim == 2 and a0.ndim == 1:
             a0 = a0[:, None]
         arrays = {**data.arrays(), "W0": W0, "a0": a0, "bias": np.array(bias)}
-    problem = Problem(
+    problem = problem_from_arrays(config, arrays, rng_algo, registry,
+                                  bias=bool(arrays.get("bias", bias)))
+    return problem, arrays
+
+
+def problem_from_arrays(config, arrays, rng, registry=None, bias=None):
+    """The :class:`Problem` of a resolved config and its ``problem.npz`` arrays.
+
+    Parameters
+    ----------
+    config : dict
+        Resolved config (model scaling and loss, seed).
+    arrays : dict of ndarray
+        ``X, Y, W0, a0`` and optionally ``X_test, Y_test``, ``bias`` and
+        ``extra.<name>`` arrays.
+    rng : numpy.random.Generator
+        The algorithm's random stream.
+    registry : core.registry.Registry, optional
+    bias : bool, optional
+        Default: the ``bias`` array, else False.
+    """
+    if bias is None:
+        bias = bool(arrays.get("bias", False))
+    return Problem(
         X=arrays["X"],
         Y=arrays["Y"],
         W0=arrays["W0"],
         a0=arrays["a0"],
         scaling=config["model"]["scaling"],
         loss=config["model"]["loss"],
-        bias=bool(arrays.get("bias", bias)),
+        bias=bias,
         seed=config["seed"],
-        rng=rng_algo,
+        rng=rng,
         X_test=arrays.get("X_test"),
         Y_test=arrays.get("Y_test"),
         extras={k[len("extra.") :]: v for k, v in arrays.items() if k.startswith("extra.")},
         registry=registry,
     )
-    return problem, arrays
 
 
 def _check_inputs(X, Y, name):
