@@ -23,8 +23,8 @@ import weakref
 
 import numpy as np
 
-from .problem import problem_from_arrays
 from .errors import PluginError, RunStoreError
+from .problem import problem_from_arrays
 from .registry import get_registry
 from .store import atomic_write_bytes, atomic_write_json
 
