@@ -7,7 +7,9 @@ holder is still alive. The holder writes its pid, host and start time into the
 file, for the message another process gets when it is refused.
 
 A refused process has touched nothing: it opened (or created) the lock file,
-failed to lock it, read who holds it and raised.
+failed to lock it, read who holds it and raised. :func:`is_locked` tests a lock by
+taking it shared for an instant, so :meth:`FolderLock.acquire` keeps trying for
+:data:`ACQUIRE_GRACE` seconds before it refuses.
 
 Examples
 --------
@@ -27,7 +29,15 @@ from pathlib import Path
 
 from .errors import RunStoreError
 
-__all__ = ["FolderLock", "lock_holder", "is_locked"]
+__all__ = ["FolderLock", "lock_holder", "is_locked", "ACQUIRE_GRACE"]
+
+ACQUIRE_GRACE = 0.5
+"""Seconds :meth:`FolderLock.acquire` retries a lock held by someone else.
+
+:func:`is_locked` (``Run.meta``, sweep monitors) holds a lock for an instant
+while it tests it; without the grace a process starting or resuming a run at
+that instant would be refused.
+"""
 
 
 class FolderLock:
@@ -65,8 +75,13 @@ class FolderLock:
         except OSError as exc:
             raise RunStoreError(f"cannot open the lock file {self.path}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            locked = _lock_within(fd, ACQUIRE_GRACE)
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, OSError):
+                raise RunStoreError(f"cannot lock {self.path}: {exc.strerror}") from None
+            raise
+        if not locked:
             os.close(fd)
             holder = lock_holder(self.path) or {}
             raise RunStoreError(
@@ -98,6 +113,21 @@ class FolderLock:
         return False
 
 
+def _lock_within(fd, grace):
+    """Take an exclusive lock on ``fd``, retrying for ``grace`` seconds; whether taken."""
+    deadline = time.monotonic() + grace
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+
+
 def lock_holder(path):
     """``{"pid", "host", "since"}`` written by the lock's holder, or None."""
     try:
@@ -108,13 +138,17 @@ def lock_holder(path):
 
 
 def is_locked(path):
-    """Whether another process holds the lock at ``path`` now (False if no file)."""
+    """Whether another process holds the lock at ``path`` now (False if no file).
+
+    Tests by taking the lock shared for an instant: concurrent tests do not see
+    each other as holders.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return True
     else:

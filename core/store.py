@@ -12,24 +12,36 @@ Layout of ``runs/<experiment>/<UTC stamp>-<short id>/``::
 
 Every file is written to a temporary name, fsynced and renamed over its final
 name, and the directory is fsynced, so ``kill -9`` at any moment leaves either
-the old or the new file, never a torn one. Arrays are ``.npz`` read with
-``allow_pickle=False``; everything else is JSON. Nothing is pickled.
+the old or the new file, never a torn one. Files get the mode the umask gives
+(0644 under umask 022). A write refuses a target file or folder that is a
+symbolic link, so a run folder from someone else cannot make us write elsewhere.
+Arrays are ``.npz`` read with ``allow_pickle=False``; everything else is JSON.
+Nothing is pickled. A missing or corrupt file raises :class:`RunStoreError`
+naming it.
 
 A trace stream is a table of rows: ``scalars`` (one float per name per logged
-step), ``snapshots`` (parameter arrays) and ``records`` (inner-loop rows). Chunk
-``i`` of every stream is written at the ``i``-th save; the checkpoint records how
-many chunks it is consistent with, so a resume drops newer ones and replays them.
+step), ``snapshots`` (parameter arrays) and ``records`` (inner-loop rows). The
+``i``-th flush writes chunk ``i`` of every stream that has rows, then rewrites
+``trace/chunks.json``, the manifest listing which streams each chunk index holds,
+so a reader knows every chunk it must find and names a missing one. The
+checkpoint records how many chunks it is consistent with, so a resume checks
+those (:func:`verify_trace`), drops newer ones and replays them. Chunks the
+manifest does not list (a flush killed before its manifest) are not read.
 """
 
+import errno
 import json
 import os
 import socket
-import tempfile
+import stat
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RunStoreError
+from .locks import is_locked
 
 __all__ = [
     "atomic_write_bytes",
@@ -40,6 +52,7 @@ __all__ = [
     "unpack_state",
     "TraceWriter",
     "read_stream",
+    "verify_trace",
     "RunStore",
     "Run",
     "Snapshots",
@@ -54,39 +67,87 @@ _JSON_KEY = "__json__"
 
 
 # -- atomic files ----------------------------------------------------------------
-def _fsync_dir(path):
+_TEMP_ATTEMPTS = 100
+
+
+def _show(path):
+    """``path`` for a one-line message (NUL and line breaks escaped)."""
+    return str(path).replace("\0", "\\0").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _symlink_error(path):
+    target = _show(os.readlink(path)) if os.path.islink(path) else "?"
+    return RunStoreError(
+        f"{_show(path)} is a symbolic link (to {target}); refusing to write through it: "
+        "replace it by a real file or folder (reading the run is unaffected)"
+    )
+
+
+def _open_dir(path):
+    """An fd of the folder ``path``, refusing a symbolic link (raises RunStoreError)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        if os.path.islink(path):
+            raise _symlink_error(path) from None
+        raise
+
+
+def _create_temp(dir_fd, name):
+    """Create ``.<name>.<random>.tmp`` in ``dir_fd`` (mode 0666 less the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(_TEMP_ATTEMPTS):
+        tmp = f".{name}.{os.urandom(4).hex()}.tmp"
+        try:
+            return tmp, os.open(tmp, flags, 0o666, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", name)
 
 
 def _atomic_write(path, write):
+    """Write ``path`` through a temp file, fsync, rename and fsync of its folder.
+
+    Refuses (:class:`RunStoreError`) when ``path`` or its folder is a symbolic link;
+    the folder is held open, so it cannot be swapped for a link in between.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    dir_fd = _open_dir(path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
         try:
-            os.unlink(tmp)
+            st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                raise _symlink_error(path)
+        tmp, fd = _create_temp(dir_fd, path.name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise
+        try:
+            os.fsync(dir_fd)
         except OSError:
             pass
-        raise
-    _fsync_dir(path.parent)
+    finally:
+        os.close(dir_fd)
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
+
+    The file gets the mode the umask gives. Raises :class:`RunStoreError` when
+    ``path`` or its folder is a symbolic link.
+    """
     _atomic_write(path, lambda fh: fh.write(data))
 
 
@@ -112,10 +173,85 @@ def atomic_save_npz(path, arrays):
     _atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def load_npz(path):
-    """Load every array of an .npz file (``allow_pickle=False``) into a dict."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+RESTORE = "restore it from a copy"
+"""What to do about a damaged file, unless the caller knows better."""
+
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def _describe(exc):
+    text = str(exc) if not isinstance(exc, OSError) else (exc.strerror or str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _corrupt(path, exc, advice=RESTORE, what=""):
+    return RunStoreError(f"{what}{_show(path)} is corrupt ({_describe(exc)}); {advice}")
+
+
+def _check_regular(path, advice=RESTORE, what=""):
+    """Raise RunStoreError unless ``path`` is a regular file (following links)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise RunStoreError(f"{what}{_show(path)} is missing; {advice}") from None
+    except OSError as exc:
+        raise RunStoreError(f"cannot read {what}{_show(path)}: {_describe(exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RunStoreError(f"{what}{_show(path)} is not a regular file; {advice}")
+    return st
+
+
+def load_npz(path, advice=RESTORE):
+    """Load every array of an .npz file (``allow_pickle=False``) into a dict.
+
+    Parameters
+    ----------
+    path : path
+    advice : str, optional
+        What to do, said in the error about a missing or corrupt file.
+
+    Raises
+    ------
+    RunStoreError
+        Naming ``path`` when it is missing, not a regular file, or corrupt
+        (truncated, bad CRC, not an .npz archive).
+    """
+    return _load_npz(path, advice)
+
+
+def _load_npz(path, advice, what=""):
+    _check_regular(path, advice, what)
+    try:
+        f = np.load(path, allow_pickle=False)
+    except PermissionError as exc:
+        raise RunStoreError(f"cannot read {what}{_show(path)}: {_describe(exc)}") from None
+    except _READ_ERRORS as exc:
+        raise _corrupt(path, exc, advice, what) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise _corrupt(path, ValueError("a single array, not an .npz archive"), advice, what)
+    try:
+        with f:
+            return {k: f[k] for k in f.files}
+    except _READ_ERRORS as exc:
+        raise _corrupt(path, exc, advice, what) from None
+
+
+def _read_json(path, advice=RESTORE):
+    """The JSON object in ``path``; RunStoreError naming it when missing or corrupt."""
+    _check_regular(path, advice)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _corrupt(path, exc, advice) from None
+    except OSError as exc:
+        raise RunStoreError(f"cannot read {_show(path)}: {_describe(exc)}") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise _corrupt(path, exc, advice) from None
+    if not isinstance(obj, dict):
+        raise _corrupt(path, ValueError(f"a JSON {type(obj).__name__}, not an object"), advice)
+    return obj
 
 
 # -- nested state <-> arrays + JSON -----------------------------------------------
@@ -181,16 +317,47 @@ def save_state(path, state):
     atomic_save_npz(path, {**arrays, _JSON_KEY: blob})
 
 
-def load_state(path):
-    """Read a state written by :func:`save_state`."""
-    arrays = load_npz(path)
-    tree = json.loads(arrays.pop(_JSON_KEY).tobytes().decode())
-    return unpack_state(arrays, tree)
+def load_state(path, advice=RESTORE):
+    """Read a state written by :func:`save_state`.
+
+    Raises
+    ------
+    RunStoreError
+        Naming ``path`` when it is missing or corrupt; ``advice`` says what to do.
+    """
+    arrays = load_npz(path, advice)
+    try:
+        tree = json.loads(arrays.pop(_JSON_KEY).tobytes().decode())
+        return unpack_state(arrays, tree)
+    except KeyError as exc:
+        raise _corrupt(path, KeyError(f"no array {exc.args[0]!r}"), advice) from None
+    except (ValueError, TypeError) as exc:
+        raise _corrupt(path, exc, advice) from None
 
 
 # -- trace -------------------------------------------------------------------------
+MANIFEST = "chunks.json"
+"""The trace's manifest: which streams each chunk index holds."""
+
+_MANIFEST_FORMAT = 1
+_MAX_CHUNKS = 10**7  # far beyond any run (one file per stream and flush); guards the reader
+
+
+def _valid_stream(name):
+    return isinstance(name, str) and bool(name) and "." not in name and "/" not in name \
+        and "\0" not in name
+
+
 def _chunk_name(stream, index):
     return f"{stream}.{index:06d}.npz"
+
+
+def _parse_chunk_name(name):
+    """``(index, stream)`` of a chunk file name, or None."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[2] != "npz" or not parts[1].isdigit() or not parts[0]:
+        return None
+    return int(parts[1]), parts[0]
 
 
 def _chunk_files(trace_dir, stream=None):
@@ -200,30 +367,194 @@ def _chunk_files(trace_dir, stream=None):
     if not trace_dir.is_dir():
         return out
     for p in trace_dir.glob("*.npz"):
-        parts = p.name.split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        if stream is None or parts[0] == stream:
-            out.append((int(parts[1]), parts[0], p))
+        parsed = _parse_chunk_name(p.name)
+        if parsed and (stream is None or parsed[1] == stream):
+            out.append((parsed[0], parsed[1], p))
     return sorted(out)
+
+
+def _to_ranges(indices):
+    """``[[start, stop), ...]`` of sorted indices."""
+    ranges = []
+    for i in indices:
+        if ranges and ranges[-1][1] == i:
+            ranges[-1][1] = i + 1
+        else:
+            ranges.append([i, i + 1])
+    return ranges
+
+
+def _is_index(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _read_manifest(trace_dir):
+    """``(n_chunks, {stream: [index, ...]})`` from the manifest, or None without one.
+
+    The manifest ``{"format": 1, "n_chunks": n, "streams": {"scalars": [[0, n]],
+    "snapshots": [[0, 1], [3, 4]]}}`` lists each stream's chunk indices as
+    ``[start, stop)`` ranges; every index below ``n_chunks`` holds some stream.
+    """
+    path = Path(trace_dir) / MANIFEST
+    if not os.path.lexists(path):
+        return None
+    advice = "delete it to read the chunks present without the completeness check"
+    obj = _read_json(path, advice)
+    try:
+        if obj.get("format") != _MANIFEST_FORMAT:
+            raise ValueError(f"unknown format {obj.get('format')!r}")
+        n_chunks = obj["n_chunks"]
+        if not _is_index(n_chunks) or n_chunks > _MAX_CHUNKS:
+            raise ValueError(f"n_chunks {n_chunks!r}")
+        streams, covered = {}, set()
+        for stream, ranges in obj["streams"].items():
+            if not _valid_stream(stream):
+                raise ValueError(f"stream name {stream!r}")
+            indices = []
+            for start, stop in ranges:
+                if not (_is_index(start) and _is_index(stop)) or not (
+                    (indices[-1] if indices else -1) < start < stop <= n_chunks
+                ):
+                    raise ValueError(f"bad range {[start, stop]!r} of {stream!r}")
+                indices.extend(range(start, stop))
+            streams[stream] = indices
+            covered.update(indices)
+        if len(covered) != n_chunks:
+            gap = min(set(range(n_chunks)) - covered)
+            raise ValueError(f"chunk index {gap} holds no stream")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _corrupt(path, exc, advice) from None
+    return n_chunks, streams
+
+
+def _scan_chunks(trace_dir):
+    """``(n_chunks, {stream: [index, ...]})`` of the chunk files present."""
+    streams = {}
+    for index, stream, _ in _chunk_files(trace_dir):
+        streams.setdefault(stream, []).append(index)
+    n_chunks = 1 + max((ix[-1] for ix in streams.values()), default=-1)
+    return n_chunks, streams
+
+
+def _trace_listing(trace_dir, advice, need=0):
+    """``(n_chunks, {stream: [index, ...]})`` the trace must hold.
+
+    From the manifest; for a trace written before it, from the files present,
+    checking that chunk indices ``0..max(n_chunks, need) - 1`` each hold some stream
+    (every flush writes at least one): a missing index is caught, a missing chunk
+    of one stream beside others of its index is not.
+    """
+    listed = _read_manifest(trace_dir)
+    if listed is not None:
+        return listed
+    n_chunks, streams = _scan_chunks(trace_dir)
+    covered = {i for indices in streams.values() for i in indices}
+    gap = next((i for i in range(max(n_chunks, need)) if i not in covered), None)
+    if gap is not None:
+        pattern = Path(trace_dir) / f"*.{gap:06d}.npz"
+        raise RunStoreError(f"trace chunk {_show(pattern)} is missing; {advice}")
+    return n_chunks, streams
+
+
+_READ_ADVICE = "the trace is incomplete: restore the file from a copy, or rerun the run"
+
+
+def _resume_advice(trace_dir):
+    checkpoint = Path(trace_dir).parent / "checkpoint.npz"
+    return (f"the run cannot be resumed whole: restore the file from a copy, or delete "
+            f"{_show(checkpoint)} to rerun it from step 0")
+
+
+def _check_chunk(path, advice):
+    """Check a chunk's zip structure and array headers without reading its data."""
+    size = _check_regular(path, advice, "trace chunk ").st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.header_offset + info.compress_size > size:
+                    raise zipfile.BadZipFile(f"{info.filename} runs past the end of the file")
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    else:
+                        continue
+                    expected = member.tell() + int(np.prod(shape)) * dtype.itemsize
+                    if info.file_size != expected:
+                        raise ValueError(f"{info.filename} holds {info.file_size} bytes, "
+                                         f"its header says {expected}")
+    except PermissionError as exc:
+        raise RunStoreError(f"cannot read trace chunk {_show(path)}: {_describe(exc)}") from None
+    except _READ_ERRORS as exc:
+        raise _corrupt(path, exc, advice, "trace chunk ") from None
+
+
+def verify_trace(trace_dir, n_chunks):
+    """Check that the trace holds chunks ``0..n_chunks-1`` of every stream, readable.
+
+    Call it before resuming from a checkpoint consistent with ``n_chunks`` chunks.
+    Each chunk listed (by the manifest, or the files present for a trace written
+    before it) must be a regular file whose zip structure and array headers are
+    whole; the data itself is checked (CRC) when it is read.
+
+    Parameters
+    ----------
+    trace_dir : path
+    n_chunks : int
+        The checkpoint's chunk count (``checkpoint["loop"]["n_chunks"]``).
+
+    Raises
+    ------
+    RunStoreError
+        ``"trace chunk X is missing; the run cannot be resumed whole: ..."`` (or
+        corrupt), or a manifest that lists fewer chunks than ``n_chunks``.
+    """
+    trace_dir = Path(trace_dir)
+    if n_chunks <= 0:
+        return
+    advice = _resume_advice(trace_dir)
+    listed_chunks, streams = _trace_listing(trace_dir, advice, need=n_chunks)
+    if listed_chunks < n_chunks:
+        raise RunStoreError(
+            f"trace manifest {_show(trace_dir / MANIFEST)} lists {listed_chunks} chunks and the "
+            f"checkpoint needs {n_chunks}; {advice}"
+        )
+    for stream, indices in sorted(streams.items()):
+        for index in indices:
+            if index >= n_chunks:
+                break
+            _check_chunk(trace_dir / _chunk_name(stream, index), advice)
 
 
 class TraceWriter:
     """Buffers rows per stream and writes them as atomic chunks on ``flush``.
 
+    Each flush writes its chunks, then the manifest ``trace/chunks.json`` listing
+    them. Refuses (:class:`RunStoreError`) a trace folder that is a symbolic link.
+
     Parameters
     ----------
     trace_dir : path
     next_chunk : int
-        Index of the next chunk (the checkpoint's ``n_chunks`` on resume).
+        Index of the next chunk (the checkpoint's ``n_chunks`` on resume, after
+        :func:`verify_trace`; then :meth:`drop_chunks_from` ``next_chunk``).
     """
 
     def __init__(self, trace_dir, next_chunk=0):
         self.trace_dir = Path(trace_dir)
-        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        if self.trace_dir.is_symlink():
+            raise _symlink_error(self.trace_dir)
+        try:
+            self.trace_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise RunStoreError(f"{_show(self.trace_dir)} is not a directory; move it away "
+                                "(a run's trace is a folder)") from None
         self.next_chunk = next_chunk
         self._blocks = {}
         self.pending_bytes = 0
+        self._listed = None
 
     def append(self, stream, row):
         """Append one row: a dict of scalars or arrays (arrays are copied)."""
@@ -239,27 +570,84 @@ class TraceWriter:
         self._add(stream, block)
 
     def _add(self, stream, block):
+        if stream not in self._blocks and not _valid_stream(stream):
+            raise ValueError(f"stream name {stream!r} must be a non-empty string without . or /")
         self._blocks.setdefault(stream, []).append(block)
         self.pending_bytes += sum(v.nbytes for v in block.values())
 
+    def _listing_before(self, index):
+        """The manifest's listing, cut to chunks below ``index``."""
+        if self._listed is None:
+            listed = _read_manifest(self.trace_dir)
+            self._listed = listed if listed is not None else _scan_chunks(self.trace_dir)
+        n_chunks, streams = self._listed
+        if n_chunks > index:
+            streams = {s: [i for i in ix if i < index] for s, ix in streams.items()}
+            streams = {s: ix for s, ix in streams.items() if ix}
+            n_chunks = index
+        self._listed = (n_chunks, streams)
+        return n_chunks, streams
+
+    def _write_manifest(self):
+        n_chunks, streams = self._listed
+        obj = {"format": _MANIFEST_FORMAT, "n_chunks": n_chunks,
+               "streams": {s: _to_ranges(ix) for s, ix in sorted(streams.items())}}
+        atomic_write_bytes(self.trace_dir / MANIFEST,
+                           (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+
     def flush(self):
-        """Write every non-empty stream as chunk ``next_chunk``; return whether any."""
+        """Write every non-empty stream as chunk ``next_chunk``; return whether any.
+
+        The chunks are written first, then the manifest listing them: killed in
+        between, the chunks are not read (and a resume drops them).
+        """
         if not self._blocks:
             return False
         index = self.next_chunk
+        n_chunks, streams = self._listing_before(index)
+        if n_chunks < index:
+            raise RunStoreError(
+                f"trace {_show(self.trace_dir)} holds {n_chunks} chunks: cannot write chunk "
+                f"{index} (check it with verify_trace before resuming)"
+            )
         for stream, blocks in self._blocks.items():
             atomic_save_npz(self.trace_dir / _chunk_name(stream, index), _concat(blocks))
+        for stream in self._blocks:
+            streams.setdefault(stream, []).append(index)
+        self._listed = (index + 1, streams)
+        self._write_manifest()
         self._blocks = {}
         self.pending_bytes = 0
         self.next_chunk = index + 1
         return True
 
     def drop_chunks_from(self, index):
-        """Delete chunks numbered ``index`` or more (written after a checkpoint)."""
-        for i, _, path in _chunk_files(self.trace_dir):
-            if i >= index:
-                path.unlink()
-        _fsync_dir(self.trace_dir)
+        """Delete chunks numbered ``index`` or more (written after a checkpoint).
+
+        The manifest is cut first, then the chunk files go, newest first: killed in
+        between, the newer chunks are no longer read and the next resume drops them
+        again. Never deletes through a symbolic link (raises :class:`RunStoreError`).
+        """
+        dir_fd = _open_dir(self.trace_dir)
+        try:
+            self._listing_before(index)
+            self._write_manifest()
+            doomed = []
+            for name in os.listdir(dir_fd):
+                parsed = _parse_chunk_name(name)
+                if parsed and parsed[0] >= index:
+                    doomed.append((parsed[0], name))
+            for _, name in sorted(doomed, reverse=True):
+                try:
+                    os.unlink(name, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.fsync(dir_fd)
+            except OSError:
+                pass
+        finally:
+            os.close(dir_fd)
 
 
 def _concat(blocks):
@@ -282,20 +670,81 @@ def _concat(blocks):
 
 
 def read_stream(trace_dir, stream, max_chunk=None):
-    """Concatenate a stream's chunks (missing columns filled with NaN)."""
-    blocks = []
-    for index, _, path in _chunk_files(trace_dir, stream):
-        if max_chunk is not None and index >= max_chunk:
-            continue
-        blocks.append(load_npz(path))
+    """Concatenate a stream's chunks (missing columns filled with NaN).
+
+    Reads the chunks the manifest lists (for a trace written before it, the
+    files present, their indices checked contiguous).
+
+    Raises
+    ------
+    RunStoreError
+        Naming a chunk that is missing or corrupt.
+    """
+    trace_dir = Path(trace_dir)
+    advice = _READ_ADVICE
+    n_chunks, streams = _trace_listing(trace_dir, advice)
+    if max_chunk is not None:
+        n_chunks = min(n_chunks, max_chunk)
+    blocks = [
+        _load_npz(trace_dir / _chunk_name(stream, index), advice, "trace chunk ")
+        for index in streams.get(stream, ())
+        if index < n_chunks
+    ]
     return _concat(blocks) if blocks else {}
 
 
 # -- run directory -----------------------------------------------------------------
+RUN_LOCK = "run.lock"
+"""The lock file a live run holds (:class:`core.locks.FolderLock`)."""
+
+_CHECKPOINT_ADVICE = "delete it to rerun the run from step 0, or restore it from a copy"
+_CONFIG_ADVICE = "restore it from a copy (config.py holds the source it was resolved from)"
+_PROBLEM_ADVICE = "restore it from a copy, or rerun the run"
+
+
+def _not_a_folder(path):
+    """The nearest existing ancestor of ``path`` that is not a folder, or None."""
+    for parent in Path(path).parents:
+        if os.path.lexists(parent):
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _create_error(path, exc):
+    """RunStoreError for a run directory ``path`` that could not be made."""
+    head = f"cannot create the run directory {_show(path)}"
+    if isinstance(exc, ValueError):
+        return RunStoreError(f"{head}: the name holds a NUL character; choose another "
+                             "experiment name")
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        if os.path.lexists(path):
+            return RunStoreError(f"run directory already exists: {_show(path)}")
+        blocker = _not_a_folder(path)
+        if blocker is not None:
+            return RunStoreError(f"{head}: {_show(blocker)} is not a directory; choose "
+                                 "another runs directory (--runs-dir, run.runs_dir)")
+    if exc.errno == errno.ENAMETOOLONG:
+        advice = "choose a shorter experiment name"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "choose a writable runs directory (--runs-dir, run.runs_dir)"
+    else:
+        advice = "choose another runs directory (--runs-dir, run.runs_dir)"
+    return RunStoreError(f"{head}: {exc.strerror or exc}; {advice}")
+
+
+def _real_folder(path):
+    """``path``, or its target when ``path`` itself is a symbolic link."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 class RunStore:
     """Writes one run directory.
 
-    Use :meth:`create` for a new run and :meth:`open` to resume one.
+    Use :meth:`create` for a new run and :meth:`open` to resume one. Every
+    error a user can fix (a runs directory that is read-only or a file, an
+    experiment name too long, a corrupt file) is a :class:`RunStoreError` naming
+    the path.
     """
 
     def __init__(self, path):
@@ -306,41 +755,86 @@ class RunStore:
 
     @classmethod
     def create(cls, runs_dir, experiment, stamp, run_id):
+        """Make ``runs_dir/<experiment>/<stamp>-<run_id>/`` (see :meth:`create_at`)."""
         return cls.create_at(Path(runs_dir) / experiment / f"{stamp}-{run_id}")
 
     @classmethod
     def create_at(cls, path):
+        """Make the run directory ``path`` (and its parents) with its ``trace/``.
+
+        Raises
+        ------
+        RunStoreError
+            ``path`` exists, or cannot be made (read-only place, a parent that is
+            a file, a name too long or holding NUL); the message names it.
+        """
         path = Path(path)
         try:
             path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            raise RunStoreError(f"run directory already exists: {path}") from None
-        (path / "trace").mkdir()
+            (path / "trace").mkdir()
+        except (OSError, ValueError) as exc:
+            raise _create_error(path, exc) from None
         return cls(path)
 
     @classmethod
     def open(cls, path):
-        """Open a run for writing again, removing temp files of interrupted writes."""
-        store = cls(path)
+        """Open a run for writing again, removing temp files of interrupted writes.
+
+        Call it holding the run's lock (:meth:`clean_temp_files`). A run folder
+        named by a symbolic link is opened at its target; links inside it are never
+        written through.
+        """
+        store = cls(_real_folder(path))
         if not store.meta_path.is_file():
-            raise RunStoreError(f"not a run directory (no meta.json): {path}")
-        for tmp in store.path.rglob(".*.tmp"):
-            tmp.unlink()
+            raise RunStoreError(f"not a run directory (no meta.json): {_show(path)}")
+        store.clean_temp_files()
         return store
+
+    def clean_temp_files(self):
+        """Remove the temp files (``.*.tmp``) of writes a killed process left.
+
+        Walks the run folder without following symbolic links. Call it only while
+        holding the run's lock: the temp file of a live writer would go too.
+
+        Returns
+        -------
+        removed : int
+        """
+        removed = 0
+        for root, _, files in os.walk(self.path):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    try:
+                        os.unlink(os.path.join(root, name))
+                    except FileNotFoundError:
+                        continue
+                    removed += 1
+        return removed
 
     def write_meta(self, meta):
         atomic_write_json(self.meta_path, meta)
 
     def read_meta(self):
-        return json.loads(self.meta_path.read_text())
+        return _read_json(self.meta_path)
 
     def write_checkpoint(self, state):
         save_state(self.checkpoint_path, state)
 
     def read_checkpoint(self):
-        if not self.checkpoint_path.is_file():
+        """The checkpoint's state, or None when the run has none.
+
+        Raises
+        ------
+        RunStoreError
+            Naming ``checkpoint.npz`` when it is corrupt (and what to do).
+        """
+        if not os.path.lexists(self.checkpoint_path):
             return None
-        return load_state(self.checkpoint_path)
+        state = load_state(self.checkpoint_path, _CHECKPOINT_ADVICE)
+        if not isinstance(state, dict) or not isinstance(state.get("loop"), dict):
+            raise _corrupt(self.checkpoint_path, ValueError("no loop state"),
+                           _CHECKPOINT_ADVICE)
+        return state
 
 
 def pid_alive(pid):
@@ -352,6 +846,21 @@ def pid_alive(pid):
     except (PermissionError, OSError, ValueError, TypeError):
         return True
     return True
+
+
+def _process_gone(path, meta):
+    """Whether the process of a ``running`` run has ended without its final save.
+
+    A run holding ``run.lock`` is alive on any host (the kernel releases the lock
+    of a dead process); an older run without one is judged by its pid, on its
+    own host only.
+    """
+    lock = Path(path) / RUN_LOCK
+    if os.path.lexists(lock):
+        return not is_locked(lock)
+    if meta.get("host") == socket.gethostname():
+        return not pid_alive(meta.get("pid"))
+    return False
 
 
 class Snapshots:
@@ -405,9 +914,9 @@ class Run:
     """
 
     def __init__(self, path):
-        self.path = Path(path)
+        self.path = _real_folder(path)
         if not (self.path / "meta.json").is_file():
-            raise RunStoreError(f"not a run directory (no meta.json): {self.path}")
+            raise RunStoreError(f"not a run directory (no meta.json): {_show(path)}")
         self._cache = {}
 
     def __repr__(self):
@@ -420,16 +929,15 @@ class Run:
 
     @property
     def config(self):
-        return self._lazy("config", lambda: json.loads((self.path / "config.json").read_text()))
+        return self._lazy("config", lambda: _read_json(self.path / "config.json", _CONFIG_ADVICE))
 
     @property
     def meta(self):
         def load():
-            meta = json.loads((self.path / "meta.json").read_text())
-            if meta.get("status") == "running" and meta.get("host") == socket.gethostname():
-                if not pid_alive(meta.get("pid")):
-                    meta["status"] = "crashed"
-                    meta.setdefault("reason", "process ended without a final save")
+            meta = _read_json(self.path / "meta.json")
+            if meta.get("status") == "running" and _process_gone(self.path, meta):
+                meta["status"] = "crashed"
+                meta["reason"] = meta.get("reason") or "process ended without a final save"
             return meta
 
         return self._lazy("meta", load)
@@ -456,7 +964,8 @@ class Run:
 
     @property
     def problem(self):
-        return self._lazy("problem", lambda: load_npz(self.path / "problem.npz"))
+        return self._lazy("problem",
+                          lambda: load_npz(self.path / "problem.npz", _PROBLEM_ADVICE))
 
     @property
     def bias(self):

@@ -80,6 +80,26 @@ def test_trace_chunks_concatenate_with_missing_columns(tmp_path):
     assert read_stream(tmp_path, "records") == {}
 
 
+def test_trace_manifest_lists_the_streams_of_each_chunk(tmp_path):
+    trace = TraceWriter(tmp_path)
+    for step in range(4):
+        trace.append("scalars", {"step": step})
+        if step % 3 == 0:
+            trace.append("snapshots", {"step": step, "W": np.zeros(2)})
+        trace.flush()
+    manifest = json.loads((tmp_path / "chunks.json").read_text())
+    assert manifest == {"format": 1, "n_chunks": 4,
+                        "streams": {"scalars": [[0, 4]], "snapshots": [[0, 1], [3, 4]]}}
+    trace.drop_chunks_from(2)
+    manifest = json.loads((tmp_path / "chunks.json").read_text())
+    assert manifest["n_chunks"] == 2 and manifest["streams"] == {"scalars": [[0, 2]],
+                                                                 "snapshots": [[0, 1]]}
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "scalars.000000.npz", "scalars.000001.npz", "snapshots.000000.npz"]
+    with pytest.raises(ValueError, match="stream name"):
+        trace.append("a.b", {"x": 1})
+
+
 def test_snapshots_keep_dtype(tmp_path):
     trace = TraceWriter(tmp_path)
     for step in range(3):
