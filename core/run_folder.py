@@ -11,7 +11,6 @@ displayed and threaded, the notes, and the algorithm parameters its plugin decla
 ``resume_safe``. The config is rewritten only once the resumed run has been set up.
 """
 
-import json
 import os
 import socket
 from pathlib import Path
@@ -22,12 +21,15 @@ from .locks import FolderLock, is_locked
 from .problem import build_problem
 from .provenance import git_commit, iso, utc_now, versions
 from .store import (
+    RUN_LOCK,
     RunStore,
     atomic_save_npz,
     atomic_write_bytes,
     atomic_write_json,
     load_npz,
     pid_alive,
+    read_json,
+    verify_trace,
 )
 
 __all__ = [
@@ -40,9 +42,6 @@ __all__ = [
     "check_resume_changes",
     "config_changes",
 ]
-
-RUN_LOCK = "run.lock"
-"""Lock file of a run folder, held by the process writing the run."""
 
 RESUME_SAFE_SECTIONS = ("stoppers", "loggers", "savers")
 """Config sections a ``--resume`` may change freely."""
@@ -130,13 +129,9 @@ def create_run_folder(config, source, arrays, problem, runs_dir=None, config_pat
 
 
 def _read_meta(path):
-    meta_path = Path(path) / "meta.json"
-    try:
-        return json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise RunStoreError(f"not a run directory (no meta.json): {path}") from None
-    except (OSError, ValueError) as exc:
-        raise RunStoreError(f"cannot read {meta_path}: {exc}") from None
+    if not (Path(path) / "meta.json").exists():
+        raise RunStoreError(f"not a run directory (no meta.json): {path}")
+    return read_json(Path(path) / "meta.json")
 
 
 def _refuse_live(path, meta, had_lock):
@@ -201,7 +196,7 @@ def reopen_run_folder(path, registry, overrides=()):
     try:
         meta = _read_meta(path)  # as the last holder left it
         store = RunStore.open(path)
-        config = _read_config(path)
+        config = read_json(path / "config.json", advice="the run cannot be resumed")
         changes = {}
         if overrides:
             new = resolve(apply_overrides(config, overrides), registry)
@@ -228,22 +223,9 @@ def reopen_run_folder(path, registry, overrides=()):
     return Reopened(store, config, changes, problem, checkpoint, meta, lock)
 
 
-def _read_config(path):
-    config_path = Path(path) / "config.json"
-    try:
-        return json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise RunStoreError(f"run {path} has no config.json; it cannot be resumed") from None
-    except (OSError, ValueError) as exc:
-        raise RunStoreError(f"cannot read {config_path}: {exc}") from None
-
-
 def _verify_trace(store, checkpoint):
-    from . import store as store_module
-
-    verify = getattr(store_module, "verify_trace", None)
-    if verify is not None and checkpoint is not None:
-        verify(store.trace_dir, checkpoint["loop"]["n_chunks"])
+    if checkpoint is not None:
+        verify_trace(store.trace_dir, checkpoint["loop"]["n_chunks"])
 
 
 def _flatten(tree, prefix=""):

@@ -48,6 +48,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_save_npz",
     "load_npz",
+    "read_json",
     "pack_state",
     "unpack_state",
     "TraceWriter",
@@ -236,7 +237,7 @@ def _load_npz(path, advice, what=""):
         raise _corrupt(path, exc, advice, what) from None
 
 
-def _read_json(path, advice=RESTORE):
+def read_json(path, advice=RESTORE):
     """The JSON object in ``path``; RunStoreError naming it when missing or corrupt."""
     _check_regular(path, advice)
     try:
@@ -399,7 +400,7 @@ def _read_manifest(trace_dir):
     if not os.path.lexists(path):
         return None
     advice = "delete it to read the chunks present without the completeness check"
-    obj = _read_json(path, advice)
+    obj = read_json(path, advice)
     try:
         if obj.get("format") != _MANIFEST_FORMAT:
             raise ValueError(f"unknown format {obj.get('format')!r}")
@@ -815,7 +816,7 @@ class RunStore:
         atomic_write_json(self.meta_path, meta)
 
     def read_meta(self):
-        return _read_json(self.meta_path)
+        return read_json(self.meta_path)
 
     def write_checkpoint(self, state):
         save_state(self.checkpoint_path, state)
@@ -929,12 +930,12 @@ class Run:
 
     @property
     def config(self):
-        return self._lazy("config", lambda: _read_json(self.path / "config.json", _CONFIG_ADVICE))
+        return self._lazy("config", lambda: read_json(self.path / "config.json", _CONFIG_ADVICE))
 
     @property
     def meta(self):
         def load():
-            meta = _read_json(self.path / "meta.json")
+            meta = read_json(self.path / "meta.json")
             if meta.get("status") == "running" and _process_gone(self.path, meta):
                 meta["status"] = "crashed"
                 meta["reason"] = meta.get("reason") or "process ended without a final save"
