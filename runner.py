@@ -101,7 +101,7 @@ def plugins_json(registry):
         ``{"plugins": [...], "failures": [...]}``. A plugin is ``{"kind", "name",
         "provider", "version", "module", "available", "missing", "install_hint"
         (None when available), "duplicate", "description", "params"}``, each
-        parameter ``{"name", "type", "default", "allowed", "doc"}``; a failure is
+        parameter ``{"name", "type", "default", "allowed", "resume_safe", "doc"}``; a failure is
         ``{"plugin", "provider", "error"}``.
     """
     from core.params import describe_type
@@ -117,6 +117,7 @@ def plugins_json(registry):
                 "type": describe_type(p.type, p.item_type).split(" ", 1)[1],
                 "default": _json_value(p.default),
                 "allowed": p.allowed(),
+                "resume_safe": p.resume_safe,
                 "doc": p.doc,
             }
             for p in e.cls.params
@@ -157,7 +158,8 @@ def help_plugin(registry, name, console):
         for column in ("parameter", "default", "allowed", "description"):
             table.add_column(column)
         for p in e.cls.params:
-            table.add_row(p.name, repr(p.default), p.allowed(), p.doc)
+            doc = p.doc + (" [may change on --resume]" if p.resume_safe else "")
+            table.add_row(p.name, repr(p.default), p.allowed(), doc)
         console.print(table)
         if not e.available:
             console.print(f"unavailable: needs {', '.join(e.missing)}; {e.install_hint}")
