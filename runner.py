@@ -158,7 +158,7 @@ def help_plugin(registry, name, console):
         for column in ("parameter", "default", "allowed", "description"):
             table.add_column(column)
         for p in e.cls.params:
-            doc = p.doc + (" [may change on --resume]" if p.resume_safe else "")
+            doc = p.doc + (" (may change on --resume)" if p.resume_safe else "")
             table.add_row(p.name, repr(p.default), p.allowed(), doc)
         console.print(table)
         if not e.available:
