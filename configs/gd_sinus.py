@@ -15,7 +15,7 @@ gives the same trajectory in pure numpy (and, at this size, about ten times fast
 """
 
 from configs.base import config as base
-from core.config import merge
+from relulab import merge
 
 config = merge(
     base,

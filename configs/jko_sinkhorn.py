@@ -40,7 +40,7 @@ keeps the exact kernel.
 """
 
 from configs.base import config as base
-from core.config import merge
+from relulab import merge
 
 config = merge(
     base,

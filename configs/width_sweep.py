@@ -19,7 +19,7 @@ e.g. ``sweep.seeds=10`` or ``"sweep.grid={'model.width': [10, 100, 1000]}"``.
 """
 
 from configs.gd_sinus import config as gd_sinus
-from core.config import merge
+from relulab import merge
 
 config = merge(
     gd_sinus,
