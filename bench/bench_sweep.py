@@ -42,16 +42,19 @@ def _config(runs_dir, points):
     from configs.base import config as base
 
     seeds = points // 4
-    return merge(base, {
-        "experiment": "bench_sweep",
-        "data": {"name": "sinus", "n": 10},
-        "model": {"width": 8},
-        "algorithm": {"name": "gd_numpy", "optimizer": "momentum", "lr": 0.002},
-        "stoppers": {"max_steps": {"steps": 50}},
-        "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 50}},
-        "run": {"runs_dir": str(runs_dir), "display": "off"},
-        "sweep": {"grid": {"model.width": [4, 8, 16, 32]}, "seeds": seeds},
-    })
+    return merge(
+        base,
+        {
+            "experiment": "bench_sweep",
+            "data": {"name": "sinus", "n": 10},
+            "model": {"width": 8},
+            "algorithm": {"name": "gd_numpy", "optimizer": "momentum", "lr": 0.002},
+            "stoppers": {"max_steps": {"steps": 50}},
+            "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 50}},
+            "run": {"runs_dir": str(runs_dir), "display": "off"},
+            "sweep": {"grid": {"model.width": [4, 8, 16, 32]}, "seeds": seeds},
+        },
+    )
 
 
 def _sweep_seconds(config, registry, batch_size):
@@ -69,8 +72,12 @@ def _process_seconds(points, tmp):
         path = Path(tmp) / f"point_{point.id}.py"
         path.write_text(f"config = {config!r}\n")
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(root / "runner.py"), str(path), "--runs-dir",
-                        f"{tmp}/processes"], cwd=root, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(root / "runner.py"), str(path), "--runs-dir", f"{tmp}/processes"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+        )
         seconds.append(time.perf_counter() - start)
     return sum(seconds) / len(seconds)
 
@@ -91,10 +98,25 @@ def run(quick):
         process = _process_seconds(expanded[:4], tmp)
     size = f"{points} points x 50 gd_numpy steps, 2 workers"
     return [
-        row("sweep vs a process per point", batched * 1e3, "ms/point", process * 1e3,
-            note=f"{size}; baseline python runner.py per point (mean of 4)"),
-        row("sweep, batched tasks", batched * 1e3, "ms/point", single * 1e3,
-            note=f"{size}; baseline one task per point"),
-        row("point in-process (start_run)", alone * 1e3, "ms/point", batched * 1e3,
-            note="ratio = run's own time / batched sweep time per point (ideal 2)"),
+        row(
+            "sweep vs a process per point",
+            batched * 1e3,
+            "ms/point",
+            process * 1e3,
+            note=f"{size}; baseline python runner.py per point (mean of 4)",
+        ),
+        row(
+            "sweep, batched tasks",
+            batched * 1e3,
+            "ms/point",
+            single * 1e3,
+            note=f"{size}; baseline one task per point",
+        ),
+        row(
+            "point in-process (start_run)",
+            alone * 1e3,
+            "ms/point",
+            batched * 1e3,
+            note="ratio = run's own time / batched sweep time per point (ideal 2)",
+        ),
     ]

@@ -11,14 +11,23 @@ from core.store import load_run
 
 
 def _cli(script, *args):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sweep_from_the_command_line(tmp_path):
     config = toy_config(tmp_path / "runs", stoppers={"max_steps": {"steps": 30}})
-    config["sweep"] = {"grid": {"model.width": [4, 8], "algorithm.lr": [0.01, 0.02]},
-                       "seeds": 2, "success": {"key": "final_loss", "below": 10.0}}
+    config["sweep"] = {
+        "grid": {"model.width": [4, 8], "algorithm.lr": [0.01, 0.02]},
+        "seeds": 2,
+        "success": {"key": "final_loss", "below": 10.0},
+    }
     path = tmp_path / "sweep_config.py"
     path.write_text(f"config = {config!r}\n")
 

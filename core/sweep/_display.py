@@ -67,8 +67,7 @@ class SweepDisplay:
                 refresh_per_second=4,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.title, total=self.total or None,
-                                                 text="")
+            self._task = self._progress.add_task(self.title, total=self.total or None, text="")
         self.update(counts, force=True)
 
     def eta(self, counts):
@@ -80,15 +79,18 @@ class SweepDisplay:
         return counts.get("left", 0) / rate
 
     def text(self, counts):
-        return (f"{counts.get('done', 0)} done, {counts.get('running', 0)} running, "
-                f"{counts.get('failed', 0)} failed, {counts.get('left', 0)} left, "
-                f"eta {format_seconds(self.eta(counts))}")
+        return (
+            f"{counts.get('done', 0)} done, {counts.get('running', 0)} running, "
+            f"{counts.get('failed', 0)} failed, {counts.get('left', 0)} left, "
+            f"eta {format_seconds(self.eta(counts))}"
+        )
 
     def update(self, counts, force=False):
         text = self.text(counts)
         if self.mode == "live" and self._progress is not None:
-            self._progress.update(self._task, text=text,
-                                  completed=counts.get("done", 0) + counts.get("failed", 0))
+            self._progress.update(
+                self._task, text=text, completed=counts.get("done", 0) + counts.get("failed", 0)
+            )
         elif self.mode == "plain":
             now = time.perf_counter()
             due = self._last_plain is None or now - self._last_plain >= self.plain_every

@@ -1,47 +1,53 @@
-"""Running a sweep's points: local process pool, Dask distributed, or in this process.
+"""Running a sweep's points on a ``concurrent.futures.Executor``.
 
 Driver and workers
 ------------------
 The driver (the process that calls :func:`run_sweep` / :func:`resume_sweep`) holds
-``sweep.lock``, cuts the points still to do into batches, hands them to an
-executor and keeps the status table and the display current by watching the
-points' ``meta.json``. A worker runs a batch with :func:`run_batch`: one point
-after another, each an ordinary run made by :func:`core.loop.start_run` in its
-fixed folder, or continued by :func:`core.loop.resume_run`. Whatever a point
-raises is recorded as that point's failure and the batch goes on.
+``sweep.lock`` (:class:`core.locks.FolderLock`) for as long as it runs: a second
+driver of the same sweep is refused before it touches anything. It cuts the points
+still to do into batches, submits each batch as one call of
+:func:`core.sweep.run_batch` to an executor, and keeps the status table and the
+display current from the results and the points' ``meta.json``. Whatever a point
+raises is recorded as that point's failure and the sweep goes on.
 
 Executors
 ---------
+Every engine is a standard ``concurrent.futures.Executor``; the driver only submits,
+waits (``concurrent.futures.wait``) and shuts down.
+
 * ``jobs=N`` (default: the number of cores): a ``ProcessPoolExecutor`` of N
-  *spawned* processes, BLAS limited to one thread each (unless the environment
-  already says otherwise). If a worker process dies (out of memory, a segfault),
-  the pool is rebuilt and the points not done are run again, at most
-  ``MAX_ROUNDS`` times.
-* ``dask="local"``: an embedded ``LocalCluster(n_workers=jobs, threads_per_worker=1)``.
+  *spawned* processes (:class:`WorkerPool`). If a worker process dies (out of
+  memory, a segfault), the pool breaks: the point that process ran is marked
+  ``failed`` and the points not done run in a new pool.
+* ``dask="local"``: an embedded ``LocalCluster(n_workers=jobs, threads_per_worker=1)``,
+  through ``client.get_executor()``.
 * ``dask="tcp://host:port"``: a running Dask scheduler (a cluster, or Slurm / PBS
   through dask-jobqueue). Workers must see the sweep folder (shared file system)
   and have relulab and the plugins installed.
-* ``jobs=0``: every point in this process, one after another, with the caller's
-  registry (debugging, profiling).
+* ``jobs=0``: every batch in this process when submitted (:class:`InlineExecutor`),
+  with the caller's registry (debugging, profiling).
 
-Workers build their own registry (:func:`core.registry.get_registry`) with the
-driver's ``RELULAB_PLUGINS``. Results do not depend on the executor: each point
-is seeded from its config.
+A batch carries everything a worker needs: the driver's plugin modules
+(``registry.plugin_modules``) and the threads of each point (one for pool workers
+when ``jobs > 1`` and for Dask workers). Results do not depend on the executor: each
+point is seeded from its config.
 
 Stopping
 --------
-Ctrl-C (or SIGTERM to the driver) stops cleanly: the driver touches a stop file
-(``.stop-<session>`` in the sweep folder) that batches check between points, and
-sends SIGTERM to the pool workers running a point, which saves and ends
-``interrupted``; points not started stay pending. A Dask worker cannot interrupt
-a running point (it runs in a thread): it finishes it, unless Ctrl-C at a terminal
-also stopped the ``LocalCluster``, in which case the point reads ``crashed``. A
-second Ctrl-C aborts at once; killed points resume from their last checkpoint.
+Ctrl-C (or SIGTERM to the driver) stops cleanly: the driver submits nothing more
+and creates a stop file (``.stop-<session>`` in the sweep folder). Batches check it
+between points; a pool worker's watchdog also checks it while a point runs and
+then sends its own process SIGTERM, so the point saves and ends ``interrupted``. A
+Dask worker cannot interrupt a running point (it runs in a thread): it finishes
+it; the workers of an embedded ``LocalCluster`` ignore the terminal's Ctrl-C and
+leave stopping to the driver. A second Ctrl-C aborts at once (pool workers are
+killed, Dask tasks cancelled); killed points resume from their last checkpoint.
 Pool workers whose driver died (``kill -9``) interrupt their point and exit by
 themselves. A script calling :func:`run_sweep` with a pool needs the usual
 ``if __name__ == "__main__":`` guard (workers are spawned).
 """
 
+import collections
 import concurrent.futures
 import contextlib
 import importlib.util
@@ -57,248 +63,155 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from ..errors import ConfigError, RunStoreError
+from ..locks import FolderLock, is_locked, lock_holder
 from ..registry import get_registry
+from ..run_folder import RUN_LOCK
 from ..store import atomic_write_json
 from ._display import SweepDisplay, format_seconds
 from ._folder import (
     DONE_STATUSES,
-    SweepLock,
+    StatusTable,
     count_statuses,
     create_sweep_dir,
     load_sweep,
-    point_row,
     sweep_path,
-    write_status,
     write_sweep_files,
 )
 from ._spec import config_hash, expand_sweep, first_difference, group_by_shape
 from ._worker import init_pool_worker, raw_meta, run_batch
 
-__all__ = ["run_sweep", "resume_sweep"]
+__all__ = ["run_sweep", "resume_sweep", "InlineExecutor", "WorkerPool"]
 
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 POLL_SECONDS = 0.2
 STATUS_WRITE_SECONDS = 1.0
-MAX_ROUNDS = 3
 MAX_BATCH = 16
+MAX_BLIND_RESTARTS = 2
+"""New pools after a worker died without a point to blame (killed while idle)."""
+WORKER_DIED = "the worker process running this point died (killed, out of memory or crashed)"
 
 
 # -- executors ---------------------------------------------------------------------
-def _outcome(future):
-    """``(value, error)``; both None for a cancelled task."""
-    try:
-        return future.result(), None
-    except concurrent.futures.CancelledError:
-        return None, None
-    except Exception as exc:
-        return None, exc
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each call in this process, when it is submitted (``jobs=0``).
 
+    ``KeyboardInterrupt`` is not caught: it reaches the caller of :meth:`submit`.
+    """
 
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """One BLAS thread per worker process (unless the environment sets it)."""
-    added = [name for name in BLAS_THREAD_VARIABLES if name not in os.environ]
-    for name in added:
-        os.environ[name] = "1"
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
-class _Inline:
-    """Runs each batch in this process when polled (``jobs=0``)."""
-
-    stop_with_batch = True  # the run loop here consumes the driver's own Ctrl-C
-
-    def __init__(self, registry):
-        self.registry = registry
-        self.workers = 1
-        self.name = "this process"
-        self._queue = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, jobs):
-        self._queue = list(jobs)
-
-    @staticmethod
-    def lost_worker(error):
-        return False
-
-    def pending(self):
-        return bool(self._queue)
-
-    def poll(self, timeout):
-        job = self._queue.pop(0)
+    def submit(self, fn, /, *args, **kwargs):
+        future = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
         try:
-            return [(job, run_batch(job, self.registry), None)]
+            future.set_result(fn(*args, **kwargs))
         except Exception as exc:
-            return [(job, None, exc)]
-
-    def interrupt(self, pids):
-        self._queue = []
-
-    def wait_idle(self):
-        pass
-
-    def abort(self):
-        self._queue = []
+            future.set_exception(exc)
+        return future
 
 
-class _Pool:
-    """A ``ProcessPoolExecutor`` of spawned workers, rebuilt after a worker died."""
+class WorkerPool(concurrent.futures.ProcessPoolExecutor):
+    """A process pool of spawned sweep workers.
 
-    stop_with_batch = False  # a signalled worker stops its batch only
+    Workers ignore Ctrl-C while idle and watch for their driver's death and for a
+    batch's stop file (:func:`core.sweep._worker.init_pool_worker`).
+    """
 
-
-    def __init__(self, jobs):
-        self.workers = jobs
-        self.name = f"{jobs} local process{'es' if jobs > 1 else ''}"
-        self.pool = None
-        self.futures = {}
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self):
-        if self.workers > 1:
-            self._stack.enter_context(_single_threaded_blas())
-        return self
-
-    def __exit__(self, *exc):
-        self.wait_idle()
-        self._stack.close()
-        return False
-
-    def wait_idle(self):
-        """Shut the pool down and wait for its processes (a new one starts on submit)."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-
-    def submit(self, jobs):
-        self.wait_idle()
-        self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=max(1, min(self.workers, len(jobs))),
+    def __init__(self, workers):
+        super().__init__(
+            max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_pool_worker, initargs=(os.getpid(),),
+            initializer=init_pool_worker,
+            initargs=(os.getpid(),),
         )
-        self.futures = {self.pool.submit(run_batch, job): job for job in jobs}
 
-    def pending(self):
-        return bool(self.futures)
-
-    def poll(self, timeout):
-        done, _ = concurrent.futures.wait(self.futures, timeout=timeout,
-                                          return_when=concurrent.futures.FIRST_COMPLETED)
-        out = []
-        for future in done:
-            value, error = _outcome(future)
-            out.append((self.futures.pop(future), value, error))
-        return out
-
-    @staticmethod
-    def lost_worker(error):
-        return isinstance(error, BrokenProcessPool)
-
-    def interrupt(self, pids):
-        """Cancel batches not started; SIGTERM the workers running a point."""
-        for future in self.futures:
-            future.cancel()
-        workers = {p.pid for p in (self.pool._processes or {}).values()} if self.pool else set()
-        for pid in set(pids) & workers:
+    def kill_workers(self):
+        """Kill the worker processes now (``ProcessPoolExecutor.kill_workers``, Python 3.14)."""
+        processes = list((self._processes or {}).values())
+        for process in processes:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-
-    def abort(self):
-        if self.pool is not None:
-            for process in list((self.pool._processes or {}).values()):
-                with contextlib.suppress(OSError):
-                    process.kill()
-            self.pool.shutdown(wait=False, cancel_futures=True)
-        self.futures = {}
+                process.kill()
+        for process in processes:
+            process.join(timeout=5)
 
 
-class _Dask:
-    """Batches as Dask tasks on an embedded ``LocalCluster`` or a running scheduler."""
+class _Engine:
+    """Where the points run: makes executors, names itself, closes what it opened.
 
-    stop_with_batch = False  # a signalled worker stops its batch only
+    Attributes
+    ----------
+    name : str
+        For the summary line (``2 local processes``).
+    workers : int
+        Points that can run at once (batches are sized and submitted from it).
+    threads : int or None
+        Threads of each point (``None``: the run's own setting).
+    inline : bool
+        Batches run in this process, whose run loop takes the driver's Ctrl-C.
+    interrupts : bool
+        A stop request interrupts running points (not on Dask: they finish).
+    """
+
+    def __init__(
+        self, name, workers, make, threads=None, inline=False, interrupts=True, close=None
+    ):
+        self.name, self.workers, self.threads = name, workers, threads
+        self.inline, self.interrupts = inline, interrupts
+        self._make, self._close = make, close
+
+    def executor(self, n_batches):
+        """A new executor for ``n_batches`` batches."""
+        return self._make(n_batches)
+
+    def close(self):
+        if self._close is not None:
+            self._close()
 
 
-    def __init__(self, address, jobs):
-        self.address = address
-        self.jobs = jobs
-        self.cluster = self.client = None
-        self.futures = {}
-        self.stopping = False
+def _inline_engine():
+    return _Engine("this process", 1, lambda n: InlineExecutor(), inline=True)
 
-    def __enter__(self):
-        from distributed import Client, LocalCluster
 
-        if self.address == "local":
-            self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1,
-                                        processes=True, dashboard_address=":0")
-            self.client = Client(self.cluster)
-        else:
-            try:
-                self.client = Client(self.address, timeout="30s")
-            except OSError as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {self.address}: {exc}"
-                                  ) from None
-        self.workers = max(1, sum(self.client.nthreads().values()))
-        where = "LocalCluster" if self.cluster else self.address
-        self.name = f"Dask {where} ({self.workers} worker thread"
-        self.name += "s)" if self.workers > 1 else ")"
-        return self
+def _pool_engine(jobs):
+    name = f"{jobs} local process{'es' if jobs > 1 else ''}"
+    return _Engine(
+        name, jobs, lambda n: WorkerPool(max(1, min(jobs, n))), threads=1 if jobs > 1 else None
+    )
 
-    def __exit__(self, *exc):
+
+def _dask_engine(address, jobs):
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if address == "local":
+        cluster = LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            preload=["core.sweep._worker"],
+        )
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(address, timeout="30s")
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+    def close():
         with contextlib.suppress(Exception):
-            self.client.close()
-        if self.cluster is not None:
+            client.close()
+        if cluster is not None:
             with contextlib.suppress(Exception):
-                self.cluster.close()
-        return False
+                cluster.close()
 
-    def submit(self, jobs):
-        tag = uuid.uuid4().hex[:8]
-        self.futures = {}
-        for k, job in enumerate(jobs):
-            future = self.client.submit(run_batch, job, key=f"relulab-sweep-{tag}-{k}",
-                                        pure=False)
-            self.futures[future] = job
-
-    def pending(self):
-        return bool(self.futures)
-
-    def poll(self, timeout):
-        done = [f for f in self.futures if f.done()]
-        if not done and self.stopping and not self.client.nthreads():
-            # Ctrl-C at a terminal also stops the LocalCluster's workers: give up
-            self.abort()
-            return []
-        if not done:
-            time.sleep(timeout)
-        return [(self.futures.pop(f), *_outcome(f)) for f in done]
-
-    @staticmethod
-    def lost_worker(error):
-        return False  # Dask reschedules tasks of lost workers itself
-
-    def interrupt(self, pids):
-        """Batches see the stop file and stop after their current point."""
-        self.stopping = True
-
-    def wait_idle(self):
-        pass
-
-    def abort(self):
-        with contextlib.suppress(Exception):
-            self.client.cancel(list(self.futures))
-        self.futures = {}
+    workers = max(1, sum(client.nthreads().values()))
+    name = f"Dask {'LocalCluster' if cluster else address} ({workers} worker thread"
+    return _Engine(
+        name + ("s)" if workers > 1 else ")"),
+        workers,
+        lambda n: client.get_executor(pure=False),
+        threads=1,
+        interrupts=False,
+        close=close,
+    )
 
 
 def _probe(address, timeout=5.0):
@@ -326,119 +239,29 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def _executor(jobs, dask, registry):
+def _engine_factory(jobs, dask):
+    """Check ``jobs`` and ``dask``; return a function starting the engine."""
     if jobs is None:
         jobs = _cores()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
         raise ConfigError(f"jobs must be an int >= 0 (0: in this process); got {jobs!r}")
-    if dask is not None:
-        if dask != "local" and "://" not in str(dask):
-            raise ConfigError(f"dask must be 'local' or a scheduler address like "
-                              f"tcp://host:8786; got {dask!r}")
-        if importlib.util.find_spec("distributed") is None:
-            raise ConfigError('dask sweeps need dask[distributed]: pip install "relulab[dask]"')
-        if dask != "local":  # before any folder is made; refused: at once, not after 30 s
-            try:
-                _probe(str(dask))
-            except OSError as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
-        return _Dask(str(dask), max(jobs, 1))
-    return _Inline(registry) if jobs == 0 else _Pool(jobs)
+    if dask is None:
+        return _inline_engine if jobs == 0 else lambda: _pool_engine(jobs)
+    if dask != "local" and "://" not in str(dask):
+        raise ConfigError(
+            f"dask must be 'local' or a scheduler address like tcp://host:8786; got {dask!r}"
+        )
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError('dask sweeps need dask[distributed]: pip install "relulab[dask]"')
+    if dask != "local":  # before any folder is made; refused: at once, not after 30 s
+        try:
+            _probe(str(dask))
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
+    return lambda: _dask_engine(str(dask), max(jobs, 1))
 
 
 # -- driver ------------------------------------------------------------------------
-class _Tracker:
-    """The status table: rows from the run folders, refreshed as points progress."""
-
-    def __init__(self, path, entries):
-        self.path = Path(path)
-        self.entries = {e["index"]: e for e in entries}
-        self.rows = {i: point_row(e, self.path / e["run"]) for i, e in self.entries.items()}
-        self.active = {}  # index -> meta.json mtime when handed out
-        self.returned = set()
-        self.reported = set()
-        self._written = None
-
-    def _run(self, index):
-        return self.path / self.entries[index]["run"]
-
-    def _mtime(self, index):
-        try:
-            return (self._run(index) / "meta.json").stat().st_mtime_ns
-        except OSError:
-            return None
-
-    def _set(self, index, row):
-        """Store a row; return the message to print if the point newly failed."""
-        self.rows[index] = row
-        if row["status"] != "failed" or index in self.reported:
-            return []
-        self.reported.add(index)
-        entry = self.entries[index]
-        label = ", ".join([f"{k}={v!r}" for k, v in entry["overrides"].items()]
-                          + [f"seed {entry['seed']}"])
-        return [f"point {entry['id']} ({label}) failed: {row['reason']}"]
-
-    def refresh(self, index):
-        return self._set(index, point_row(self.entries[index], self._run(index)))
-
-    def hand_out(self, indices):
-        for index in indices:
-            self.active[index] = self._mtime(index)
-            self.returned.discard(index)
-            self.reported.discard(index)
-
-    def poll(self):
-        """Re-read the meta of handed-out points whose meta changed; new failures."""
-        messages = []
-        for index, seen in list(self.active.items()):
-            mtime = self._mtime(index)
-            if mtime is not None and mtime != seen:
-                self.active[index] = mtime
-                messages += self.refresh(index)
-        return messages
-
-    def result(self, result):
-        index = result["index"]
-        self.active.pop(index, None)
-        self.returned.add(index)
-        row = point_row(self.entries[index], self._run(index))
-        row.update({k: result[k] for k in ("status", "reason", "steps", "final_loss")})
-        return self._set(index, row)
-
-    def lost(self, index, error):
-        """A point whose batch ended (raised, was cancelled) without reporting it."""
-        self.active.pop(index, None)
-        messages = self.refresh(index)
-        row = self.rows[index]
-        if error is not None and row["status"] not in DONE_STATUSES + ("failed",):
-            row.update(status="failed", reason=error)
-            messages += self._set(index, row)
-        return messages
-
-    def running_pids(self):
-        metas = [raw_meta(self._run(index)) for index in self.active]
-        return [m.get("pid") for m in metas if m and m.get("status") == "running"]
-
-    def counts(self):
-        counts = {"done": 0, "running": 0, "failed": 0, "left": 0}
-        for row in self.rows.values():
-            status = row["status"]
-            if status in DONE_STATUSES:
-                counts["done"] += 1
-            elif status in ("running", "failed"):
-                counts[status] += 1
-            else:
-                counts["left"] += 1
-        return counts
-
-    def write(self, force=False):
-        now = time.monotonic()
-        if force or self._written is None or now - self._written >= STATUS_WRITE_SECONDS:
-            write_status(self.path, [self.rows[i] for i in sorted(self.rows)])
-            self._written = now
-
-
 @contextlib.contextmanager
 def _term_as_interrupt():
     """SIGTERM to the driver stops the sweep like Ctrl-C."""
@@ -476,180 +299,288 @@ def _batches(groups, batch_size, workers):
                 batches.append(singles)
                 singles = []
         else:
-            batches.extend(group[i:i + ensemble_size]
-                           for i in range(0, len(group), ensemble_size))
+            batches.extend(
+                group[i : i + ensemble_size] for i in range(0, len(group), ensemble_size)
+            )
     if singles:
         batches.append(singles)
     return batches
 
 
-class _Driver:
-    """Runs the points of a sweep folder that are not done, with display and table."""
+class _Abort(Exception):
+    """A second Ctrl-C: stop waiting for the workers."""
 
-    def __init__(self, path, config, points, executor, source, config_path, batch_size,
-                 registry):
+
+class _Driver:
+    """Runs the points of a sweep folder that are not done, with display and table.
+
+    The caller holds ``sweep.lock``.
+    """
+
+    def __init__(
+        self, path, config, points, start_engine, source, config_path, batch_size, registry
+    ):
         self.path = Path(path).resolve()
         self.points = points
-        self.executor = executor
+        self.start_engine = start_engine
+        self.engine = None
         self.batch_size = batch_size
         self.registry = registry
         self.stop_file = self.path / f".stop-{uuid.uuid4().hex[:12]}"
-        self.job = {"sweep": str(self.path), "source": source,
-                    "config_path": str(config_path) if config_path else None,
-                    "plugins": os.environ.get("RELULAB_PLUGINS"),
-                    "stop_file": str(self.stop_file)}
-        self.display = SweepDisplay(config["run"]["display"],
-                                    title=f"sweep {config['experiment']}", total=len(points))
-        self.interrupted = False
+        self.job = {
+            "sweep": str(self.path),
+            "source": source,
+            "config_path": str(config_path) if config_path else None,
+            "plugins": tuple(registry.plugin_modules),
+            "stop_file": str(self.stop_file),
+        }
+        self.display = SweepDisplay(
+            config["run"]["display"], title=f"sweep {config['experiment']}", total=len(points)
+        )
+        self.stopping = False
 
     def run(self):
-        with SweepLock(self.path), _term_as_interrupt():
-            self.tracker = _Tracker(self.path, [p.to_json() for p in self.points])
-            self._refuse_live_points()
-            self.tracker.write(force=True)
-            todo = [p for p in self.points
-                    if self.tracker.rows[p.index]["status"] not in DONE_STATUSES]
-            t0 = time.perf_counter()
-            self.display.start(self.tracker.counts())
-            try:
+        self.table = StatusTable(
+            self.path, [p.to_json() for p in self.points], STATUS_WRITE_SECONDS
+        )
+        self._refuse_live_points()
+        todo = [p for p in self.points if self.table.rows[p.index]["status"] not in DONE_STATUSES]
+        self.table.write(force=True)
+        t0 = time.perf_counter()
+        self.display.start(self.table.counts())
+        try:
+            with _term_as_interrupt():
                 if todo:
-                    with self.executor:
-                        self._rounds(todo)
-            except KeyboardInterrupt:  # outside the collecting loop, e.g. at shut-down
-                self.interrupted = True
-                self.executor.abort()
-            finally:
-                self.display.stop()
-                for index in list(self.tracker.active):
-                    self.tracker.refresh(index)
-                self.tracker.write(force=True)
-                with contextlib.suppress(OSError):
-                    self.stop_file.unlink()
-            if self.display.mode != "off":
-                self._summary(time.perf_counter() - t0, len(todo))
+                    self.engine = self.start_engine()
+                    self.job["threads"] = self.engine.threads
+                    self._run_points(todo)
+        except (KeyboardInterrupt, _Abort):
+            self.stopping = True
+        finally:
+            if self.engine is not None:
+                with contextlib.suppress(KeyboardInterrupt):
+                    self.engine.close()
+            self.display.stop()
+            for index in list(self.table.active):
+                self.table.lost(index)
+            self.table.write(force=True)
+            with contextlib.suppress(OSError):
+                self.stop_file.unlink()
+        if self.display.mode != "off":
+            self._summary(time.perf_counter() - t0, len(todo))
 
     def _refuse_live_points(self):
-        host = socket.gethostname()
-        for row in self.tracker.rows.values():
-            meta = raw_meta(self.path / row["run"]) if row["status"] == "running" else None
-            if meta and meta.get("host") == host:
+        """Refuse to run when a point not done is run by another process."""
+        for index, row in self.table.rows.items():
+            lock = self.table.run_path(index) / RUN_LOCK
+            if row["status"] not in DONE_STATUSES and is_locked(lock):
+                holder = lock_holder(lock) or {}
                 raise RunStoreError(
                     f"point {row['id']} of sweep {self.path} is still running (pid "
-                    f"{meta.get('pid')}); wait for it to end or stop it, then resume")
+                    f"{holder.get('pid', '?')} on {holder.get('host', '?')}); wait for it "
+                    "to end or stop it, then resume"
+                )
 
-    def _rounds(self, todo):
-        """Hand out the points; after a worker process died, the rest in a new pool.
+    def _run_points(self, todo):
+        """Run the batches; after a worker process died, the points not done in a new pool."""
+        groups = group_by_shape(todo, self.registry)
+        queue = collections.deque(
+            {
+                **self.job,
+                "items": [{"index": p.index, "run": p.run, "config": p.config} for p in batch],
+            }
+            for batch in _batches(groups, self.batch_size, self.engine.workers)
+        )
+        blind_restarts = 0
+        while queue:
+            broken = self._drain(queue)
+            if not broken or self.stopping:
+                return
+            rest, culprits = self._after_broken_pool(broken)
+            blind_restarts += not culprits
+            if blind_restarts > MAX_BLIND_RESTARTS:
+                return
+            queue.extendleft(reversed(rest))
+            n = sum(len(job["items"]) for job in queue)
+            if n:
+                self.display.event(
+                    f"a worker process died; running the {n} point"
+                    f"{'s' if n > 1 else ''} not done in a new pool"
+                )
 
-        When a pool worker dies, the pool kills the other workers too: their points
-        end ``interrupted`` (and resume in the next round), while the point whose
-        process died is left ``running`` (``crashed``). It is marked ``failed``, so that
-        a point that kills its process (out of memory, a segfault) does not keep
-        the others from running; a resume tries it again. Rounds in which no such
-        point is found count towards ``MAX_ROUNDS``.
+    def _drain(self, queue):
+        """Submit queued batches to a new executor and collect them until none is left.
+
+        At most two batches per worker are pending at a time, so a stop request
+        leaves the rest queued. Returns the batches lost with a broken process pool.
         """
-        remaining, strikes = todo, 0
-        while remaining:
-            groups = group_by_shape(remaining, self.registry)
-            batches = _batches(groups, self.batch_size, self.executor.workers)
-            self.tracker.hand_out([p.index for p in remaining])
-            self.executor.submit([
-                {**self.job, "items": [{"index": p.index, "run": p.run, "config": p.config}
-                                       for p in batch]}
-                for batch in batches])
-            if not self._collect() or self.interrupted:
-                return
-            self.executor.wait_idle()  # the broken pool's processes have all exited
-            remaining = [p for p in remaining if self.tracker.rows[p.index]["status"]
-                         not in DONE_STATUSES + ("failed",)]
-            # the pool's processes are all gone: a run still "running" lost its process
-            culprits = [p for p in remaining
-                        if (raw_meta(self.path / p.run) or {}).get("status") == "running"]
-            for point in culprits:
-                self._fail(point, "the worker process running this point died (killed, out "
-                                  "of memory or crashed)")
-            remaining = [p for p in remaining if p not in culprits]
-            strikes += not culprits
-            if strikes >= MAX_ROUNDS:
-                return
-            if remaining:
-                n = len(remaining)
-                self.display.event(f"a worker process died; running the {n} point"
-                                   f"{'s' if n > 1 else ''} not done in a new pool")
+        executor = self.engine.executor(len(queue))
+        pending, broken, aborted = {}, [], False
+        try:
+            while (queue and not self.stopping and not broken) or pending:
+                try:
+                    self._submit(executor, queue, pending, broken)
+                    done, _ = concurrent.futures.wait(
+                        pending,
+                        timeout=POLL_SECONDS,
+                        return_when=concurrent.futures.FIRST_COMPLETED,
+                    )
+                    for future in done:
+                        broken += self._receive(pending.pop(future), future)
+                    self._refresh()
+                except KeyboardInterrupt:
+                    if self.stopping:
+                        aborted = True
+                        self._abort(executor)
+                        raise _Abort from None
+                    self._stop()
+        finally:
+            if not aborted:
+                executor.shutdown(wait=True)  # a broken pool's processes have all exited
+        return broken
 
-    def _fail(self, point, reason):
-        """Record a failure in the point's own meta (and the table)."""
-        meta = raw_meta(self.path / point.run)
-        if meta is not None:
-            meta.update(status="failed", reason=reason)
-            atomic_write_json(self.path / point.run / "meta.json", meta)
-        for message in self.tracker.refresh(point.index):
+    def _submit(self, executor, queue, pending, broken):
+        while (
+            queue and not self.stopping and not broken and (len(pending) < 2 * self.engine.workers)
+        ):
+            job = queue.popleft()
+            self.table.hand_out([item["index"] for item in job["items"]])
+            if self.engine.inline:  # the caller's registry, as it is
+                future = executor.submit(run_batch, job, self.registry)
+            else:
+                future = executor.submit(run_batch, job)
+            pending[future] = job
+            if future.done():  # run by this process: record it before the next one
+                break
+
+    def _receive(self, job, future):
+        """Record a batch's outcome; return ``[job]`` if its worker process died."""
+        try:
+            out, error = future.result(), None
+        except concurrent.futures.CancelledError:
+            out, error = None, None
+        except BrokenProcessPool:
+            return [job]
+        except Exception as exc:
+            out, error = None, f"{type(exc).__name__}: {exc}"
+        messages = []
+        reported = set()
+        for result in (out or {}).get("results", ()):
+            messages += self.table.result(result)
+            reported.add(result["index"])
+        for item in job["items"]:
+            if item["index"] not in reported:
+                messages += self.table.lost(item["index"], error)
+        for message in messages:
+            self.display.event(message)
+        if out is not None and out["stopped"] and self.engine.inline and not self.stopping:
+            self._stop("interrupted: stopping the sweep")  # Ctrl-C in a point run here
+        return []
+
+    def _after_broken_pool(self, broken):
+        """Sort the points of batches lost with a broken pool (its processes are gone).
+
+        A point whose run this session started and left ``running`` with its run
+        lock free lost its process: it is marked ``failed``, so that a point that
+        kills its process (out of memory, a segfault) does not keep the others
+        from running (a resume tries it again). The other workers were stopped by
+        the pool, their points ``interrupted``; those and points not started yet
+        are returned, in their batches, to run again.
+        """
+        rest, culprits = [], []
+        for job in broken:
+            items = []
+            for item in job["items"]:
+                index = item["index"]
+                status = (raw_meta(self.table.run_path(index)) or {}).get("status")
+                touched = self.table.touched(index)
+                if touched and status == "running" and self._fail(index, WORKER_DIED):
+                    culprits.append(index)
+                elif status in DONE_STATUSES or (touched and status == "failed"):
+                    self._show(self.table.lost(index))
+                else:
+                    items.append(item)
+            if items:
+                rest.append({**job, "items": items})
+        return rest, culprits
+
+    def _fail(self, index, reason):
+        """Mark a point ``failed`` in its meta (and the table) if its run lock is free."""
+        run = self.table.run_path(index)
+        try:
+            lock = FolderLock(run / RUN_LOCK, f"run {run}").acquire()
+        except RunStoreError:
+            return False
+        with lock:
+            meta = raw_meta(run)
+            if meta is not None:
+                meta.update(status="failed", reason=reason)
+                atomic_write_json(run / "meta.json", meta)
+        self._show(self.table.lost(index))
+        return True
+
+    def _show(self, messages):
+        for message in messages:
             self.display.event(message)
 
-    def _stop(self, message):
-        self.interrupted = True
+    def _refresh(self):
+        self._show(self.table.poll())
+        self.display.update(self.table.counts())
+        self.table.write()
+
+    def _stop(self, message=None):
+        self.stopping = True
+        if message is None:
+            how = "save and stop" if self.engine.interrupts else "finish, then stop"
+            message = f"interrupted: running points {how} (Ctrl-C again to abort)"
         self.display.event(message)
         with contextlib.suppress(OSError):
             self.stop_file.touch()
-        self.executor.interrupt(self.tracker.running_pids())
 
-    def _collect(self):
-        """Receive batch results until none is pending; Ctrl-C stops, twice aborts."""
-        lost_worker = False
-        while self.executor.pending():
-            try:
-                for job, out, error in self.executor.poll(POLL_SECONDS):
-                    lost_worker |= self._receive(job, out, error)
-                for message in self.tracker.poll():
-                    self.display.event(message)
-                self.display.update(self.tracker.counts())
-                self.tracker.write()
-            except KeyboardInterrupt:
-                if self.interrupted:
-                    self.display.event("aborting: killed points resume from their last "
-                                       "checkpoint")
-                    self.executor.abort()
-                    break
-                self._stop("interrupted: running points save and stop (Ctrl-C again to "
-                           "abort)")
-        return lost_worker
-
-    def _receive(self, job, out, error):
-        """Record one batch's outcome; return whether its worker process died."""
-        messages = []
-        if out is not None:
-            for result in out["results"]:
-                messages += self.tracker.result(result)
-        lost = error is not None and self.executor.lost_worker(error)
-        text = None if error is None or lost else f"{type(error).__name__}: {error}"
-        for item in job["items"]:
-            if item["index"] not in self.tracker.returned:
-                messages += self.tracker.lost(item["index"], text)
-        for message in messages:
-            self.display.event(message)
-        if out is not None and out["stopped"] and self.executor.stop_with_batch:
-            if not self.interrupted:  # Ctrl-C in a point run by this very process
-                self._stop("interrupted: stopping the sweep")
-        return lost
+    def _abort(self, executor):
+        self.display.event("aborting: killed points resume from their last checkpoint")
+        if isinstance(executor, WorkerPool):
+            executor.kill_workers()
+            executor.shutdown(wait=False, cancel_futures=True)
+        else:
+            executor.shutdown(wait=False)
 
     def _summary(self, seconds, n_todo):
-        rows = self.tracker.rows.values()
+        rows = self.table.rows.values()
         counts = count_statuses(rows)
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        how = f" on {self.executor.name}" if n_todo else ""
-        self.display.event(f"sweep {self.path}: {len(rows)} points: {parts} "
-                           f"({format_seconds(seconds)}{how})")
+        how = f" on {self.engine.name}" if n_todo and self.engine else ""
+        self.display.event(
+            f"sweep {self.path}: {len(rows)} points: {parts} ({format_seconds(seconds)}{how})"
+        )
         failed = sum(row["status"] == "failed" for row in rows)
         if failed:
-            self.display.event(f"{failed} point{'s' if failed > 1 else ''} failed; "
-                               f"errors in {self.path / 'status.csv'}")
+            self.display.event(
+                f"{failed} point{'s' if failed > 1 else ''} failed; "
+                f"errors in {self.path / 'status.csv'}"
+            )
         left = len(rows) - counts.get("finished", 0) - counts.get("diverged", 0) - failed
-        if self.interrupted and left:
-            self.display.event(f"interrupted with {left} points not done; resume with: "
-                               f"python runner.py --resume {self.path}")
+        if self.stopping and left:
+            self.display.event(
+                f"interrupted with {left} points not done; resume with: "
+                f"python runner.py --resume {self.path}"
+            )
 
 
-def run_sweep(config, source="", registry=None, runs_dir=None, jobs=None, dask=None,
-              config_path=None, batch_size=None):
+def _sweep_lock(path):
+    return FolderLock(Path(path) / "sweep.lock", f"sweep {path}")
+
+
+def run_sweep(
+    config,
+    source="",
+    registry=None,
+    runs_dir=None,
+    jobs=None,
+    dask=None,
+    config_path=None,
+    batch_size=None,
+):
     """Run every point of a config's sweep in a new sweep folder.
 
     Parameters
@@ -659,7 +590,8 @@ def run_sweep(config, source="", registry=None, runs_dir=None, jobs=None, dask=N
     source : str
         The config file's text, copied to ``config.py`` of the sweep and its runs.
     registry : Registry, optional
-        Validates every point before anything runs (and runs them when ``jobs=0``).
+        Validates every point before anything runs (and runs them when ``jobs=0``);
+        workers register its ``plugin_modules`` besides the installed plugins.
     runs_dir : path, optional
         Root of the run store (default ``config["run"]["runs_dir"]``).
     jobs : int, optional
@@ -684,10 +616,11 @@ def run_sweep(config, source="", registry=None, runs_dir=None, jobs=None, dask=N
     """
     registry = registry or get_registry()
     spec, points = expand_sweep(config, registry)
-    executor = _executor(jobs, dask, registry)
+    start_engine = _engine_factory(jobs, dask)
     path = create_sweep_dir(runs_dir or config["run"]["runs_dir"], config["experiment"])
-    write_sweep_files(path, config, source, spec, points, config_path, config_hash(config))
-    _Driver(path, config, points, executor, source, config_path, batch_size, registry).run()
+    with _sweep_lock(path):
+        write_sweep_files(path, config, source, spec, points, config_path, config_hash(config))
+        _Driver(path, config, points, start_engine, source, config_path, batch_size, registry).run()
     return path
 
 
@@ -695,11 +628,14 @@ def _check_unchanged(path, sweep, stored, config, registry):
     """Points of a sweep folder, if its config still gives the recorded points."""
     advice = "start a new sweep instead of resuming this one"
     if config is not None and config_hash(config) != sweep["config_hash"]:
-        raise ConfigError(f"sweep {path} was made from another config "
-                          f"({first_difference(stored, config)}); {advice}")
+        raise ConfigError(
+            f"sweep {path} was made from another config "
+            f"({first_difference(stored, config)}); {advice}"
+        )
     if config_hash(stored) != sweep["config_hash"]:
-        raise ConfigError(f"{path / 'config.json'} no longer matches sweep.json "
-                          f"(was it edited?); {advice}")
+        raise ConfigError(
+            f"{path / 'config.json'} no longer matches sweep.json (was it edited?); {advice}"
+        )
     _, points = expand_sweep(stored, registry)
     recorded = sweep["points"]
     for point, entry in zip(points, recorded):
@@ -709,19 +645,23 @@ def _check_unchanged(path, sweep, stored, config, registry):
             diff = first_difference(old, point.config) if old else None
             raise ConfigError(
                 f"sweep {path}: point {entry['id']} now resolves to another config "
-                f"({diff or 'plugin parameters or defaults changed'}); {advice}")
+                f"({diff or 'plugin parameters or defaults changed'}); {advice}"
+            )
         if old is not None and config_hash(old) != point.hash:
             raise ConfigError(
                 f"sweep {path}: the run of point {entry['id']} was changed "
-                f"({first_difference(point.config, old)}; resumed with overrides?); {advice}")
+                f"({first_difference(point.config, old)}; resumed with overrides?); {advice}"
+            )
     if len(points) != len(recorded):
-        raise ConfigError(f"sweep {path} now has {len(points)} points instead of "
-                          f"{len(recorded)}; {advice}")
+        raise ConfigError(
+            f"sweep {path} now has {len(points)} points instead of {len(recorded)}; {advice}"
+        )
     return points
 
 
-def resume_sweep(path, registry=None, jobs=None, dask=None, config=None, runs_dir=None,
-                 batch_size=None):
+def resume_sweep(
+    path, registry=None, jobs=None, dask=None, config=None, runs_dir=None, batch_size=None
+):
     """Finish a sweep: skip done points, continue interrupted ones, start the rest.
 
     A point is done when its run is ``finished`` or ``diverged``. ``interrupted``
@@ -752,15 +692,26 @@ def resume_sweep(path, registry=None, jobs=None, dask=None, config=None, runs_di
         edited, a point's run was changed, or resolving it now gives other points
         (plugin defaults changed). The message names the first difference.
     RunStoreError
-        Not a sweep folder, or it is being run by a live process.
+        Not a sweep folder; another process drives it (``sweep.lock`` is held) or
+        runs one of its points not done (its ``run.lock`` is held). A refused
+        resume writes nothing.
     """
     registry = registry or get_registry()
     path = sweep_path(path, runs_dir)
-    sweep = load_sweep(path)
-    stored = json.loads((path / "config.json").read_text())
-    points = _check_unchanged(path, sweep, stored, config, registry)
-    executor = _executor(jobs, dask, registry)
-    source = (path / "config.py").read_text()
-    _Driver(path, stored, points, executor, source, sweep.get("config_file"), batch_size,
-            registry).run()
+    start_engine = _engine_factory(jobs, dask)
+    with _sweep_lock(path):
+        sweep = load_sweep(path)
+        stored = json.loads((path / "config.json").read_text())
+        points = _check_unchanged(path, sweep, stored, config, registry)
+        source = (path / "config.py").read_text()
+        _Driver(
+            path,
+            stored,
+            points,
+            start_engine,
+            source,
+            sweep.get("config_file"),
+            batch_size,
+            registry,
+        ).run()
     return path

@@ -8,7 +8,8 @@ Layout of ``runs/<experiment>/<UTC stamp>-<short id>/``::
     config.json    the resolved config, sweep section included
     status.json    one row per point (status, reason, steps, final loss), kept
     status.csv     current while the sweep runs (atomic rewrites)
-    sweep.lock     host and pid of the process driving the sweep, while it runs
+    sweep.lock     flock-ed by the process driving the sweep (core.locks.FolderLock);
+                   it holds that process's pid and host while it runs
     .stop-<id>     present while that process asks its workers to stop
     runs/<id>/     one ordinary run per point (see core.store)
 
@@ -22,11 +23,11 @@ import io
 import json
 import math
 import os
-import socket
+import time
 from pathlib import Path
 
 from ..errors import RunStoreError
-from ..store import Run, atomic_write_bytes, atomic_write_json, find_latest, pid_alive
+from ..store import Run, atomic_write_bytes, atomic_write_json, find_latest
 
 __all__ = [
     "DONE_STATUSES",
@@ -36,6 +37,7 @@ __all__ = [
     "load_sweep",
     "read_status",
     "point_row",
+    "StatusTable",
 ]
 
 SWEEP_FILE = "sweep.json"
@@ -86,16 +88,19 @@ def create_sweep_dir(runs_dir, experiment):
 def write_sweep_files(path, config, source, spec, points, config_path, config_hash):
     atomic_write_bytes(path / "config.py", source.encode())
     atomic_write_json(path / "config.json", config)
-    atomic_write_json(path / SWEEP_FILE, {
-        "format": 1,
-        "experiment": config["experiment"],
-        "created": utc_stamp("%Y-%m-%dT%H:%M:%SZ"),
-        "config_file": str(config_path) if config_path else None,
-        "config_hash": config_hash,
-        "spec": spec,
-        "keys": list(spec["grid"]) + list(spec["zip"]),
-        "points": [p.to_json() for p in points],
-    })
+    atomic_write_json(
+        path / SWEEP_FILE,
+        {
+            "format": 1,
+            "experiment": config["experiment"],
+            "created": utc_stamp("%Y-%m-%dT%H:%M:%SZ"),
+            "config_file": str(config_path) if config_path else None,
+            "config_hash": config_hash,
+            "spec": spec,
+            "keys": list(spec["grid"]) + list(spec["zip"]),
+            "points": [p.to_json() for p in points],
+        },
+    )
 
 
 def read_meta(run_path):
@@ -109,12 +114,24 @@ def read_meta(run_path):
 def point_row(point, run_path, meta=None):
     """The status-table row of a point (``point`` is a sweep.json entry)."""
     meta = read_meta(run_path) if meta is None else meta
-    row = {"point": point["index"], "id": point["id"], **point["overrides"],
-           "seed": point["seed"], "status": "pending", "reason": None, "steps": None,
-           "final_loss": None, "run": point["run"]}
+    row = {
+        "point": point["index"],
+        "id": point["id"],
+        **point["overrides"],
+        "seed": point["seed"],
+        "status": "pending",
+        "reason": None,
+        "steps": None,
+        "final_loss": None,
+        "run": point["run"],
+    }
     if meta:
-        row.update(status=meta.get("status"), reason=meta.get("reason"),
-                   steps=meta.get("steps"), final_loss=meta.get("final_loss"))
+        row.update(
+            status=meta.get("status"),
+            reason=meta.get("reason"),
+            steps=meta.get("steps"),
+            final_loss=meta.get("final_loss"),
+        )
     return row
 
 
@@ -152,11 +169,14 @@ def count_statuses(rows):
 
 def write_status(path, rows):
     """Rewrite ``status.json`` and ``status.csv`` atomically."""
-    atomic_write_json(path / "status.json", {
-        "updated": utc_stamp("%Y-%m-%dT%H:%M:%SZ"),
-        "counts": count_statuses(rows),
-        "points": rows,
-    })
+    atomic_write_json(
+        path / "status.json",
+        {
+            "updated": utc_stamp("%Y-%m-%dT%H:%M:%SZ"),
+            "counts": count_statuses(rows),
+            "points": rows,
+        },
+    )
     atomic_write_bytes(path / "status.csv", csv_text(rows).encode())
 
 
@@ -175,37 +195,116 @@ def read_status(path):
     return {"counts": count_statuses(rows), "points": rows}
 
 
-class SweepLock:
-    """``sweep.lock``: one process drives a sweep at a time.
+class StatusTable:
+    """The live status table of a sweep being run: one row per point.
 
-    A lock left by a dead process on this host, or by a process on another host,
-    is taken over (a sweep resumed elsewhere after its driver was lost).
+    Rows are rebuilt from the run folders (:func:`point_row`), updated from what
+    workers report and from the ``meta.json`` of points handed out (re-read when
+    its modification time changes), and written to ``status.json`` /
+    ``status.csv`` at most every ``write_every`` seconds.
+
+    Parameters
+    ----------
+    path : path
+        The sweep folder.
+    entries : list of dict
+        The points as ``sweep.json`` lists them.
+    write_every : float
     """
 
-    def __init__(self, path):
-        self.path = Path(path) / "sweep.lock"
-        self.held = False
+    def __init__(self, path, entries, write_every=1.0):
+        self.path = Path(path)
+        self.entries = {e["index"]: e for e in entries}
+        self.rows = {i: point_row(e, self.path / e["run"]) for i, e in self.entries.items()}
+        self.write_every = write_every
+        self.active = {}  # index -> meta.json mtime last seen, while handed out
+        self._handed = {}  # index -> meta.json mtime when handed out
+        self._reported = set()
+        self._written = None
 
-    def __enter__(self):
-        if self.path.is_file():
-            try:
-                owner = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                owner = {}
-            if (owner.get("host") == socket.gethostname() and owner.get("pid") != os.getpid()
-                    and pid_alive(owner.get("pid"))):
-                raise RunStoreError(f"sweep {self.path.parent} is being run by pid "
-                                    f"{owner.get('pid')}; wait for it or stop it first")
-        atomic_write_json(self.path, {"host": socket.gethostname(), "pid": os.getpid(),
-                                      "since": utc_stamp("%Y-%m-%dT%H:%M:%SZ")})
-        self.held = True
-        return self
+    def run_path(self, index):
+        return self.path / self.entries[index]["run"]
 
-    def __exit__(self, *exc):
-        if self.held:
-            try:
-                self.path.unlink()
-            except OSError:
-                pass
-            self.held = False
-        return False
+    def _mtime(self, index):
+        try:
+            return (self.run_path(index) / "meta.json").stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _set(self, index, row):
+        """Store a row; return the message to print if the point newly failed."""
+        self.rows[index] = row
+        if row["status"] != "failed" or index in self._reported:
+            return []
+        self._reported.add(index)
+        entry = self.entries[index]
+        label = ", ".join(
+            [f"{k}={v!r}" for k, v in entry["overrides"].items()] + [f"seed {entry['seed']}"]
+        )
+        return [f"point {entry['id']} ({label}) failed: {row['reason']}"]
+
+    def refresh(self, index):
+        """Re-read a point's row from its run folder; messages of a new failure."""
+        return self._set(index, point_row(self.entries[index], self.run_path(index)))
+
+    def hand_out(self, indices):
+        """Points given to a worker: watch their ``meta.json`` from now on."""
+        for index in indices:
+            self.active[index] = self._handed[index] = self._mtime(index)
+            self._reported.discard(index)
+
+    def touched(self, index):
+        """Whether a point's ``meta.json`` changed since it was handed out."""
+        return index in self._handed and self._mtime(index) != self._handed[index]
+
+    def poll(self):
+        """Re-read the rows of handed-out points whose meta changed; new failures."""
+        messages = []
+        for index, seen in list(self.active.items()):
+            mtime = self._mtime(index)
+            if mtime is not None and mtime != seen:
+                self.active[index] = mtime
+                messages += self.refresh(index)
+        return messages
+
+    def result(self, result):
+        """A point's result as a worker reported it (:func:`core.sweep.run_batch`)."""
+        index = result["index"]
+        self.active.pop(index, None)
+        row = point_row(self.entries[index], self.run_path(index))
+        row.update({k: result[k] for k in ("status", "reason", "steps", "final_loss")})
+        return self._set(index, row)
+
+    def lost(self, index, error=None):
+        """A handed-out point that no worker reported: its run folder says how it is.
+
+        ``error`` (the reason its task failed) marks it ``failed`` in the table
+        unless its run ended otherwise.
+        """
+        self.active.pop(index, None)
+        messages = self.refresh(index)
+        row = self.rows[index]
+        if error is not None and row["status"] not in DONE_STATUSES + ("failed",):
+            row.update(status="failed", reason=error)
+            messages += self._set(index, row)
+        return messages
+
+    def counts(self):
+        """``{"done", "running", "failed", "left"}`` for the display."""
+        counts = {"done": 0, "running": 0, "failed": 0, "left": 0}
+        for row in self.rows.values():
+            status = row["status"]
+            if status in DONE_STATUSES:
+                counts["done"] += 1
+            elif status in ("running", "failed"):
+                counts[status] += 1
+            else:
+                counts["left"] += 1
+        return counts
+
+    def write(self, force=False):
+        """Rewrite ``status.*`` if ``write_every`` seconds passed (or ``force``)."""
+        now = time.monotonic()
+        if force or self._written is None or now - self._written >= self.write_every:
+            write_status(self.path, [self.rows[i] for i in sorted(self.rows)])
+            self._written = now

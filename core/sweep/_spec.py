@@ -10,8 +10,10 @@ A config declares a sweep in its ``sweep`` section::
     }
 
 The points are ``product(grid) x zip rows x seeds``, in that order (the last grid key
-varies fastest, seeds innermost). Every key is optional: ``{"seeds": 5}`` alone runs
-the base config with five seeds.
+varies fastest, seeds innermost). A grid list names distinct values; zip lists are
+read by position, so a value may repeat in one of them (``lr=[0.1, 0.1]`` with
+``momentum=[0.9, 0.5]``) as long as no two rows are equal. Every key is optional:
+``{"seeds": 5}`` alone runs the base config with five seeds.
 """
 
 import ast
@@ -80,9 +82,15 @@ class Point:
         return ", ".join(parts + [f"seed {self.seed}"])
 
     def to_json(self):
-        return {"index": self.index, "id": self.id, "overrides": self.overrides,
-                "seed_index": self.seed_index, "seed": self.seed, "run": self.run,
-                "config_hash": self.hash}
+        return {
+            "index": self.index,
+            "id": self.id,
+            "overrides": self.overrides,
+            "seed_index": self.seed_index,
+            "seed": self.seed,
+            "run": self.run,
+            "config_hash": self.hash,
+        }
 
 
 def _canonical(value):
@@ -111,10 +119,12 @@ def first_difference(old, new, prefix=""):
     return f"{prefix[:-1] or 'config'}: {old!r} -> {new!r}"
 
 
-def _check_values(section, key, values):
+def _check_values(section, key, values, distinct=True):
+    """The list of values of one key; ``distinct``: no value twice (grid keys)."""
     if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
-        raise ConfigError(f"sweep.{section} key {key!r} must be a dotted config key "
-                          "like 'model.width'")
+        raise ConfigError(
+            f"sweep.{section} key {key!r} must be a dotted config key like 'model.width'"
+        )
     if key.split(".")[0] == "sweep":
         raise ConfigError(f"sweep.{section} cannot vary the sweep itself ({key!r})")
     if not isinstance(values, (list, tuple)):
@@ -128,13 +138,26 @@ def _check_values(section, key, values):
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             same = False
         if not same:
-            raise ConfigError(f"sweep.{section}.{key}: value {value!r} is not a plain literal "
-                              "(number, string, bool, None, list or dict of them)")
+            raise ConfigError(
+                f"sweep.{section}.{key}: value {value!r} is not a plain literal "
+                "(number, string, bool, None, list or dict of them)"
+            )
         text = _canonical(value)
-        if text in seen:
+        if distinct and text in seen:
             raise ConfigError(f"sweep.{section}.{key} lists {value!r} twice")
         seen.add(text)
     return list(values)
+
+
+def _check_zip_rows(zipped):
+    """Zip lists may repeat a value (a row is a position), but no row twice."""
+    seen = {}
+    for position, row in enumerate(zip(*zipped.values())):
+        text = _canonical(row)
+        if text in seen:
+            cell = ", ".join(f"{k}={v!r}" for k, v in zip(zipped, row))
+            raise ConfigError(f"sweep.zip rows {seen[text]} and {position} are the same ({cell})")
+        seen[text] = position
 
 
 def _flatten(table, prefix=""):
@@ -165,23 +188,29 @@ def validate_spec(spec):
     ------
     ConfigError
         Unknown sweep key, a value that is not a non-empty list of literals, a
-        repeated value, a key both in ``grid`` and ``zip``, ``zip`` lists of
-        different lengths, ``seeds`` not an int >= 1, or a malformed ``success``.
+        value repeated in a ``grid`` list, a key both in ``grid`` and ``zip``,
+        ``zip`` lists of different lengths or two equal ``zip`` rows, ``seeds`` not
+        an int >= 1, or a malformed ``success``.
     """
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep must be a dict with keys {', '.join(SPEC_KEYS)}; got {spec!r}")
     for key in spec:
         if key not in SPEC_KEYS:
-            raise ConfigError(f"unknown sweep key {key!r}; valid keys: {', '.join(SPEC_KEYS)}"
-                              + did_you_mean(key, SPEC_KEYS))
+            raise ConfigError(
+                f"unknown sweep key {key!r}; valid keys: {', '.join(SPEC_KEYS)}"
+                + did_you_mean(key, SPEC_KEYS)
+            )
     out = {}
     for section in ("grid", "zip"):
         table = spec.get(section) or {}
         if not isinstance(table, dict):
-            raise ConfigError(f"sweep.{section} must be a dict of key -> list of values; "
-                              f"got {table!r}")
-        out[section] = {key: _check_values(section, key, values)
-                        for key, values in _flatten(table).items()}
+            raise ConfigError(
+                f"sweep.{section} must be a dict of key -> list of values; got {table!r}"
+            )
+        out[section] = {
+            key: _check_values(section, key, values, distinct=section == "grid")
+            for key, values in _flatten(table).items()
+        }
     both = sorted(set(out["grid"]) & set(out["zip"]))
     if both:
         raise ConfigError(f"sweep key {both[0]!r} is in both sweep.grid and sweep.zip")
@@ -189,6 +218,7 @@ def validate_spec(spec):
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise ConfigError(f"sweep.zip lists must have equal lengths; {listed}")
+    _check_zip_rows(out["zip"])
     seeds = spec.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"sweep.seeds must be an int >= 1; got {seeds!r}")
@@ -201,16 +231,19 @@ def _check_success(success):
     if success is None:
         return None
     if not isinstance(success, dict) or not isinstance(success.get("key"), str):
-        raise ConfigError("sweep.success must be a dict like {'key': 'final_loss', "
-                          f"'below': 1e-3}}; got {success!r}")
+        raise ConfigError(
+            "sweep.success must be a dict like {'key': 'final_loss', "
+            f"'below': 1e-3}}; got {success!r}"
+        )
     for key in success:
         if key not in _SUCCESS_KEYS:
-            raise ConfigError(f"unknown key {key!r} in sweep.success; valid keys: "
-                              f"{', '.join(_SUCCESS_KEYS)}" + did_you_mean(key, _SUCCESS_KEYS))
+            raise ConfigError(
+                f"unknown key {key!r} in sweep.success; valid keys: "
+                f"{', '.join(_SUCCESS_KEYS)}" + did_you_mean(key, _SUCCESS_KEYS)
+            )
     bounds = [k for k in ("below", "above") if k in success]
     if len(bounds) != 1:
-        raise ConfigError("sweep.success needs exactly one of 'below' or 'above'; "
-                          f"got {success!r}")
+        raise ConfigError(f"sweep.success needs exactly one of 'below' or 'above'; got {success!r}")
     bound = success[bounds[0]]
     if isinstance(bound, bool) or not isinstance(bound, (int, float)):
         raise ConfigError(f"sweep.success.{bounds[0]} must be a number; got {bound!r}")
@@ -252,8 +285,11 @@ def expand_sweep(config, registry):
     base = {k: copy.deepcopy(v) for k, v in config.items() if k != "sweep"}
     grid, zipped = spec["grid"], spec["zip"]
     zip_rows = list(zip(*zipped.values())) if zipped else [()]
-    cells = [dict(zip(grid, values)) | dict(zip(zipped, row))
-             for values in itertools.product(*grid.values()) for row in zip_rows]
+    cells = [
+        dict(zip(grid, values)) | dict(zip(zipped, row))
+        for values in itertools.product(*grid.values())
+        for row in zip_rows
+    ]
     total = len(cells) * spec["seeds"]
     width = max(4, len(str(total - 1)))
     points = []
@@ -271,8 +307,17 @@ def expand_sweep(config, registry):
                 resolved = resolve(raw, registry)
             except RelulabError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
-            points.append(Point(index, f"{index:0{width}d}", dict(cell), seed_index,
-                                resolved["seed"], resolved, config_hash(resolved)))
+            points.append(
+                Point(
+                    index,
+                    f"{index:0{width}d}",
+                    dict(cell),
+                    seed_index,
+                    resolved["seed"],
+                    resolved,
+                    config_hash(resolved),
+                )
+            )
     return spec, points
 
 

@@ -6,8 +6,16 @@ which decides from what each run folder holds whether to skip, start, restart or
 resume the point, trains points of a batchable algorithm that differ only in their
 seed together as one ensemble, and turns any exception into the point's ``failed``
 status, so one bad point never takes its batch down.
+
+A run folder is changed (marked ``crashed``, deleted to restart, resumed) only while
+its ``run.lock`` is free: a point that another process runs is left alone and
+reported as it stands (action ``busy``).
+
+Everything a worker needs comes in the task's arguments (the driver's plugin
+modules, the threads per point); the environment is never written.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,19 +25,31 @@ import time
 from pathlib import Path
 
 from ..cli import StopSignals
+from ..errors import RunStoreError
+from ..locks import FolderLock, is_locked
 from ..loop import describe_error, execute, prepare_resume, prepare_run
 from ..registry import get_registry
+from ..run_folder import RUN_LOCK
 from ..store import RunStore
 from ._folder import DONE_STATUSES
 from ._spec import together_key
 
-__all__ = ["run_point", "run_points", "run_batch", "init_pool_worker", "raw_meta"]
+__all__ = ["run_point", "run_points", "run_batch", "init_pool_worker", "dask_setup", "raw_meta"]
 
 ORPHAN_GRACE_SECONDS = 30.0
 """How long a pool worker whose driver died lets its point save before exiting."""
+WATCH_SECONDS = 0.2
+"""How often a pool worker looks for its driver and for the batch's stop file."""
 
-_ORPHANED = threading.Event()  # a pool worker whose driver died
-_BUSY = threading.Event()  # a pool worker inside run_batch
+
+class _PoolWorker:
+    """State of a pool worker process, shared with its watchdog thread."""
+
+    lock = threading.Lock()
+    busy = False  # inside run_batch, where SIGTERM is a stop request
+    stop_file = None  # the running batch's stop file
+    signalled = False  # the running batch was sent SIGTERM
+    orphaned = False  # the driver died
 
 
 def raw_meta(path):
@@ -42,24 +62,38 @@ def raw_meta(path):
 
 def _result(path):
     meta = raw_meta(path) or {}
-    return {"status": meta.get("status", "pending"), "reason": meta.get("reason"),
-            "steps": meta.get("steps"), "final_loss": meta.get("final_loss")}
+    return {
+        "status": meta.get("status", "pending"),
+        "reason": meta.get("reason"),
+        "steps": meta.get("steps"),
+        "final_loss": meta.get("final_loss"),
+    }
 
 
 def _settle(path, error):
-    """Mark a run of this process that raised outside the loop's own handling."""
-    meta = raw_meta(path)
-    if meta and meta.get("status") == "running" and meta.get("pid") == os.getpid():
-        meta.update(status="failed", reason=error)
-        RunStore(path).write_meta(meta)
+    """Mark a run of this process that raised outside the loop's own handling ``failed``.
+
+    Only under its run lock: if another process took the run meanwhile, it is its.
+    """
+    try:
+        lock = FolderLock(path / RUN_LOCK, f"run {path}").acquire()
+    except RunStoreError:
+        return
+    with lock:
+        meta = raw_meta(path)
+        if meta and meta.get("status") == "running" and meta.get("pid") == os.getpid():
+            meta.update(status="failed", reason=error)
+            RunStore(path).write_meta(meta)
 
 
-def _prepare_point(path, config, source, registry, config_path):
+def _prepare_point(path, config, source, registry, config_path, threads):
     """Decide what a point needs and set it up: ``(action, execution or None)``.
 
     What the run folder holds decides:
 
     * ``finished`` or ``diverged``: ``skip`` (a run's final answer);
+    * ``run.lock`` held by another process (the point runs elsewhere): ``busy``,
+      and the folder is left alone;
     * ``interrupted``, or ``running`` left by a dead process, with a checkpoint:
       ``resume`` (:func:`core.loop.prepare_resume`: same folder, same trace);
     * nothing, a folder without ``meta.json`` (killed while being created),
@@ -70,21 +104,28 @@ def _prepare_point(path, config, source, registry, config_path):
     status = meta.get("status") if meta else None
     if status in DONE_STATUSES:
         return "skip", None
-    if status in ("interrupted", "running") and (path / "checkpoint.npz").is_file() and (
-        path / "problem.npz"
-    ).is_file():
-        if status == "running":
-            meta.update(status="crashed", reason="process ended without a final save")
-            RunStore(path).write_meta(meta)
-        return "resume", prepare_resume(path, registry, display="off")
+    kwargs = {"display": "off", "threads": threads}
     if path.exists():
-        shutil.rmtree(path)
-    execution = prepare_run(config, source, registry, config_path=config_path, path=path,
-                            display="off")
+        try:
+            lock = FolderLock(path / RUN_LOCK, f"run {path}").acquire()
+        except RunStoreError:
+            return "busy", None
+        with lock:  # released before the loop takes it for the run itself
+            resume = status in ("interrupted", "running") and all(
+                (path / name).is_file() for name in ("checkpoint.npz", "problem.npz")
+            )
+            if resume and status == "running":
+                meta.update(status="crashed", reason="process ended without a final save")
+                RunStore(path).write_meta(meta)
+            elif not resume:
+                shutil.rmtree(path)
+        if resume:
+            return "resume", prepare_resume(path, registry, **kwargs)
+    execution = prepare_run(config, source, registry, config_path=config_path, path=path, **kwargs)
     return ("start" if meta is None else "restart"), execution
 
 
-def run_points(items, source="", registry=None, config_path=None):
+def run_points(items, source="", registry=None, config_path=None, threads=None):
     """Bring points to an end in their run folders, trained together.
 
     Each point is prepared as :func:`_prepare_point` decides, then the prepared
@@ -97,12 +138,14 @@ def run_points(items, source="", registry=None, config_path=None):
     items : list of (path, config)
     source, registry, config_path
         As :func:`run_point`.
+    threads : int, optional
+        Threads of each run (:func:`core.loop.prepare_run`); sweep workers pass 1.
 
     Returns
     -------
     results : list of dict
         Per item: ``status, reason, steps, final_loss`` as in the run's meta, and
-        ``action`` (``skip``, ``start``, ``restart`` or ``resume``). An exception
+        ``action`` (``skip``, ``busy``, ``start``, ``restart`` or ``resume``). An exception
         is caught and returned as status ``failed`` with ``reason``
         ``"Type: message"``.
     """
@@ -112,7 +155,13 @@ def run_points(items, source="", registry=None, config_path=None):
         path = Path(path)
         action, execution, error = "start", None, None
         try:
-            action, execution = _prepare_point(path, config, source, registry, config_path)
+            action, execution = _prepare_point(path, config, source, registry, config_path, threads)
+        except RunStoreError as exc:
+            if is_locked(path / RUN_LOCK):  # taken by another process meanwhile
+                action = "busy"
+            else:
+                error = describe_error(exc)
+                _settle(path, error)
         except Exception as exc:
             error = describe_error(exc)
             _settle(path, error)
@@ -157,13 +206,6 @@ def run_point(path, config, source="", registry=None, config_path=None):
     return run_points([(path, config)], source, registry, config_path)[0]
 
 
-def _worker_registry(plugins):
-    if plugins is not None and os.environ.get("RELULAB_PLUGINS") != plugins:
-        os.environ["RELULAB_PLUGINS"] = plugins
-        return get_registry(refresh=True)
-    return get_registry()
-
-
 def run_batch(job, registry=None):
     """Run a batch of points one after another (the task a worker executes).
 
@@ -171,11 +213,12 @@ def run_batch(job, registry=None):
     ----------
     job : dict
         ``sweep`` (the sweep folder), ``source`` (config text), ``config_path``,
-        ``plugins`` (the driver's ``RELULAB_PLUGINS``), ``stop_file`` (the batch
-        stops before its next point once this file exists) and ``items``:
+        ``plugins`` (the driver's ``registry.plugin_modules``), ``threads``
+        (threads per point, or None), ``stop_file`` (the batch stops before its
+        next point once this file exists) and ``items``:
         ``[{"index", "run", "config"}]``.
     registry : Registry, optional
-        Default: this process's registry with the driver's plugins.
+        Default: this process's registry with the driver's plugin modules.
 
     Returns
     -------
@@ -191,31 +234,44 @@ def run_batch(job, registry=None):
     keeps them contiguous) are trained together as one ensemble by
     :func:`run_points`; every other point runs on its own.
     """
-    _BUSY.set()
-    try:
-        registry = registry or _worker_registry(job.get("plugins"))
-        sweep = Path(job["sweep"])
-        stop_file = job.get("stop_file")
-        results, stopped = [], False
-        with StopSignals(raise_on_repeat=False) as stop:
-            for group in _consecutive_groups(job["items"], registry):
-                if stop.requested or _ORPHANED.is_set() or (
-                    stop_file and os.path.exists(stop_file)
-                ):
-                    stopped = True
-                    break
-                outcome = run_points([(sweep / item["run"], item["config"]) for item in group],
-                                     job["source"], registry, job.get("config_path"))
-                results.extend({"index": item["index"], **result}
-                               for item, result in zip(group, outcome))
-                if any(result["status"] == "interrupted" for result in outcome):
-                    stopped = True
-                    break
-    finally:
-        _BUSY.clear()
-    if _ORPHANED.is_set():
+    registry = registry or get_registry(plugins=job.get("plugins") or ())
+    sweep = Path(job["sweep"])
+    stop_file = job.get("stop_file")
+    results, stopped = [], False
+    with StopSignals(raise_on_repeat=False) as stop, _busy(stop_file):
+        for group in _consecutive_groups(job["items"], registry):
+            if stop.requested or _PoolWorker.orphaned or (stop_file and os.path.exists(stop_file)):
+                stopped = True
+                break
+            outcome = run_points(
+                [(sweep / item["run"], item["config"]) for item in group],
+                job["source"],
+                registry,
+                job.get("config_path"),
+                job.get("threads"),
+            )
+            results.extend(
+                {"index": item["index"], **result} for item, result in zip(group, outcome)
+            )
+            if any(result["status"] == "interrupted" for result in outcome):
+                stopped = True
+                break
+    if _PoolWorker.orphaned:
         os._exit(0)  # the driver is gone: nobody reads the result
     return {"results": results, "stopped": stopped}
+
+
+@contextlib.contextmanager
+def _busy(stop_file):
+    """While a pool worker runs a batch, its watchdog may stop it with SIGTERM."""
+    with _PoolWorker.lock:
+        _PoolWorker.busy, _PoolWorker.signalled = True, False
+        _PoolWorker.stop_file = stop_file
+    try:
+        yield
+    finally:
+        with _PoolWorker.lock:
+            _PoolWorker.busy, _PoolWorker.stop_file = False, None
 
 
 def _consecutive_groups(items, registry):
@@ -235,20 +291,42 @@ def _consecutive_groups(items, registry):
 
 
 def init_pool_worker(driver_pid):
-    """Pool worker set-up: ignore Ctrl-C while idle, watch for a lost driver."""
+    """Pool worker set-up: ignore Ctrl-C while idle, start the watchdog thread.
+
+    The watchdog stops the running point (SIGTERM to this process: the run loop
+    saves and ends it ``interrupted``) when the batch's stop file appears, and
+    when the driver died (``kill -9``), after which the process exits.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True,
-                     name="relulab-sweep-watchdog").start()
+    threading.Thread(
+        target=_watch, args=(driver_pid,), daemon=True, name="relulab-sweep-watchdog"
+    ).start()
 
 
-def _watch_driver(driver_pid):
-    """If the driver dies (kill -9), interrupt the running point and exit."""
-    while os.getppid() == driver_pid:
-        time.sleep(0.2)
-    _ORPHANED.set()
-    if _BUSY.is_set():
-        os.kill(os.getpid(), signal.SIGTERM)  # the run loop saves and ends "interrupted"
-        deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
-        while _BUSY.is_set() and time.monotonic() < deadline:
-            time.sleep(0.1)
+def _watch(driver_pid):
+    while True:
+        orphaned = os.getppid() != driver_pid
+        with _PoolWorker.lock:
+            _PoolWorker.orphaned = orphaned
+            stop_file = _PoolWorker.stop_file
+            wanted = orphaned or (stop_file is not None and os.path.exists(stop_file))
+            if wanted and _PoolWorker.busy and not _PoolWorker.signalled:
+                _PoolWorker.signalled = True
+                os.kill(os.getpid(), signal.SIGTERM)  # StopSignals of run_batch takes it
+        if orphaned:
+            break
+        time.sleep(WATCH_SECONDS)
+    deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+    while _PoolWorker.busy and time.monotonic() < deadline:
+        time.sleep(0.1)
     os._exit(1)
+
+
+def dask_setup(worker):
+    """Dask preload (``LocalCluster(preload=["core.sweep._worker"])``): ignore Ctrl-C.
+
+    Ctrl-C at a terminal reaches every process of its group, so the workers of an
+    embedded ``LocalCluster`` too; they leave stopping to the driver.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -20,15 +20,20 @@ SEEDS = (3, 4, 5, 6)
 
 def _config(tmp_path, registry, seed, steps=60, algorithm=None, **sections):
     sections = {"stoppers": {"max_steps": {"steps": steps}}, **sections}
-    raw = toy_config(tmp_path / "runs", seed=seed,
-                     algorithm={"name": "toy_ensemble", **(algorithm or {})},
-                     savers={"periodic": {"every_steps": 10}}, **sections)
+    raw = toy_config(
+        tmp_path / "runs",
+        seed=seed,
+        algorithm={"name": "toy_ensemble", **(algorithm or {})},
+        savers={"periodic": {"every_steps": 10}},
+        **sections,
+    )
     return resolve(raw, registry)
 
 
 def _together(tmp_path, registry, seeds=SEEDS, **kwargs):
-    executions = [prepare_run(_config(tmp_path, registry, s, **kwargs), "", registry)
-                  for s in seeds]
+    executions = [
+        prepare_run(_config(tmp_path, registry, s, **kwargs), "", registry) for s in seeds
+    ]
     ToyEnsemble.calls.clear()
     statuses = execute(executions)
     return [Run(ex.path) for ex in executions], statuses, list(ToyEnsemble.calls)
@@ -39,10 +44,12 @@ def _alone(tmp_path, registry, seeds=SEEDS, **kwargs):
 
 
 def test_batched_step_equals_one_step_per_member(tmp_path, toy_registry):
-    batched = [prepare_run(_config(tmp_path, toy_registry, s), "", toy_registry).algorithm
-               for s in SEEDS]
-    single = [prepare_run(_config(tmp_path, toy_registry, s), "", toy_registry).algorithm
-              for s in SEEDS]
+    batched = [
+        prepare_run(_config(tmp_path, toy_registry, s), "", toy_registry).algorithm for s in SEEDS
+    ]
+    single = [
+        prepare_run(_config(tmp_path, toy_registry, s), "", toy_registry).algorithm for s in SEEDS
+    ]
     for _ in range(5):
         ToyEnsemble.step_together(batched)
         for alg in single:
@@ -58,8 +65,7 @@ def test_ensemble_equals_runs_one_by_one_and_drops_members_that_stop(tmp_path, t
     threshold = float(np.median([run.scalars["loss"][40] for run in probe]))
     stoppers = {"max_steps": {"steps": 200}, "loss_threshold": {"value": threshold}}
     alone = _alone(tmp_path / "alone", toy_registry, stoppers=stoppers)
-    together, statuses, calls = _together(tmp_path / "together", toy_registry,
-                                          stoppers=stoppers)
+    together, statuses, calls = _together(tmp_path / "together", toy_registry, stoppers=stoppers)
     steps = [run.meta["steps"] for run in alone]
     assert len(set(steps)) > 1  # the members really stop apart
     assert statuses == ["finished"] * len(SEEDS)
@@ -74,8 +80,9 @@ def test_ensemble_equals_runs_one_by_one_and_drops_members_that_stop(tmp_path, t
 
 
 def test_a_member_that_diverges_is_dropped_and_the_others_finish(tmp_path, toy_registry):
-    runs, statuses, calls = _together(tmp_path, toy_registry, seeds=(3, 4, 5), steps=20,
-                                      algorithm={"nan_seed": 4})
+    runs, statuses, calls = _together(
+        tmp_path, toy_registry, seeds=(3, 4, 5), steps=20, algorithm={"nan_seed": 4}
+    )
     assert statuses == ["finished", "diverged", "finished"]
     assert runs[1].meta["steps"] == 3 and np.isnan(runs[1].scalars["loss"][-1])
     assert [run.meta["steps"] for run in (runs[0], runs[2])] == [20, 20]
@@ -84,8 +91,9 @@ def test_a_member_that_diverges_is_dropped_and_the_others_finish(tmp_path, toy_r
 
 def test_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path, toy_registry):
     reference, _, _ = _together(tmp_path / "ref", toy_registry, steps=40)
-    runs, statuses, _ = _together(tmp_path / "cut", toy_registry, steps=40,
-                                  algorithm={"interrupt_at": 15})
+    runs, statuses, _ = _together(
+        tmp_path / "cut", toy_registry, steps=40, algorithm={"interrupt_at": 15}
+    )
     assert statuses == ["interrupted"] * len(SEEDS)
     assert {run.meta["steps"] for run in runs} == {15}
     statuses = execute([prepare_resume(run.path, toy_registry) for run in runs])
@@ -116,5 +124,6 @@ def test_sweep_trains_the_seeds_of_a_cell_as_one_ensemble(tmp_path, toy_registry
     for point, row in zip(points, rows):
         alone = start_run(point.config, "", toy_registry, runs_dir=tmp_path / "alone")
         assert row["status"] == "finished" and row["steps"] == 30
-        np.testing.assert_allclose(Run(path / point.run).final_state()["W"],
-                                   alone.final_state()["W"], rtol=1e-10)
+        np.testing.assert_allclose(
+            Run(path / point.run).final_state()["W"], alone.final_state()["W"], rtol=1e-10
+        )
