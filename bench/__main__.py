@@ -62,11 +62,14 @@ def machine():
     """Python, library versions and CPU counts, for the table title and the JSON."""
     import numpy as np
 
+    from core.threads import usable_cpus
+
     info = {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
     }
     try:
         import torch

@@ -3,8 +3,9 @@
 Two algorithms with one parameter declaration (:mod:`plugins.gd._params`):
 
 ``gd``
-    torch: ``torch.optim`` SGD / momentum / AdamW, gradient by autograd or by the
-    closed form, on CPU or CUDA, float32 or float64 (needs ``relulab[torch]``).
+    torch: the updates of ``torch.optim``'s SGD / momentum / AdamW (done by the plugin,
+    no ``torch.optim`` optimizer is built), gradient by autograd or by the closed form,
+    on CPU or CUDA, float32 or float64 (needs ``relulab[torch]``).
 ``gd_numpy``
     pure numpy, closed-form gradient, the same optimizers; reproduces ``gd`` in float64.
 

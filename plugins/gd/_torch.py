@@ -1,4 +1,4 @@
-"""``gd``: full-batch gradient descent with torch.optim (torch imported lazily)."""
+"""``gd``: full-batch gradient descent in torch (imported lazily; no torch.optim optimizer)."""
 
 from core.errors import ConfigError
 
@@ -9,12 +9,15 @@ __all__ = ["GD"]
 
 
 class GD(CachedGradientDescent):
-    """Full-batch gradient descent with torch.optim: SGD, momentum (heavy ball / Nesterov) or AdamW.
+    """Full-batch gradient descent in torch: SGD, momentum (heavy ball / Nesterov) or AdamW.
 
     One forward and one backward pass per step, by autograd or by the closed-form
-    gradient of :func:`core.model_torch.loss_and_grad` (assigned to ``.grad``). Weight
-    decay is the optimizer's: an L2 term for SGD and momentum, decoupled for AdamW.
-    With ``train="first"`` the second layer ``a`` stays at its initial value.
+    gradient of :func:`core.model_torch.loss_and_grad`. The update is that of
+    ``torch.optim.SGD`` / ``torch.optim.AdamW``, done by :mod:`plugins.gd._torch_optim`
+    with the same tensor operations: the first ``torch.optim`` optimizer of a process
+    imports torch's compiler stack, seconds of start-up. Weight decay is the optimizer's: an L2 term
+    for SGD and momentum, decoupled for AdamW. With ``train="first"`` the second layer
+    ``a`` stays at its initial value.
     """
 
     name = "gd"
@@ -38,10 +41,10 @@ class GD(CachedGradientDescent):
         self.Y = torch.as_tensor(problem.Y, **options)
         self.W = torch.tensor(problem.W0, **options)
         self.a = torch.tensor(problem.a0, **options)
-        trained = [getattr(self, name) for name in self._trained()]
-        for tensor in trained:
-            tensor.requires_grad_(True)
-        self.optimizer_ = make_torch_optimizer(trained, self.config)
+        if self.gradient == "autograd":
+            for name in self._trained():
+                getattr(self, name).requires_grad_(True)
+        self.optimizer_ = make_torch_optimizer(self._trained(), self.config)
 
     def _evaluate(self):
         from core import model_torch
@@ -62,10 +65,8 @@ class GD(CachedGradientDescent):
         return float(value), dict(zip(names, grads))
 
     def _update(self, grads):
-        for name, grad in grads.items():
-            getattr(self, name).grad = grad
-        self.optimizer_.step()
-        self.optimizer_.zero_grad(set_to_none=True)
+        with self._torch.no_grad():
+            self.optimizer_.step({"W": self.W, "a": self.a}, grads)
 
     def _grad_norm(self, grads):
         return float(sum(self._torch.sum(g * g) for g in grads.values()) ** 0.5)
@@ -75,22 +76,19 @@ class GD(CachedGradientDescent):
         return {"W": _numpy(self.W), "a": _numpy(self.a)}
 
     def state_dict(self):
-        from ._torch_optim import optimizer_state_to_plain
-
+        """Step count, parameters and optimizer buffers (``torch.optim``'s layout)."""
         return {
             "n_steps": self.n_steps,
             "params": self.state(),
-            "optimizer": optimizer_state_to_plain(self.optimizer_.state_dict()),
+            "optimizer": self.optimizer_.state_dict(),
         }
 
     def load_state_dict(self, state):
-        from ._torch_optim import optimizer_state_from_plain
-
         torch = self._torch
         with torch.no_grad():
             for name in ("W", "a"):
                 getattr(self, name).copy_(torch.as_tensor(state["params"][name]))
-        self.optimizer_.load_state_dict(optimizer_state_from_plain(state["optimizer"]))
+        self.optimizer_.load_state_dict(state["optimizer"], {"W": self.W, "a": self.a})
         self.n_steps = int(state["n_steps"])
         self._cache = None
 

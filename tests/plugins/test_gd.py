@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from core import model
 from core.components import Data, DataSet, Init, Problem
@@ -110,6 +111,163 @@ def test_state_dict_continues_exactly(cls, optimizer, tmp_path):
     for name in ("W", "a"):
         assert np.array_equal(second.state()[name], uninterrupted.state()[name])
     assert second.loss() == uninterrupted.loss()
+
+
+# -- the own update against torch.optim ---------------------------------------------
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _torch_optim(tensors, params):
+    """The ``torch.optim`` optimizer ``gd`` reproduces, from validated ``params``."""
+    lr, wd = params["lr"], params["weight_decay"]
+    if params["optimizer"] == "adamw":
+        return torch.optim.AdamW(
+            tensors, lr=lr, betas=tuple(params["betas"]), eps=params["eps"], weight_decay=wd
+        )
+    momentum = params["momentum"] if params["optimizer"] == "momentum" else 0.0
+    nesterov = params["nesterov"] if params["optimizer"] == "momentum" else False
+    return torch.optim.SGD(tensors, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
+
+
+class _Reference:
+    """The same training as ``gd`` with autograd, ``.grad`` and ``torch.optim``."""
+
+    def __init__(self, problem, **params):
+        from core import model_torch
+
+        self.params = validate_params("algorithm", {"lr": 0.05, **params}, GD.params)
+        self.problem, self.model = problem, model_torch
+        dtype = getattr(torch, self.params["dtype"])
+        self.X, self.Y = (torch.as_tensor(v, dtype=dtype) for v in (problem.X, problem.Y))
+        self.W, self.a = (torch.tensor(v, dtype=dtype) for v in (problem.W0, problem.a0))
+        names = ("W", "a") if self.params["train"] == "both" else ("W",)
+        self.trained = [getattr(self, name).requires_grad_(True) for name in names]
+        self.optimizer = _torch_optim(self.trained, self.params)
+
+    def step(self):
+        self.optimizer.zero_grad(set_to_none=True)
+        value = self.model.loss(
+            self.X, self.Y, self.W, self.a, self.problem.scaling, self.problem.loss
+        )
+        value.backward()
+        self.optimizer.step()
+
+    def state(self):
+        return {"W": self.W.detach().numpy().copy(), "a": self.a.detach().numpy().copy()}
+
+
+def _plain(state_dict):
+    """``torch.optim``'s state_dict as the store keeps it: arrays, string keys, lists."""
+
+    def convert(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().numpy().copy()
+        return list(v) if isinstance(v, tuple) else v
+
+    return {
+        "state": {
+            str(i): {k: convert(v) for k, v in e.items()} for i, e in state_dict["state"].items()
+        },
+        "param_groups": [{k: convert(v) for k, v in g.items()} for g in state_dict["param_groups"]],
+    }
+
+
+def _from_plain(plain):
+    groups = [
+        dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in plain["param_groups"]
+    ]
+    state = {int(i): {k: torch.tensor(v) for k, v in e.items()} for i, e in plain["state"].items()}
+    return {"state": state, "param_groups": groups}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("train", ["both", "first"])
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("gradient", ["autograd", "closed_form"])
+def test_own_update_equals_torch_optim(optimizer, train, dtype, gradient):
+    problem = _problem(k=2)
+    params = {**OPTIMIZERS[optimizer], "weight_decay": 0.05, "train": train, "dtype": dtype}
+    ours = _run(_algorithm(GD, problem, gradient=gradient, **params), 25)
+    reference = _Reference(problem, **params)
+    for _ in range(25):
+        reference.step()
+    assert _max_relative_error(ours.state(), reference.state()) < TOLERANCE[dtype]
+    if train == "first":
+        np.testing.assert_array_equal(ours.state()["a"], problem.a0.astype(dtype))
+
+
+@pytest.mark.parametrize("train", ["both", "first"])
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_optimizer_state_is_interchangeable_with_torch_optim(optimizer, train, tmp_path):
+    """A checkpoint of torch.optim state (gd before) resumes in gd, and the reverse."""
+    problem = _problem()
+    params = {**OPTIMIZERS[optimizer], "weight_decay": 0.05, "train": train}
+    uninterrupted = _Reference(problem, **params)
+    for _ in range(30):
+        uninterrupted.step()
+
+    # torch.optim for 12 steps, then gd from its state for 18
+    reference = _Reference(problem, **params)
+    for _ in range(12):
+        reference.step()
+    old = {
+        "n_steps": 12,
+        "params": reference.state(),
+        "optimizer": _plain(reference.optimizer.state_dict()),
+    }
+    save_state(tmp_path / "old.npz", old)
+    ours = _algorithm(GD, problem, **params)
+    ours.load_state_dict(load_state(tmp_path / "old.npz"))
+    _run(ours, 18)
+    assert _max_relative_error(ours.state(), uninterrupted.state()) < 1e-12
+
+    # gd for 12 steps, then torch.optim from its state for 18
+    ours = _run(_algorithm(GD, problem, **params), 12)
+    save_state(tmp_path / "new.npz", ours.state_dict())
+    saved = load_state(tmp_path / "new.npz")
+    reference = _Reference(problem, **params)
+    with torch.no_grad():
+        reference.W.copy_(torch.as_tensor(saved["params"]["W"]))
+        reference.a.copy_(torch.as_tensor(saved["params"]["a"]))
+    reference.optimizer.load_state_dict(_from_plain(saved["optimizer"]))
+    for _ in range(18):
+        reference.step()
+    assert _max_relative_error(reference.state(), uninterrupted.state()) < 1e-12
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_resume_takes_hyperparameters_from_the_config(optimizer):
+    """Like gd_numpy: the checkpoint gives buffers, the (overridden) config the rates."""
+    problem = _problem()
+    params = OPTIMIZERS[optimizer]
+    runs = {}
+    for cls in (GD, GDNumpy):
+        first = _run(_algorithm(cls, problem, **params), 10)
+        second = _algorithm(cls, problem, **{**params, "lr": 0.02, "weight_decay": 0.2})
+        second.load_state_dict(first.state_dict())
+        runs[cls] = _run(second, 10).state()
+    assert _max_relative_error(runs[GD], runs[GDNumpy]) < 1e-12
+
+
+def test_gd_does_not_import_torch_optim_machinery():
+    """torch.optim's first optimizer imports torch._dynamo (seconds of start-up)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from core.components import Problem\n"
+        "from core.params import validate_params\n"
+        "from plugins.gd import GD\n"
+        "rng = np.random.default_rng(0)\n"
+        "problem = Problem(X=rng.normal(size=(5, 2)), Y=rng.normal(size=5),\n"
+        "                  W0=rng.normal(size=(2, 4)), a0=rng.normal(size=4))\n"
+        "for optimizer in ('sgd', 'momentum', 'adamw'):\n"
+        "    gd = GD(**validate_params('algorithm', {'optimizer': optimizer}, GD.params))\n"
+        "    gd.setup(problem); gd.step(); gd.loss(); gd.load_state_dict(gd.state_dict())\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("cls", [GD, GDNumpy], ids=["gd", "gd_numpy"])
@@ -288,15 +446,13 @@ def test_full_run_finishes(registry, tmp_path):
     assert list(run.snapshots.steps) == [0, 10, 20, 30, 40]
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(registry, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "momentum"])
+def test_resumed_run_ends_where_an_uninterrupted_one_does(registry, tmp_path, optimizer):
     from core.loop import resume_run, start_run
 
-    whole = start_run(
-        _config(registry, tmp_path / "a", 30, optimizer="adamw", lr=0.01), "", registry
-    )
-    part = start_run(
-        _config(registry, tmp_path / "b", 18, optimizer="adamw", lr=0.01), "", registry
-    )
+    params = {"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.01}
+    whole = start_run(_config(registry, tmp_path / "a", 30, **params), "", registry)
+    part = start_run(_config(registry, tmp_path / "b", 18, **params), "", registry)
     resumed = resume_run(part.path, registry, ["stoppers.max_steps.steps=30"])
     assert resumed.status == "finished"
     for name in ("W", "a"):
