@@ -50,6 +50,7 @@ themselves. A script calling :func:`run_sweep` with a pool needs the usual
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import multiprocessing
@@ -59,6 +60,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -132,8 +134,9 @@ class WorkerPool(concurrent.futures.ProcessPoolExecutor):
             process.join(timeout=5)
 
 
+@dataclasses.dataclass
 class _Engine:
-    """Where the points run: makes executors, names itself, closes what it opened.
+    """Where the points run.
 
     Attributes
     ----------
@@ -141,28 +144,25 @@ class _Engine:
         For the summary line (``2 local processes``).
     workers : int
         Points that can run at once (batches are sized and submitted from it).
+    new_executor : callable
+        ``new_executor(n_batches)``: a new ``concurrent.futures.Executor``.
     threads : int or None
         Threads of each point (``None``: the run's own setting).
     inline : bool
         Batches run in this process, whose run loop takes the driver's Ctrl-C.
     interrupts : bool
         A stop request interrupts running points (not on Dask: they finish).
+    close : callable
+        Closes what the engine opened (a Dask client and cluster).
     """
 
-    def __init__(
-        self, name, workers, make, threads=None, inline=False, interrupts=True, close=None
-    ):
-        self.name, self.workers, self.threads = name, workers, threads
-        self.inline, self.interrupts = inline, interrupts
-        self._make, self._close = make, close
-
-    def executor(self, n_batches):
-        """A new executor for ``n_batches`` batches."""
-        return self._make(n_batches)
-
-    def close(self):
-        if self._close is not None:
-            self._close()
+    name: str
+    workers: int
+    new_executor: Callable[[int], concurrent.futures.Executor]
+    threads: int | None = None
+    inline: bool = False
+    interrupts: bool = True
+    close: Callable[[], None] = lambda: None
 
 
 def _inline_engine():
@@ -171,9 +171,8 @@ def _inline_engine():
 
 def _pool_engine(jobs):
     name = f"{jobs} local process{'es' if jobs > 1 else ''}"
-    return _Engine(
-        name, jobs, lambda n: WorkerPool(max(1, min(jobs, n))), threads=1 if jobs > 1 else None
-    )
+    threads = 1 if jobs > 1 else None
+    return _Engine(name, jobs, lambda n: WorkerPool(max(1, min(jobs, n))), threads)
 
 
 def _dask_engine(address, jobs):
@@ -186,7 +185,7 @@ def _dask_engine(address, jobs):
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            preload=["core.sweep._worker"],
+            preload=["core.sweep._worker"],  # dask_setup: workers ignore the terminal's Ctrl-C
         )
         client = Client(cluster)
     else:
@@ -196,22 +195,19 @@ def _dask_engine(address, jobs):
             raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
     def close():
-        with contextlib.suppress(Exception):
-            client.close()
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close()
+        for closable in (client, cluster):
+            if closable is not None:
+                with contextlib.suppress(Exception):
+                    closable.close()
 
     workers = max(1, sum(client.nthreads().values()))
     name = f"Dask {'LocalCluster' if cluster else address} ({workers} worker thread"
-    return _Engine(
-        name + ("s)" if workers > 1 else ")"),
-        workers,
-        lambda n: client.get_executor(pure=False),
-        threads=1,
-        interrupts=False,
-        close=close,
-    )
+    name += "s)" if workers > 1 else ")"
+
+    def new_executor(n_batches):
+        return client.get_executor(pure=False)
+
+    return _Engine(name, workers, new_executor, threads=1, interrupts=False, close=close)
 
 
 def _probe(address, timeout=5.0):
@@ -414,7 +410,7 @@ class _Driver:
         At most two batches per worker are pending at a time, so a stop request
         leaves the rest queued. Returns the batches lost with a broken process pool.
         """
-        executor = self.engine.executor(len(queue))
+        executor = self.engine.new_executor(len(queue))
         pending, broken, aborted = {}, [], False
         try:
             while (queue and not self.stopping and not broken) or pending:

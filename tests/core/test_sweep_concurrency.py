@@ -27,9 +27,9 @@ SWEEP = [
     f"stoppers.max_steps.steps={STEPS}",
     "savers.periodic.every_steps=100",
     "sweep.grid={'model.width': [10, 40, 160], 'data.n': [5]}",
-    "sweep.seeds=2",
+    "sweep.seeds=3",
 ]
-TRIALS = 8
+TRIALS = 6
 
 # runner.py's main at a given moment: imports and the registry are ready before the go file
 LAUNCHER = """
