@@ -24,6 +24,7 @@ from .problem import build_problem, seed_streams
 from .provenance import git_commit, iso, utc_now, versions
 from .run_folder import create_run_folder, reopen_run_folder
 from .store import Run, TraceWriter, atomic_write_json
+from .threads import limit_threads, resolve_threads
 
 __all__ = [
     "start_run",
@@ -140,16 +141,6 @@ def describe_error(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def _thread_tools():  # TEMPORARY until core/threads.py lands
-    try:
-        from .threads import limit_threads, resolve_threads
-    except ImportError:
-        import contextlib
-
-        return (lambda n: contextlib.nullcontext()), (lambda s, p, worker=False: s or 1)
-    return limit_threads, resolve_threads
-
-
 def _build_section(config, registry, kind_name):
     section = KIND[kind_name].section
     return [registry.get(kind_name, name)(**params) for name, params in config[section].items()]
@@ -188,21 +179,28 @@ class Execution:
             raise
 
     def _setup(self, config, registry, problem, checkpoint, display, threads):
-        limit_threads, resolve_threads = _thread_tools()
         run_cfg = config["run"]
         self.threads = resolve_threads(run_cfg["threads"] or threads or 0, problem,
                                        worker=bool(threads))
         self.meta["threads"] = self.threads
-        algo_cfg = dict(config["algorithm"])
         with limit_threads(self.threads):
-            algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
-            algorithm.setup(problem)
+            self._build(config, registry, problem, checkpoint)
+        self.keep_checkpoint = any(s.checkpoint for s in self.savers) or not self.savers
+        self.display = Display(display or run_cfg["display"], title=config["experiment"],
+                               refresh_per_second=run_cfg["refresh_per_second"])
+        self.status = self.reason = self.error = None
+
+    def _build(self, config, registry, problem, checkpoint):
+        """The algorithm (set up, checkpoint restored), stoppers, loggers, savers, trace."""
+        algo_cfg = dict(config["algorithm"])
+        algorithm = registry.get("algorithm", algo_cfg.pop("name"))(**algo_cfg)
+        algorithm.setup(problem)
         self.algorithm = algorithm
         self.stoppers = _build_section(config, registry, "stopper")
         loggers = _build_section(config, registry, "logger")
         self.savers = _build_section(config, registry, "saver")
         self.fresh = checkpoint is None
-        self.max_pending = run_cfg["max_pending_mb"] * 2**20
+        self.max_pending = config["run"]["max_pending_mb"] * 2**20
         if checkpoint is None:
             self.trace = TraceWriter(self.store.trace_dir, 0)
             self.trace.drop_chunks_from(0)
@@ -223,10 +221,6 @@ class Execution:
         if checkpoint is not None:
             for logger, state in zip(self.loggers, checkpoint.get("loggers", [])):
                 logger.load_state_dict(state)
-        self.keep_checkpoint = any(s.checkpoint for s in self.savers) or not self.savers
-        self.display = Display(display or run_cfg["display"], title=config["experiment"],
-                               refresh_per_second=run_cfg["refresh_per_second"])
-        self.status = self.reason = self.error = None
 
     def _close_loggers(self, ctx):
         """``close`` every set-up logger once; return the first error (or None)."""
@@ -380,7 +374,6 @@ def execute(executions):
         raise ValueError("executions run together must share one algorithm class; got "
                          + ", ".join(sorted(c.__name__ for c in classes)))
     active = []
-    limit_threads, _ = _thread_tools()
     threads = max((ex.threads for ex in executions), default=1)
     with StopSignals() as signals, limit_threads(threads):
         try:

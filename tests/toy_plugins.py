@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from core import model
-from core.components import Algorithm, Data, DataSet, Init, Logger
+from core.components import Algorithm, Data, DataSet, Init, Logger, Metric
 from core.hookspecs import hookimpl
 from core.params import Param
 
@@ -212,9 +212,25 @@ class ToyLogger(Logger):
             raise ConnectionError("toy logger lost its server")
 
 
+class ToyThreads(Metric):
+    """The most threads any loaded BLAS / OpenMP library would use now."""
+
+    name = "toy_threads"
+
+    def compute(self, algorithm, problem):
+        from threadpoolctl import threadpool_info
+
+        return {"blas_threads": max((p["num_threads"] for p in threadpool_info()), default=0)}
+
+
 @hookimpl
 def relulab_loggers():
     return [ToyLogger]
+
+
+@hookimpl
+def relulab_metrics():
+    return [ToyThreads]
 
 
 @hookimpl

@@ -268,3 +268,14 @@ def test_git_is_asked_once_per_cache_period(monkeypatch):
     assert asked == ["/repo", "/repo", "/other"]
     assert loop.versions() is not loop.versions()  # callers get their own copy
     assert loop.versions() == loop.versions()
+
+
+@pytest.mark.parametrize("setting, expected", [(1, 1), (0, 1)])
+def test_run_threads_limit_blas_during_the_run_and_are_recorded(
+        tmp_path, toy_registry, setting, expected):
+    """``run.threads`` (0: automatic, one thread for a problem this small) holds for
+    every step, and meta.json records it."""
+    run = _run(tmp_path, toy_registry, run={"threads": setting},
+               loggers={"scalars": {"every": 1, "metrics": ["toy_threads"]}})
+    assert run.meta["threads"] == expected
+    assert set(run.scalars["blas_threads"].tolist()) == {expected}
