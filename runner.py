@@ -200,6 +200,9 @@ def main(argv=None, prog="runner.py"):
     console = Console()
     try:
         return _main(args, console)
+    except KeyboardInterrupt:  # Ctrl-C outside a run's loop (validating, starting up)
+        print("interrupted", file=sys.stderr)
+        return EXIT_CODES["interrupted"]
     except Exception as exc:
         from core.cli import report_error
 

@@ -84,7 +84,7 @@ def prepare_run(config, source="", registry=None, runs_dir=None, config_path=Non
                      lock=lock, threads=threads)
 
 
-def prepare_resume(path, registry=None, overrides=(), display=None, threads=None):
+def prepare_resume(path, registry=None, overrides=(), display=None, threads=None, lock=None):
     """Reopen a saved run at its checkpoint, ready to continue with :func:`execute`.
 
     A run another process is writing is refused before anything is read but its
@@ -92,10 +92,11 @@ def prepare_resume(path, registry=None, overrides=(), display=None, threads=None
     may change (:func:`core.run_folder.check_resume_changes`: stoppers, loggers,
     savers, display, threads, resume-safe algorithm parameters); the config is
     rewritten, and the accepted changes recorded in this resume's entry of
-    ``meta.json``, only once the run is set up again.
+    ``meta.json``, only once the run is set up again. ``lock``: the run's
+    :class:`core.locks.FolderLock`, when the caller already holds it.
     """
     registry = registry or _default_registry()
-    reopened = reopen_run_folder(path, registry, overrides)
+    reopened = reopen_run_folder(path, registry, overrides, lock=lock)
     execution = Execution(reopened.store, reopened.config, registry, reopened.problem,
                           reopened.meta, checkpoint=reopened.checkpoint, display=display,
                           lock=reopened.lock, threads=threads)

@@ -168,7 +168,7 @@ class Reopened:
         self.problem, self.checkpoint, self.meta, self.lock = problem, checkpoint, meta, lock
 
 
-def reopen_run_folder(path, registry, overrides=()):
+def reopen_run_folder(path, registry, overrides=(), lock=None):
     """Lock a saved run and read what resuming it needs; write nothing yet.
 
     Liveness comes first: while another process holds ``run.lock`` (or, for a run
@@ -176,6 +176,9 @@ def reopen_run_folder(path, registry, overrides=()):
     refused after reading only the lock and ``meta.json``. Then the lock is taken,
     temporary files of killed writes are removed, the overrides are checked
     (:func:`check_resume_changes`) and the problem and checkpoint are read.
+
+    ``lock``, when given, is the run's lock already held by the caller (a sweep
+    worker that looked at the folder under it): it is used as is.
 
     Raises
     ------
@@ -185,14 +188,15 @@ def reopen_run_folder(path, registry, overrides=()):
         An override changes a key a resume may not change.
     """
     path = Path(path)
-    meta = _read_meta(path)
-    lock_path = path / RUN_LOCK
-    had_lock = lock_path.exists()
-    if had_lock and is_locked(lock_path):
-        raise RunStoreError(f"run {path} is in use by another process; wait for it to end "
-                            "or stop it first")
-    _refuse_live(path, meta, had_lock)
-    lock = _run_lock(path).acquire()
+    if lock is None:
+        meta = _read_meta(path)
+        lock_path = path / RUN_LOCK
+        had_lock = lock_path.exists()
+        if had_lock and is_locked(lock_path):
+            raise RunStoreError(f"run {path} is in use by another process; wait for it to "
+                                "end or stop it first")
+        _refuse_live(path, meta, had_lock)
+        lock = _run_lock(path).acquire()
     try:
         meta = _read_meta(path)  # as the last holder left it
         store = RunStore.open(path)

@@ -110,17 +110,23 @@ def _prepare_point(path, config, source, registry, config_path, threads):
             lock = FolderLock(path / RUN_LOCK, f"run {path}").acquire()
         except RunStoreError:
             return "busy", None
-        with lock:  # released before the loop takes it for the run itself
+        handed = False
+        try:
             resume = status in ("interrupted", "running") and all(
                 (path / name).is_file() for name in ("checkpoint.npz", "problem.npz")
             )
-            if resume and status == "running":
-                meta.update(status="crashed", reason="process ended without a final save")
-                RunStore(path).write_meta(meta)
-            elif not resume:
-                shutil.rmtree(path)
-        if resume:
-            return "resume", prepare_resume(path, registry, **kwargs)
+            if resume:
+                if status == "running":
+                    meta.update(status="crashed", reason="process ended without a final save")
+                    RunStore(path).write_meta(meta)
+                # the run keeps the lock from here to its end
+                execution = prepare_resume(path, registry, lock=lock, **kwargs)
+                handed = True
+                return "resume", execution
+            shutil.rmtree(path)
+        finally:
+            if not handed:
+                lock.release()
     execution = prepare_run(config, source, registry, config_path=config_path, path=path, **kwargs)
     return ("start" if meta is None else "restart"), execution
 
