@@ -48,17 +48,24 @@ def _problem(m, extent=2.0, n=15):
     w, b = np.meshgrid(t, t, indexing="ij")
     G = np.stack([w.ravel(), b.ravel()])
     P = G.shape[1]
-    return Problem(X=np.c_[x, np.ones(n)], Y=y, W0=np.hstack([G, G]),
-                   a0=np.r_[np.ones(P), -np.ones(P)], bias=True)
+    return Problem(
+        X=np.c_[x, np.ones(n)],
+        Y=y,
+        W0=np.hstack([G, G]),
+        a0=np.r_[np.ones(P), -np.ones(P)],
+        bias=True,
+    )
 
 
 def _jko(m, kernel):
     from plugins.jko import JKO
 
     h = 4.0 / (m - 1)
-    params = validate_params("algorithm (jko)", {
-        "tau": 0.3, "gamma": 0.5 * h * h, "kernel": kernel, "inner_tol": 0.0,
-        "max_inner": INNER}, JKO.params)
+    params = validate_params(
+        "algorithm (jko)",
+        {"tau": 0.3, "gamma": 0.5 * h * h, "kernel": kernel, "inner_tol": 0.0, "max_inner": INNER},
+        JKO.params,
+    )
     algo = JKO(**params)
     algo.setup(_problem(m))
     return algo
@@ -78,8 +85,9 @@ def _pure_lse(kernel):
         out = np.empty_like(u)
         for idx, k in kernel.blocks:
             if k.kind == "dense":
-                out[idx] = np.concatenate([logsumexp(k.log_matrix[s:s + 512] + u[idx])
-                                           for s in range(0, k.size, 512)])
+                out[idx] = np.concatenate(
+                    [logsumexp(k.log_matrix[s : s + 512] + u[idx]) for s in range(0, k.size, 512)]
+                )
                 continue
             U = k._scatter(u[idx], -np.inf)
             for axis, Lk in enumerate(k._log1d):
@@ -102,37 +110,63 @@ def run(quick):
         size = f"{m}x{m} grid x 2 signs, N={N}, n=15, {INNER} inner iterations"
         kinds = ["separable"] + (["dense"] if m <= dense_max else [])
         algos = {kind: _jko(m, kind) for kind in kinds}
-        step_times = best_of_passes({k: a.step for k, a in algos.items()},
-                                    repeats=repeats, warmup=1)
+        step_times = best_of_passes(
+            {k: a.step for k, a in algos.items()}, repeats=repeats, warmup=1
+        )
         base = step_times.get("dense")
         for kind in kinds:
-            rows.append(row(f"jko step {m}x{m}, {kind} kernel", step_times[kind], "s",
-                            baseline=base if kind == "separable" else None,
-                            note=size + ("; baseline: dense" if base and kind == "separable"
-                                         else "")))
+            rows.append(
+                row(
+                    f"jko step {m}x{m}, {kind} kernel",
+                    step_times[kind],
+                    "s",
+                    baseline=base if kind == "separable" else None,
+                    note=size + ("; baseline: dense" if base and kind == "separable" else ""),
+                )
+            )
         if "dense" not in kinds:
-            rows.append(row(f"jko step {m}x{m}, dense kernel", None, "s",
-                            note="skipped: K and log K of both signs need "
-                                 f"{16 * 2 * (m * m) ** 2 / 1e9:.1f} GB"))
+            rows.append(
+                row(
+                    f"jko step {m}x{m}, dense kernel",
+                    None,
+                    "s",
+                    note="skipped: K and log K of both signs need "
+                    f"{16 * 2 * (m * m) ** 2 / 1e9:.1f} GB",
+                )
+            )
 
         matmul = _matmul_rate(m, repeats)
-        rows.append(row(f"matmul ({m},{m})x({m},{m}) float64", matmul, "GFLOP/s",
-                        note="baseline of the kernel-product rates"))
+        rows.append(
+            row(
+                f"matmul ({m},{m})x({m},{m}) float64",
+                matmul,
+                "GFLOP/s",
+                note="baseline of the kernel-product rates",
+            )
+        )
         rng = np.random.default_rng(1)
         u = np.log(rng.random(N)) + algos["separable"].log_p
         for kind, algo in algos.items():
             K = algo.kernel_
             flops = K.flops()
-            products = {"plain": partial(K.apply, np.exp(u)),
-                        "log": partial(K.log_apply, u),
-                        "log, pure log-sum-exp": partial(_pure_lse(K), u)}
+            products = {
+                "plain": partial(K.apply, np.exp(u)),
+                "log": partial(K.log_apply, u),
+                "log, pure log-sum-exp": partial(_pure_lse(K), u),
+            }
             times = best_of_passes(products, repeats=max(repeats, 5), warmup=1)
             for label, t in times.items():
                 rate = flops / t / 1e9
-                rows.append(row(f"K product {m}x{m}, {kind}, {label}", rate, "GFLOP/s",
-                                baseline=matmul,
-                                note=f"{1e3 * t:.3g} ms, {flops / 1e6:.3g} MFLOP per product;"
-                                     " ratio = fraction of matmul"))
+                rows.append(
+                    row(
+                        f"K product {m}x{m}, {kind}, {label}",
+                        rate,
+                        "GFLOP/s",
+                        baseline=matmul,
+                        note=f"{1e3 * t:.3g} ms, {flops / 1e6:.3g} MFLOP per product;"
+                        " ratio = fraction of matmul",
+                    )
+                )
     return rows
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "LoopContext",
 ]
 
+
 class Component:
     """Base of every plugin-provided piece.
 

@@ -59,24 +59,56 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_PARAMS = (
     Param("width", int, 100, "number of neurons m (inits may derive theirs, e.g. a grid)", low=1),
     Param("scaling", str, "standard", "output scaling: 1, 1/sqrt(m) or 1/m", choices=SCALINGS),
-    Param("loss", str, "mse", "mse: mean (f-y)^2; half_mse: half of it; half_sum: sum/2",
-          choices=LOSSES),
+    Param(
+        "loss",
+        str,
+        "mse",
+        "mse: mean (f-y)^2; half_mse: half of it; half_sum: sum/2",
+        choices=LOSSES,
+    ),
 )
 
 RUN_PARAMS = (
     Param("runs_dir", str, "runs", "root directory of the run store (--runs-dir overrides)"),
-    Param("display", str, "auto", "live rich display, plain lines, or off (auto: live on a tty)",
-          choices=("auto", "live", "plain", "off")),
+    Param(
+        "display",
+        str,
+        "auto",
+        "live rich display, plain lines, or off (auto: live on a tty)",
+        choices=("auto", "live", "plain", "off"),
+    ),
     Param("refresh_per_second", float, 10.0, "live display refresh rate", low=0, low_open=True),
-    Param("threads", int, 0, "CPU threads for torch and BLAS (0: automatic, one per sweep "
-          "worker, chosen by problem size for a single run)", low=0),
-    Param("max_pending_mb", float, 256.0,
-          "force a save when the unsaved trace exceeds this size (MiB)", low=0, low_open=True),
+    Param(
+        "threads",
+        int,
+        0,
+        "CPU threads for torch and BLAS (0: automatic, one per sweep "
+        "worker, chosen by problem size for a single run)",
+        low=0,
+    ),
+    Param(
+        "max_pending_mb",
+        float,
+        256.0,
+        "force a save when the unsaved trace exceeds this size (MiB)",
+        low=0,
+        low_open=True,
+    ),
 )
 
 TOP_LEVEL_KEYS = (
-    "experiment", "seed", "notes", "model", "data", "init", "algorithm",
-    "stoppers", "loggers", "savers", "run", "sweep",
+    "experiment",
+    "seed",
+    "notes",
+    "model",
+    "data",
+    "init",
+    "algorithm",
+    "stoppers",
+    "loggers",
+    "savers",
+    "run",
+    "sweep",
 )
 
 

@@ -85,15 +85,18 @@ class Display:
         if self.mode == "live" and self._progress is not None:
             kwargs = {"step": step, "loss": f"{loss:.4e}", "rate": f"{rate:,.1f}"}
             if fraction is not None:
-                self._progress.update(self._task, total=1.0, completed=min(fraction, 1.0),
-                                      **kwargs)
+                self._progress.update(self._task, total=1.0, completed=min(fraction, 1.0), **kwargs)
             else:
                 self._progress.update(self._task, **kwargs)
         elif self.mode == "plain" and (force or now - self._last_plain >= self.plain_every):
             self._last_plain = now
             pct = "" if fraction is None else f" {100 * min(fraction, 1.0):5.1f}%"
-            print(f"[{self.title}]{pct} step {step} loss {loss:.4e} "
-                  f"{rate:,.1f} steps/s elapsed {elapsed:.1f}s", file=sys.stderr, flush=True)
+            print(
+                f"[{self.title}]{pct} step {step} loss {loss:.4e} "
+                f"{rate:,.1f} steps/s elapsed {elapsed:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def stop(self):
         if self._progress is not None:

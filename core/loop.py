@@ -41,8 +41,16 @@ __all__ = [
 ]
 
 
-def prepare_run(config, source="", registry=None, runs_dir=None, config_path=None,
-                path=None, display=None, threads=None):
+def prepare_run(
+    config,
+    source="",
+    registry=None,
+    runs_dir=None,
+    config_path=None,
+    path=None,
+    display=None,
+    threads=None,
+):
     """Create a run directory for a resolved config, ready to execute.
 
     The problem is built first (a data set that fails leaves no folder); then the
@@ -78,10 +86,20 @@ def prepare_run(config, source="", registry=None, runs_dir=None, config_path=Non
     """
     registry = registry or _default_registry()
     problem, arrays = build_problem(config, registry)
-    store, meta, lock = create_run_folder(config, source, arrays, problem, runs_dir,
-                                          config_path, path)
-    return Execution(store, config, registry, problem, meta, checkpoint=None, display=display,
-                     lock=lock, threads=threads)
+    store, meta, lock = create_run_folder(
+        config, source, arrays, problem, runs_dir, config_path, path
+    )
+    return Execution(
+        store,
+        config,
+        registry,
+        problem,
+        meta,
+        checkpoint=None,
+        display=display,
+        lock=lock,
+        threads=threads,
+    )
 
 
 def prepare_resume(path, registry=None, overrides=(), display=None, threads=None, lock=None):
@@ -97,9 +115,17 @@ def prepare_resume(path, registry=None, overrides=(), display=None, threads=None
     """
     registry = registry or _default_registry()
     reopened = reopen_run_folder(path, registry, overrides, lock=lock)
-    execution = Execution(reopened.store, reopened.config, registry, reopened.problem,
-                          reopened.meta, checkpoint=reopened.checkpoint, display=display,
-                          lock=reopened.lock, threads=threads)
+    execution = Execution(
+        reopened.store,
+        reopened.config,
+        registry,
+        reopened.problem,
+        reopened.meta,
+        checkpoint=reopened.checkpoint,
+        display=display,
+        lock=reopened.lock,
+        threads=threads,
+    )
     if reopened.changes:
         atomic_write_json(reopened.store.path / "config.json", reopened.config)
     reopened.store.write_meta(reopened.meta)
@@ -164,8 +190,18 @@ class Execution:
     set up so far are closed) before it is raised.
     """
 
-    def __init__(self, store, config, registry, problem, meta, checkpoint, display=None,
-                 lock=None, threads=None):
+    def __init__(
+        self,
+        store,
+        config,
+        registry,
+        problem,
+        meta,
+        checkpoint,
+        display=None,
+        lock=None,
+        threads=None,
+    ):
         self.store, self.config, self.meta, self.lock = store, config, meta, lock
         self.loggers = []
         self.ended = False
@@ -181,14 +217,18 @@ class Execution:
 
     def _setup(self, config, registry, problem, checkpoint, display, threads):
         run_cfg = config["run"]
-        self.threads = resolve_threads(run_cfg["threads"] or threads or 0, problem,
-                                       worker=bool(threads))
+        self.threads = resolve_threads(
+            run_cfg["threads"] or threads or 0, problem, worker=bool(threads)
+        )
         self.meta["threads"] = self.threads
         with limit_threads(self.threads):
             self._build(config, registry, problem, checkpoint)
         self.keep_checkpoint = any(s.checkpoint for s in self.savers) or not self.savers
-        self.display = Display(display or run_cfg["display"], title=config["experiment"],
-                               refresh_per_second=run_cfg["refresh_per_second"])
+        self.display = Display(
+            display or run_cfg["display"],
+            title=config["experiment"],
+            refresh_per_second=run_cfg["refresh_per_second"],
+        )
         self.status = self.reason = self.error = None
 
     def _build(self, config, registry, problem, checkpoint):
@@ -213,9 +253,16 @@ class Execution:
             algorithm.load_state_dict(checkpoint["algorithm"])
             step, self.elapsed_before = loop_state["step"], loop_state["elapsed"]
         self.start_step = step
-        self.ctx = LoopContext(step=step, elapsed=self.elapsed_before, loss=algorithm.loss(),
-                               algorithm=algorithm, problem=problem, trace=self.trace,
-                               registry=registry, run_dir=self.store.path)
+        self.ctx = LoopContext(
+            step=step,
+            elapsed=self.elapsed_before,
+            loss=algorithm.loss(),
+            algorithm=algorithm,
+            problem=problem,
+            trace=self.trace,
+            registry=registry,
+            run_dir=self.store.path,
+        )
         for logger in loggers:
             logger.setup(self.ctx)
             self.loggers.append(logger)
@@ -258,14 +305,23 @@ class Execution:
         ctx = self.ctx
         self.trace.flush()
         if self.keep_checkpoint:
-            self.store.write_checkpoint({
-                "loop": {"step": ctx.step, "elapsed": ctx.elapsed,
-                         "n_chunks": self.trace.next_chunk},
-                "algorithm": self.algorithm.state_dict(),
-                "loggers": [lg.state_dict() for lg in self.loggers],
-            })
-        self.meta.update(steps=ctx.step, wall_time=ctx.elapsed, heartbeat=iso(utc_now()),
-                         final_loss=_finite_or_none(ctx.loss))
+            self.store.write_checkpoint(
+                {
+                    "loop": {
+                        "step": ctx.step,
+                        "elapsed": ctx.elapsed,
+                        "n_chunks": self.trace.next_chunk,
+                    },
+                    "algorithm": self.algorithm.state_dict(),
+                    "loggers": [lg.state_dict() for lg in self.loggers],
+                }
+            )
+        self.meta.update(
+            steps=ctx.step,
+            wall_time=ctx.elapsed,
+            heartbeat=iso(utc_now()),
+            final_loss=_finite_or_none(ctx.loss),
+        )
         if not final:
             self.store.write_meta(self.meta)
         self.last_save = (time.perf_counter(), ctx.step)
@@ -344,8 +400,11 @@ class Execution:
     def _forget_idle_resume(self):
         """A resume that made no step and changed nothing leaves no entry in meta."""
         resumes = self.meta.get("resumes") or []
-        if not self.fresh and resumes and self.ctx.step == self.start_step and (
-            not resumes[-1].get("changes")
+        if (
+            not self.fresh
+            and resumes
+            and self.ctx.step == self.start_step
+            and (not resumes[-1].get("changes"))
         ):
             resumes.pop()
 
@@ -372,8 +431,10 @@ def execute(executions):
     executions = list(executions)
     classes = {type(ex.algorithm) for ex in executions}
     if len(classes) > 1:
-        raise ValueError("executions run together must share one algorithm class; got "
-                         + ", ".join(sorted(c.__name__ for c in classes)))
+        raise ValueError(
+            "executions run together must share one algorithm class; got "
+            + ", ".join(sorted(c.__name__ for c in classes))
+        )
     active = []
     threads = max((ex.threads for ex in executions), default=1)
     with StopSignals() as signals, limit_threads(threads):
@@ -402,8 +463,13 @@ def execute(executions):
             interrupt = isinstance(exc, KeyboardInterrupt)
             for ex in executions:
                 if not ex.ended:
-                    ex.end(*(("interrupted", "SIGINT") if interrupt else
-                             ("failed", describe_error(exc), exc)))
+                    ex.end(
+                        *(
+                            ("interrupted", "SIGINT")
+                            if interrupt
+                            else ("failed", describe_error(exc), exc)
+                        )
+                    )
             if not interrupt:
                 raise
     return [ex.status for ex in executions]
@@ -426,4 +492,3 @@ def _advanced(execution):
 
 def _finite_or_none(x):
     return float(x) if x is not None and math.isfinite(x) else None
-

@@ -102,15 +102,12 @@ class Param:
         value = _coerce(value, self.type, self.item_type, bad)
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f"{key} must be {self.allowed()}; got {value!r}"
-                + did_you_mean(value, self.choices)
+                f"{key} must be {self.allowed()}; got {value!r}" + did_you_mean(value, self.choices)
             )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and math.isnan(value):
                 raise bad
-            if self.low is not None and (
-                value < self.low or (self.low_open and value == self.low)
-            ):
+            if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
                 raise bad
             if self.high is not None and (
                 value > self.high or (self.high_open and value == self.high)

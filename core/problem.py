@@ -71,8 +71,9 @@ def build_problem(config, registry, arrays=None):
         if data.Y.ndim == 2 and a0.ndim == 1:
             a0 = a0[:, None]
         arrays = {**data.arrays(), "W0": W0, "a0": a0, "bias": np.array(bias)}
-    problem = problem_from_arrays(config, arrays, rng_algo, registry,
-                                  bias=bool(arrays.get("bias", bias)))
+    problem = problem_from_arrays(
+        config, arrays, rng_algo, registry, bias=bool(arrays.get("bias", bias))
+    )
     return problem, arrays
 
 

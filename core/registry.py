@@ -180,9 +180,16 @@ class Registry:
                     continue
                 for cls in classes:
                     if not (isinstance(cls, type) and issubclass(cls, kind.base)):
-                        self.failures.append((impl.plugin_name, provider, (
-                            f"{kind.hook} returned {cls!r}, not a subclass of "
-                            f"{kind.base.__module__}.{kind.base.__name__}")))
+                        self.failures.append(
+                            (
+                                impl.plugin_name,
+                                provider,
+                                (
+                                    f"{kind.hook} returned {cls!r}, not a subclass of "
+                                    f"{kind.base.__module__}.{kind.base.__name__}"
+                                ),
+                            )
+                        )
                         continue
                     entry = Entry(kind.name, cls.name, cls, provider, version, impl.plugin_name)
                     self._add(entry)

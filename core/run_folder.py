@@ -61,8 +61,7 @@ def _run_lock(path):
     return FolderLock(Path(path) / RUN_LOCK, f"run {path}")
 
 
-def create_run_folder(config, source, arrays, problem, runs_dir=None, config_path=None,
-                      path=None):
+def create_run_folder(config, source, arrays, problem, runs_dir=None, config_path=None, path=None):
     """Make a new run's folder, locked, with its config, meta and problem.
 
     Parameters
@@ -92,8 +91,9 @@ def create_run_folder(config, source, arrays, problem, runs_dir=None, config_pat
         store = RunStore.create_at(path)
     else:
         runs_dir = runs_dir or config["run"]["runs_dir"]
-        store = RunStore.create(runs_dir, config["experiment"],
-                                now.strftime("%Y%m%dT%H%M%SZ"), os.urandom(3).hex())
+        store = RunStore.create(
+            runs_dir, config["experiment"], now.strftime("%Y%m%dT%H%M%SZ"), os.urandom(3).hex()
+        )
     lock = _run_lock(store.path).acquire()
     try:
         atomic_write_bytes(store.path / "config.py", source.encode())
@@ -141,8 +141,9 @@ def _refuse_live(path, meta, had_lock):
         return  # with run.lock, holding it is the proof that nobody else writes
     pid = meta.get("pid")
     if pid != os.getpid() and pid_alive(pid):
-        raise RunStoreError(f"run {path} is still running (pid {pid}); wait for it to end "
-                            "or stop it first")
+        raise RunStoreError(
+            f"run {path} is still running (pid {pid}); wait for it to end or stop it first"
+        )
 
 
 class Reopened:
@@ -193,8 +194,9 @@ def reopen_run_folder(path, registry, overrides=(), lock=None):
         lock_path = path / RUN_LOCK
         had_lock = lock_path.exists()
         if had_lock and is_locked(lock_path):
-            raise RunStoreError(f"run {path} is in use by another process; wait for it to "
-                                "end or stop it first")
+            raise RunStoreError(
+                f"run {path} is in use by another process; wait for it to end or stop it first"
+            )
         _refuse_live(path, meta, had_lock)
         lock = _run_lock(path).acquire()
     try:
@@ -208,19 +210,24 @@ def reopen_run_folder(path, registry, overrides=(), lock=None):
             config = new
         problem_path = path / "problem.npz"
         if not problem_path.is_file():
-            raise RunStoreError(f"run {path} has no problem.npz (its set-up failed before the "
-                                "problem was saved); it cannot be resumed: start a new run")
+            raise RunStoreError(
+                f"run {path} has no problem.npz (its set-up failed before the "
+                "problem was saved); it cannot be resumed: start a new run"
+            )
         problem, _ = build_problem(config, registry, arrays=load_npz(problem_path))
         checkpoint = store.read_checkpoint()
         _verify_trace(store, checkpoint)
     except BaseException:
         lock.release()
         raise
-    meta.update(status="running", reason=None, ended=None, pid=os.getpid(),
-                host=socket.gethostname())
-    entry = {"at": iso(utc_now()),
-             "from_step": checkpoint["loop"]["step"] if checkpoint else 0,
-             "overrides": list(overrides)}
+    meta.update(
+        status="running", reason=None, ended=None, pid=os.getpid(), host=socket.gethostname()
+    )
+    entry = {
+        "at": iso(utc_now()),
+        "from_step": checkpoint["loop"]["step"] if checkpoint else 0,
+        "overrides": list(overrides),
+    }
     if changes:
         entry["changes"] = changes
     meta.setdefault("resumes", []).append(entry)
@@ -273,12 +280,12 @@ def check_resume_changes(old, new, registry):
             continue
         if parts[0] == "algorithm" and len(parts) > 1 and parts[1] in safe:
             continue
-        hint = (f" (resume-safe parameters of {algorithm}: {', '.join(sorted(safe))})"
-                if safe else "")
+        hint = (
+            f" (resume-safe parameters of {algorithm}: {', '.join(sorted(safe))})" if safe else ""
+        )
         raise ConfigError(
             f"--resume cannot change {key} ({before!r} -> {after!r}): it would contradict the "
             f"run's problem or saved state; a resume may change stoppers, loggers, savers, "
             f"{', '.join(RESUME_SAFE_KEYS)}{hint}. Start a new run with the changed config"
         )
     return changes
-

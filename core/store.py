@@ -345,8 +345,13 @@ _MAX_CHUNKS = 10**7  # far beyond any run (one file per stream and flush); guard
 
 
 def _valid_stream(name):
-    return isinstance(name, str) and bool(name) and "." not in name and "/" not in name \
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "." not in name
+        and "/" not in name
         and "\0" not in name
+    )
 
 
 def _chunk_name(stream, index):
@@ -462,8 +467,10 @@ _READ_ADVICE = "the trace is incomplete: restore the file from a copy, or rerun 
 
 def _resume_advice(trace_dir):
     checkpoint = Path(trace_dir).parent / "checkpoint.npz"
-    return (f"the run cannot be resumed whole: restore the file from a copy, or delete "
-            f"{_show(checkpoint)} to rerun it from step 0")
+    return (
+        f"the run cannot be resumed whole: restore the file from a copy, or delete "
+        f"{_show(checkpoint)} to rerun it from step 0"
+    )
 
 
 def _check_chunk(path, advice):
@@ -484,8 +491,10 @@ def _check_chunk(path, advice):
                         continue
                     expected = member.tell() + int(np.prod(shape)) * dtype.itemsize
                     if info.file_size != expected:
-                        raise ValueError(f"{info.filename} holds {info.file_size} bytes, "
-                                         f"its header says {expected}")
+                        raise ValueError(
+                            f"{info.filename} holds {info.file_size} bytes, "
+                            f"its header says {expected}"
+                        )
     except PermissionError as exc:
         raise RunStoreError(f"cannot read trace chunk {_show(path)}: {_describe(exc)}") from None
     except _READ_ERRORS as exc:
@@ -550,8 +559,10 @@ class TraceWriter:
         try:
             self.trace_dir.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise RunStoreError(f"{_show(self.trace_dir)} is not a directory; move it away "
-                                "(a run's trace is a folder)") from None
+            raise RunStoreError(
+                f"{_show(self.trace_dir)} is not a directory; move it away "
+                "(a run's trace is a folder)"
+            ) from None
         self.next_chunk = next_chunk
         self._blocks = {}
         self.pending_bytes = 0
@@ -591,10 +602,14 @@ class TraceWriter:
 
     def _write_manifest(self):
         n_chunks, streams = self._listed
-        obj = {"format": _MANIFEST_FORMAT, "n_chunks": n_chunks,
-               "streams": {s: _to_ranges(ix) for s, ix in sorted(streams.items())}}
-        atomic_write_bytes(self.trace_dir / MANIFEST,
-                           (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+        obj = {
+            "format": _MANIFEST_FORMAT,
+            "n_chunks": n_chunks,
+            "streams": {s: _to_ranges(ix) for s, ix in sorted(streams.items())},
+        }
+        atomic_write_bytes(
+            self.trace_dir / MANIFEST, (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        )
 
     def flush(self):
         """Write every non-empty stream as chunk ``next_chunk``; return whether any.
@@ -715,15 +730,18 @@ def _create_error(path, exc):
     """RunStoreError for a run directory ``path`` that could not be made."""
     head = f"cannot create the run directory {_show(path)}"
     if isinstance(exc, ValueError):
-        return RunStoreError(f"{head}: the name holds a NUL character; choose another "
-                             "experiment name")
+        return RunStoreError(
+            f"{head}: the name holds a NUL character; choose another experiment name"
+        )
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
         if os.path.lexists(path):
             return RunStoreError(f"run directory already exists: {_show(path)}")
         blocker = _not_a_folder(path)
         if blocker is not None:
-            return RunStoreError(f"{head}: {_show(blocker)} is not a directory; choose "
-                                 "another runs directory (--runs-dir, run.runs_dir)")
+            return RunStoreError(
+                f"{head}: {_show(blocker)} is not a directory; choose "
+                "another runs directory (--runs-dir, run.runs_dir)"
+            )
     if exc.errno == errno.ENAMETOOLONG:
         advice = "choose a shorter experiment name"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -833,8 +851,7 @@ class RunStore:
             return None
         state = load_state(self.checkpoint_path, _CHECKPOINT_ADVICE)
         if not isinstance(state, dict) or not isinstance(state.get("loop"), dict):
-            raise _corrupt(self.checkpoint_path, ValueError("no loop state"),
-                           _CHECKPOINT_ADVICE)
+            raise _corrupt(self.checkpoint_path, ValueError("no loop state"), _CHECKPOINT_ADVICE)
         return state
 
 
@@ -965,8 +982,7 @@ class Run:
 
     @property
     def problem(self):
-        return self._lazy("problem",
-                          lambda: load_npz(self.path / "problem.npz", _PROBLEM_ADVICE))
+        return self._lazy("problem", lambda: load_npz(self.path / "problem.npz", _PROBLEM_ADVICE))
 
     @property
     def bias(self):

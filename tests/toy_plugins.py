@@ -102,8 +102,14 @@ class ToySGD(Algorithm):
         return {"grad_norm": float(np.sqrt(np.sum(gW**2) + np.sum(ga**2)))}
 
     def state_dict(self):
-        return {"W": self.W, "a": self.a, "vW": self.vW, "va": self.va, "t": self.t,
-                "rng": self.rng.bit_generator.state}
+        return {
+            "W": self.W,
+            "a": self.a,
+            "vW": self.vW,
+            "va": self.va,
+            "t": self.t,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state):
         self.W, self.a = state["W"].copy(), state["a"].copy()

@@ -38,8 +38,7 @@ COMMON_PARAMS = (
         "sgd: plain GD; momentum: heavy ball (torch's SGD momentum); adamw: torch's AdamW",
         choices=OPTIMIZERS,
     ),
-    Param("lr", float, 0.01, "learning rate (step size)", low=0, low_open=True,
-          resume_safe=True),
+    Param("lr", float, 0.01, "learning rate (step size)", low=0, low_open=True, resume_safe=True),
     Param(
         "momentum",
         float,

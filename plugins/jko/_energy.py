@@ -24,7 +24,6 @@ an optional weight decay (linear in ``p``: a mass at ``w_j`` costs
 Everything the JKO solvers need of ``F`` is here, written once.
 """
 
-
 import numpy as np
 
 from core import model

@@ -58,7 +58,6 @@ R. Jordan, D. Kinderlehrer, F. Otto, "The variational formulation of the
 Fokker-Planck equation", SIAM J. Math. Anal. 29(1), 1998.
 """
 
-
 import numpy as np
 
 from core.components import Algorithm
@@ -120,8 +119,18 @@ def _rel_err(log_x, target, norm):
         return float(np.linalg.norm(np.exp(log_x) - target) / norm)
 
 
-def entropic_jko_step(log_q, kernel, prox, energy, sigma, tol=1e-6, max_inner=10,
-                      log_domain=True, masses="prox", log=False):
+def entropic_jko_step(
+    log_q,
+    kernel,
+    prox,
+    energy,
+    sigma,
+    tol=1e-6,
+    max_inner=10,
+    log_domain=True,
+    masses="prox",
+    log=False,
+):
     r"""One entropic JKO step: Peyré's iterations from ``a = b = 1``.
 
     Parameters
@@ -168,8 +177,9 @@ def entropic_jko_step(log_q, kernel, prox, energy, sigma, tol=1e-6, max_inner=10
     q_norm = float(np.linalg.norm(q)) or 1.0
     log_b = np.zeros_like(log_q)
     log_Kb = op(log_b)
-    rows = {k: [] for k in ("violation", "err_col", "err_row", "F", "mass", "prox_iters",
-                            "prox_kkt")}
+    rows = {
+        k: [] for k in ("violation", "err_col", "err_row", "F", "mass", "prox_iters", "prox_kkt")
+    }
     warm, violation, log_a = None, np.inf, np.zeros_like(log_q)
     p, log_p = q, log_q
     for _ in range(max_inner):
@@ -182,10 +192,15 @@ def entropic_jko_step(log_q, kernel, prox, energy, sigma, tol=1e-6, max_inner=10
         log_Kb = op(log_b)
         err_row = _rel_err(log_a + log_Kb, p, q_norm)
         violation = max(err_col, err_row)
-        for key, value in (("violation", violation), ("err_col", err_col),
-                           ("err_row", err_row), ("F", energy.value(p)),
-                           ("mass", float(np.sum(p))), ("prox_iters", result.n_iter),
-                           ("prox_kkt", result.kkt)):
+        for key, value in (
+            ("violation", violation),
+            ("err_col", err_col),
+            ("err_row", err_row),
+            ("F", energy.value(p)),
+            ("mass", float(np.sum(p))),
+            ("prox_iters", result.n_iter),
+            ("prox_kkt", result.kkt),
+        ):
             rows[key].append(value)
         if violation < tol:
             break
@@ -194,10 +209,21 @@ def entropic_jko_step(log_q, kernel, prox, energy, sigma, tol=1e-6, max_inner=10
         p = np.exp(log_p)
     if not log:
         return p, log_p
-    records = {k: np.asarray(v, dtype=np.int64 if k == "prox_iters" else np.float64)
-               for k, v in rows.items()}
-    return p, log_p, {"records": records, "n_inner": len(rows["F"]),
-                      "violation": violation, "log_a": log_a, "log_b": log_b}
+    records = {
+        k: np.asarray(v, dtype=np.int64 if k == "prox_iters" else np.float64)
+        for k, v in rows.items()
+    }
+    return (
+        p,
+        log_p,
+        {
+            "records": records,
+            "n_inner": len(rows["F"]),
+            "violation": violation,
+            "log_a": log_a,
+            "log_b": log_b,
+        },
+    )
 
 
 class JKO(Algorithm):
@@ -215,26 +241,79 @@ class JKO(Algorithm):
 
     name = "jko"
     params = (
-        Param("tau", float, 0.3, "JKO time step tau (Peyre's; Gradient-Work's tau_GW "
-              "converts as tau = gamma^2 / tau_GW)", low=0, low_open=True, resume_safe=True),
-        Param("gamma", float, 0.01, "entropic regularisation, in units of squared "
-              "position distance (kernel exp(-|w-w'|^2/gamma))", low=0, low_open=True),
-        Param("proxf", str, "scipy", "KL prox solver (a prox plugin: scipy, cvxpy, torch)",
-              plugin_kind="prox"),
-        Param("prox_options", dict, {}, "parameters of the prox plugin (see --help-plugin)",
-              options_of="proxf"),
-        Param("inner_tol", float, 1e-6, "tolerance on the relative marginal errors", low=0,
-              resume_safe=True),
-        Param("max_inner", int, 10, "most Sinkhorn-like iterations per step (Gradient-Work's "
-              "interiter)", low=1, resume_safe=True),
-        Param("masses", str, "prox", "new masses: the last prox point (Gradient-Work), or "
-              "the row marginal of the feasible coupling (mass per sign conserved exactly; "
-              "needs converged inner iterations)", choices=("prox", "coupling")),
+        Param(
+            "tau",
+            float,
+            0.3,
+            "JKO time step tau (Peyre's; Gradient-Work's tau_GW "
+            "converts as tau = gamma^2 / tau_GW)",
+            low=0,
+            low_open=True,
+            resume_safe=True,
+        ),
+        Param(
+            "gamma",
+            float,
+            0.01,
+            "entropic regularisation, in units of squared "
+            "position distance (kernel exp(-|w-w'|^2/gamma))",
+            low=0,
+            low_open=True,
+        ),
+        Param(
+            "proxf",
+            str,
+            "scipy",
+            "KL prox solver (a prox plugin: scipy, cvxpy, torch)",
+            plugin_kind="prox",
+        ),
+        Param(
+            "prox_options",
+            dict,
+            {},
+            "parameters of the prox plugin (see --help-plugin)",
+            options_of="proxf",
+        ),
+        Param(
+            "inner_tol",
+            float,
+            1e-6,
+            "tolerance on the relative marginal errors",
+            low=0,
+            resume_safe=True,
+        ),
+        Param(
+            "max_inner",
+            int,
+            10,
+            "most Sinkhorn-like iterations per step (Gradient-Work's interiter)",
+            low=1,
+            resume_safe=True,
+        ),
+        Param(
+            "masses",
+            str,
+            "prox",
+            "new masses: the last prox point (Gradient-Work), or "
+            "the row marginal of the feasible coupling (mass per sign conserved exactly; "
+            "needs converged inner iterations)",
+            choices=("prox", "coupling"),
+        ),
         Param("log_domain", bool, True, "stabilised log-domain scalings and kernel products"),
-        Param("kernel", str, "auto", "kernel products: separable on a regular grid, dense, "
-              "or auto", choices=("auto", "separable", "dense")),
-        Param("couple_signs", bool, False, "one kernel over both signs (Gradient-Work); "
-              "default: no transport between positive and negative mass"),
+        Param(
+            "kernel",
+            str,
+            "auto",
+            "kernel products: separable on a regular grid, dense, or auto",
+            choices=("auto", "separable", "dense"),
+        ),
+        Param(
+            "couple_signs",
+            bool,
+            False,
+            "one kernel over both signs (Gradient-Work); "
+            "default: no transport between positive and negative mass",
+        ),
         Param("weight_decay", float, 0.0, "lambda in F + lambda sum_j p_j |w_j|^2", low=0),
     )
 
@@ -243,8 +322,11 @@ class JKO(Algorithm):
         self.measure = measure_from_problem(problem, owner="algorithm (jko)")
         self.energy = energy_from_problem(problem, self.measure, self.weight_decay)
         s = self.measure.s
-        groups = [np.arange(len(s))] if self.couple_signs else [
-            np.flatnonzero(s > 0), np.flatnonzero(s < 0)]
+        groups = (
+            [np.arange(len(s))]
+            if self.couple_signs
+            else [np.flatnonzero(s > 0), np.flatnonzero(s < 0)]
+        )
         self.kernel_ = make_kernel(self.measure.W, self.gamma, groups, self.kernel)
         self.prox_ = build_prox(self.proxf, self.prox_options, registry=problem.registry)
         self.sigma = self.tau / self.gamma
@@ -261,9 +343,16 @@ class JKO(Algorithm):
 
     def step(self):
         p, log_p, info = entropic_jko_step(
-            self.log_p, self.kernel_, self.prox_, self.energy, self.sigma,
-            tol=self.inner_tol, max_inner=self.max_inner, log_domain=self.log_domain,
-            masses=self.masses, log=True,
+            self.log_p,
+            self.kernel_,
+            self.prox_,
+            self.energy,
+            self.sigma,
+            tol=self.inner_tol,
+            max_inner=self.max_inner,
+            log_domain=self.log_domain,
+            masses=self.masses,
+            log=True,
         )
         self.log_p = log_p
         self.n_steps += 1
@@ -294,12 +383,15 @@ class JKO(Algorithm):
     def records(self):
         if self._records is None:
             return None
-        return {"violation": self._records["violation"], "F": self._records["F"],
-                "mass": self._records["mass"], "prox_iters": self._records["prox_iters"]}
+        return {
+            "violation": self._records["violation"],
+            "F": self._records["F"],
+            "mass": self._records["mass"],
+            "prox_iters": self._records["prox_iters"],
+        }
 
     def state_dict(self):
-        return {"log_p": self.log_p.copy(), "n_steps": self.n_steps,
-                "last": dict(self._last)}
+        return {"log_p": self.log_p.copy(), "n_steps": self.n_steps, "last": dict(self._last)}
 
     def load_state_dict(self, state):
         self.log_p = np.array(state["log_p"], dtype=np.float64)

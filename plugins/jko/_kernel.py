@@ -121,7 +121,7 @@ def log_matmul(U, L, K, block=1 << 20):
         rows, cols = np.nonzero(bad.reshape(V2.shape))
         step = max(1, block // U.shape[-1])
         for start in range(0, rows.size, step):
-            r, c = rows[start:start + step], cols[start:start + step]
+            r, c = rows[start : start + step], cols[start : start + step]
             V2[r, c] = logsumexp(U2[r] + L[c])
         V = V2.reshape(V.shape)
     return V
@@ -332,7 +332,7 @@ class SeparableKernel:
             return np.log(total) + shift
 
     def _gather(self, V):
-        lead = V.shape[:V.ndim - len(self.shape)]
+        lead = V.shape[: V.ndim - len(self.shape)]
         flat = V.reshape(lead + (-1,))
         return flat if self._identity else flat[..., self.grid.index]
 
@@ -467,8 +467,9 @@ def make_kernel(points, gamma, groups=None, kind="auto"):
             continue
         g = np.asarray(g, dtype=np.int64)
         sub = points[:, g]
-        kernel = next((k for P, k in built if P.shape == sub.shape and np.array_equal(P, sub)),
-                      None)
+        kernel = next(
+            (k for P, k in built if P.shape == sub.shape and np.array_equal(P, sub)), None
+        )
         if kernel is None:
             kernel = _build_one(sub, gamma, kind)
             built.append((sub, kernel))

@@ -67,8 +67,7 @@ class JKOMass(Plot):
         snaps = run.snapshots
         grid = _grid_of(run)
         count = len(snaps)
-        chosen = np.unique(np.linspace(0, count - 1, min(self.columns, count)).round()
-                           .astype(int))
+        chosen = np.unique(np.linspace(0, count - 1, min(self.columns, count)).round().astype(int))
         P, A = snaps["p"], snaps["a"]
         A = A[..., 0] if A.ndim == 3 else A
         rows = (("positive", A[chosen[0]] >= 0), ("negative", A[chosen[0]] < 0))
@@ -85,9 +84,16 @@ class JKOMass(Plot):
             image = None
             for col, (i, mass) in enumerate(zip(chosen, maps[label])):
                 ax = axes[r, col]
-                image = ax.imshow(mass.T, origin="lower", extent=(x0, x1, y0, y1),
-                                  aspect="auto", cmap="Reds" if r == 0 else "Blues",
-                                  vmin=0.0, vmax=vmax, interpolation="nearest")
+                image = ax.imshow(
+                    mass.T,
+                    origin="lower",
+                    extent=(x0, x1, y0, y1),
+                    aspect="auto",
+                    cmap="Reds" if r == 0 else "Blues",
+                    vmin=0.0,
+                    vmax=vmax,
+                    interpolation="nearest",
+                )
                 if r == 0:
                     ax.set_title(f"step {int(snaps.steps[i])}")
                 if r == 1:

@@ -96,8 +96,9 @@ def prox_objective(energy, log_q, sigma, p):
 
     q = np.exp(log_q)
     finite = np.isfinite(log_q)
-    kl = np.sum(xlogy(p, p)[finite] - (p * np.where(finite, log_q, 0.0))[finite]
-                - p[finite] + q[finite])
+    kl = np.sum(
+        xlogy(p, p)[finite] - (p * np.where(finite, log_q, 0.0))[finite] - p[finite] + q[finite]
+    )
     return float(sigma * energy.value(p) + kl)
 
 
@@ -137,8 +138,7 @@ class KLProx(Prox):
     """
 
     params = (
-        Param("tol", float, 1e-9, "solver tolerance (first-order residual)", low=0,
-              low_open=True),
+        Param("tol", float, 1e-9, "solver tolerance (first-order residual)", low=0, low_open=True),
         Param("max_iter", int, 1000, "most solver iterations per prox", low=1),
     )
 

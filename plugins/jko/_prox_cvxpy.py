@@ -50,10 +50,19 @@ class CvxpyProx(KLProx):
     extra = "convex"
     params = KLProx.params + (
         Param("solver", str, "CLARABEL", "cvxpy solver tried first"),
-        Param("fallback", list, ["CLARABEL", "ECOS", "SCS"],
-              "solvers tried next, in order (those installed)", item_type=str),
-        Param("accept_inaccurate", bool, True,
-              "accept the status optimal_inaccurate (recorded in info)"),
+        Param(
+            "fallback",
+            list,
+            ["CLARABEL", "ECOS", "SCS"],
+            "solvers tried next, in order (those installed)",
+            item_type=str,
+        ),
+        Param(
+            "accept_inaccurate",
+            bool,
+            True,
+            "accept the status optimal_inaccurate (recorded in info)",
+        ),
     )
 
     def __init__(self, **params):
@@ -69,8 +78,7 @@ class CvxpyProx(KLProx):
         N = energy.n_positions
         p = cp.Variable(N, nonneg=True)
         log_q = cp.Parameter(N)
-        objective = (-cp.sum(cp.entr(p)) - log_q @ p - cp.sum(p)
-                     + sigma * energy.beta @ p)
+        objective = -cp.sum(cp.entr(p)) - log_q @ p - cp.sum(p) + sigma * energy.beta @ p
         if not energy.is_linear:
             objective = objective + sigma * energy.c * cp.sum_squares(energy.A @ p - energy.y)
         problem = cp.Problem(cp.Minimize(objective))
@@ -112,7 +120,11 @@ class CvxpyProx(KLProx):
                 stats = problem.solver_stats
                 n_iter = int(stats.num_iters) if stats and stats.num_iters is not None else 0
                 return ProxResult(
-                    p=p, log_p=log_p, n_iter=n_iter, converged=status == "optimal", kkt=kkt,
+                    p=p,
+                    log_p=log_p,
+                    n_iter=n_iter,
+                    converged=status == "optimal",
+                    kkt=kkt,
                     info={"solver": solver, "status": status, "tried": tried},
                 )
             tried.append(f"{solver} (status {status})")
@@ -128,8 +140,12 @@ class CvxpyProx(KLProx):
         solver = solver.upper()
         eps = max(self.tol * 1e-3, 1e-14)
         if solver == "CLARABEL":
-            return {"max_iter": self.max_iter, "tol_gap_abs": eps, "tol_gap_rel": eps,
-                    "tol_feas": eps}
+            return {
+                "max_iter": self.max_iter,
+                "tol_gap_abs": eps,
+                "tol_gap_rel": eps,
+                "tol_feas": eps,
+            }
         if solver == "ECOS":
             return {"max_iters": self.max_iter, "abstol": eps, "reltol": eps, "feastol": eps}
         if solver == "SCS":

@@ -98,13 +98,18 @@ def lbfgsb_prox(energy, log_q, sigma, tol=1e-9, max_iter=1000, p0=None):
         return sigma * value + kl, sq * (sigma * grad + logp - log_q)
 
     res = scipy.optimize.minimize(
-        fun, z0, jac=True, method="L-BFGS-B",
+        fun,
+        z0,
+        jac=True,
+        method="L-BFGS-B",
         bounds=scipy.optimize.Bounds(0.0, np.inf),
-        options={"maxiter": max_iter, "gtol": tol * float(np.max(sq)), "ftol": 0.0,
-                 "maxcor": 20},
+        options={"maxiter": max_iter, "gtol": tol * float(np.max(sq)), "ftol": 0.0, "maxcor": 20},
     )
-    return sq * res.x, {"n_iter": int(res.nit), "status": str(res.message),
-                        "success": bool(res.success)}
+    return sq * res.x, {
+        "n_iter": int(res.nit),
+        "status": str(res.message),
+        "success": bool(res.success),
+    }
 
 
 def dual_newton_prox(energy, log_q, sigma, tol=1e-9, max_iter=100, lam0=None):
@@ -135,8 +140,12 @@ def dual_newton_prox(energy, log_q, sigma, tol=1e-9, max_iter=100, lam0=None):
     A, y, c = energy.A, energy.y, energy.c
     base = log_q - sigma * energy.beta
     if energy.is_linear:  # no quadratic term: the Gibbs reweighting, exactly
-        return np.exp(base), base, np.zeros(A.shape[0]), {
-            "n_iter": 0, "residual": 0.0, "success": True}
+        return (
+            np.exp(base),
+            base,
+            np.zeros(A.shape[0]),
+            {"n_iter": 0, "residual": 0.0, "success": True},
+        )
     rho = 1.0 / (2.0 * sigma * c)  # weight of the dual's quadratic term
     lam = np.zeros(A.shape[0]) if lam0 is None else np.array(lam0, dtype=np.float64)
 
@@ -193,24 +202,41 @@ class ScipyProx(KLProx):
 
     name = "scipy"
     params = KLProx.params + (
-        Param("formulation", str, "dual",
-              "dual: Newton on the n-dimensional Fenchel dual (fast, exact); primal: "
-              "L-BFGS-B on p >= 0 preconditioned by sqrt(q)", choices=("dual", "primal")),
+        Param(
+            "formulation",
+            str,
+            "dual",
+            "dual: Newton on the n-dimensional Fenchel dual (fast, exact); primal: "
+            "L-BFGS-B on p >= 0 preconditioned by sqrt(q)",
+            choices=("dual", "primal"),
+        ),
     )
 
     def _solve(self, energy, log_q, sigma, warm):
         if self.formulation == "dual":
             lam0 = warm if warm is not None and len(warm) == energy.A.shape[0] else None
-            p, log_p, lam, info = dual_newton_prox(energy, log_q, sigma, self.tol,
-                                                   self.max_iter, lam0)
-            return ProxResult(p=p, log_p=log_p, n_iter=info["n_iter"],
-                              converged=info["success"],
-                              kkt=kkt_residual(energy, log_q, sigma, p, log_p), warm=lam,
-                              info={"formulation": "dual", "residual": info["residual"]})
+            p, log_p, lam, info = dual_newton_prox(
+                energy, log_q, sigma, self.tol, self.max_iter, lam0
+            )
+            return ProxResult(
+                p=p,
+                log_p=log_p,
+                n_iter=info["n_iter"],
+                converged=info["success"],
+                kkt=kkt_residual(energy, log_q, sigma, p, log_p),
+                warm=lam,
+                info={"formulation": "dual", "residual": info["residual"]},
+            )
         p0 = warm if warm is not None and len(warm) == len(log_q) else None
         p, info = lbfgsb_prox(energy, log_q, sigma, self.tol, self.max_iter, p0)
         p, log_p = self._finish(energy, log_q, sigma, p)
         kkt = kkt_residual(energy, log_q, sigma, p, log_p)
-        return ProxResult(p=p, log_p=log_p, n_iter=info["n_iter"],
-                          converged=info["success"] or kkt <= self.tol, kkt=kkt, warm=p,
-                          info={"formulation": "primal", "status": info["status"]})
+        return ProxResult(
+            p=p,
+            log_p=log_p,
+            n_iter=info["n_iter"],
+            converged=info["success"] or kkt <= self.tol,
+            kkt=kkt,
+            warm=p,
+            info={"formulation": "primal", "status": info["status"]},
+        )

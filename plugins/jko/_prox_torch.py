@@ -62,11 +62,21 @@ class TorchProx(KLProx):
     params = (
         KLProx.params[0],
         Param("max_iter", int, 20000, "most mirror-descent iterations per prox", low=1),
-        Param("gradient", str, "closed_form", "gradient of F: closed form or torch autograd",
-              choices=("closed_form", "autograd")),
+        Param(
+            "gradient",
+            str,
+            "closed_form",
+            "gradient of F: closed form or torch autograd",
+            choices=("closed_form", "autograd"),
+        ),
         Param("device", str, "cpu", "torch device", choices=("cpu", "cuda")),
-        Param("accelerate", bool, True, "Nesterov extrapolation of the log-masses with "
-              "adaptive restart (plain mirror descent when false)"),
+        Param(
+            "accelerate",
+            bool,
+            True,
+            "Nesterov extrapolation of the log-masses with "
+            "adaptive restart (plain mirror descent when false)",
+        ),
     )
 
     def __init__(self, **params):
@@ -81,10 +91,11 @@ class TorchProx(KLProx):
         key = id(energy)
         if self._tensors is None or self._tensors[0] != key:
             dev = torch.device(self.device)
-            as_t = lambda x: torch.as_tensor(np.ascontiguousarray(x),  # noqa: E731
-                                             dtype=torch.float64, device=dev)
-            self._tensors = (key, energy, as_t(energy.A), as_t(energy.y),
-                             as_t(energy.beta), dev)
+
+            def as_t(x):
+                return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=dev)
+
+            self._tensors = (key, energy, as_t(energy.A), as_t(energy.y), as_t(energy.beta), dev)
         return self._tensors[2:]
 
     def _solve(self, energy, log_q, sigma, warm):
@@ -99,11 +110,13 @@ class TorchProx(KLProx):
             return c * (r @ r) + beta @ p
 
         if self.gradient == "autograd":
+
             def grad_F(p):
                 p = p.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(F(p), p)
                 return g
         else:
+
             def grad_F(p):
                 return 2.0 * c * (A.T @ (A @ p - y)) + beta
 
@@ -111,8 +124,11 @@ class TorchProx(KLProx):
             em1 = torch.expm1(x)
             return x * em1 + (x - em1)
 
-        u = lq.clone() if warm is None or len(warm) != len(log_q) else torch.as_tensor(
-            warm, dtype=torch.float64, device=dev)
+        u = (
+            lq.clone()
+            if warm is None or len(warm) != len(log_q)
+            else torch.as_tensor(warm, dtype=torch.float64, device=dev)
+        )
         p = torch.exp(u)
         u_prev, momentum = u, 0
         eta, n_iter, residual = 1.0, 0, float("inf")
@@ -151,8 +167,16 @@ class TorchProx(KLProx):
         p_np = p.cpu().numpy().astype(np.float64)
         log_p = u.cpu().numpy().astype(np.float64)
         return ProxResult(
-            p=p_np, log_p=log_p, n_iter=n_iter, converged=residual <= self.tol,
-            kkt=kkt_residual(energy, log_q, sigma, p_np, log_p), warm=log_p,
-            info={"residual": residual, "eta": eta, "device": self.device,
-                  "gradient": self.gradient},
+            p=p_np,
+            log_p=log_p,
+            n_iter=n_iter,
+            converged=residual <= self.tol,
+            kkt=kkt_residual(energy, log_q, sigma, p_np, log_p),
+            warm=log_p,
+            info={
+                "residual": residual,
+                "eta": eta,
+                "device": self.device,
+                "gradient": self.gradient,
+            },
         )

@@ -14,7 +14,8 @@ def _load(tmp_path, *overrides):
     registry = Registry(entry_points=False)
     config, source, _ = config_module.load(
         config_module.REPO_ROOT / "configs" / "width_sweep.py",
-        [f"run.runs_dir={tmp_path}", "run.display=off", *overrides], registry,
+        [f"run.runs_dir={tmp_path}", "run.display=off", *overrides],
+        registry,
     )
     return config, source, registry
 
@@ -29,7 +30,9 @@ def test_width_sweep_declares_the_documented_grid(tmp_path):
 
 def test_width_sweep_shortened_runs_and_summarises_from_the_traces(tmp_path):
     config, source, registry = _load(
-        tmp_path, "stoppers.max_steps.steps=200", "sweep.seeds=2",
+        tmp_path,
+        "stoppers.max_steps.steps=200",
+        "sweep.seeds=2",
         "sweep.grid={'model.width': [10, 640], 'data.n': [5]}",
     )
     path = run_sweep(config, source, registry, jobs=0)

@@ -15,8 +15,10 @@ from core.errors import ConfigError, PluginError, RelulabError
 def test_merge_is_deep_and_replaces_a_switched_plugin():
     base = {"algorithm": {"name": "gd", "lr": 0.1}, "model": {"width": 3, "scaling": "ntk"}}
     out = merge(base, {"model": {"width": 5}, "algorithm": {"name": "jko", "tau": 1.0}})
-    assert out == {"algorithm": {"name": "jko", "tau": 1.0},
-                   "model": {"width": 5, "scaling": "ntk"}}
+    assert out == {
+        "algorithm": {"name": "jko", "tau": 1.0},
+        "model": {"width": 5, "scaling": "ntk"},
+    }
     assert base["model"]["width"] == 3  # not modified
 
 
@@ -42,8 +44,9 @@ def test_bad_override_syntax(text):
 
 def test_apply_overrides_creates_and_removes(toy_registry, tmp_path):
     raw = toy_config(tmp_path)
-    out = apply_overrides(raw, ["stoppers.wall_time={'seconds': 5}", "stoppers.divergence=None",
-                                "algorithm.lr=1"])
+    out = apply_overrides(
+        raw, ["stoppers.wall_time={'seconds': 5}", "stoppers.divergence=None", "algorithm.lr=1"]
+    )
     resolved = resolve(out, toy_registry)
     assert resolved["stoppers"] == {"max_steps": {"steps": 200}, "wall_time": {"seconds": 5.0}}
     assert resolved["algorithm"]["lr"] == 1.0 and isinstance(resolved["algorithm"]["lr"], float)
@@ -51,9 +54,17 @@ def test_apply_overrides_creates_and_removes(toy_registry, tmp_path):
 
 def test_resolve_fills_defaults(toy_registry, tmp_path):
     resolved = resolve(toy_config(tmp_path), toy_registry)
-    assert resolved["algorithm"] == {"name": "toy_sgd", "lr": 0.01, "momentum": 0.9, "batch": 6,
-                                     "sleep": 0.0, "nan_at": -1, "raise_at": -1,
-                                     "fail_setup": False, "fail_loss": False}
+    assert resolved["algorithm"] == {
+        "name": "toy_sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "batch": 6,
+        "sleep": 0.0,
+        "nan_at": -1,
+        "raise_at": -1,
+        "fail_setup": False,
+        "fail_loss": False,
+    }
     assert resolved["model"] == {"width": 16, "scaling": "standard", "loss": "mse"}
     assert resolved["loggers"]["snapshots"] == {"every": 20, "per_decade": 0}
 
@@ -88,9 +99,11 @@ def test_validation_errors_name_key_value_and_allowed(toy_registry, tmp_path, ov
 
 def test_config_file_with_explicit_base(tmp_path):
     (tmp_path / "parent.py").write_text(
-        "config = {'experiment': 'p', 'model': {'width': 4, 'scaling': 'ntk'}}\n")
+        "config = {'experiment': 'p', 'model': {'width': 4, 'scaling': 'ntk'}}\n"
+    )
     (tmp_path / "child.py").write_text(
-        "base = 'parent.py'\nconfig = {'experiment': 'c', 'model': {'width': 8}}\n")
+        "base = 'parent.py'\nconfig = {'experiment': 'c', 'model': {'width': 8}}\n"
+    )
     config, _ = load_config_file(tmp_path / "child.py")
     assert config == {"experiment": "c", "model": {"width": 8, "scaling": "ntk"}}
 
@@ -98,7 +111,8 @@ def test_config_file_with_explicit_base(tmp_path):
 def test_config_file_importing_a_shipped_base(tmp_path):
     (tmp_path / "child.py").write_text(
         "from configs.base import config as base\nfrom core.config import merge\n"
-        "config = merge(base, {'experiment': 'child'})\n")
+        "config = merge(base, {'experiment': 'child'})\n"
+    )
     config, _ = load_config_file(tmp_path / "child.py")
     assert config["experiment"] == "child" and "stoppers" in config
 
@@ -127,16 +141,49 @@ def test_load_returns_source(toy_registry, tmp_path):
 
 # -- random bad values: always one clear error, never a traceback ---------------------
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
-sections = st.sampled_from(["algorithm", "data", "init", "model", "run", "stoppers.max_steps",
-                            "loggers.scalars", "savers.periodic", "stoppers", "loggers", ""])
-keys = st.sampled_from(["lr", "batch", "momentum", "name", "n", "width", "scaling", "steps",
-                        "every", "metrics", "display", "every_seconds", "bogus", "sleep"])
+sections = st.sampled_from(
+    [
+        "algorithm",
+        "data",
+        "init",
+        "model",
+        "run",
+        "stoppers.max_steps",
+        "loggers.scalars",
+        "savers.periodic",
+        "stoppers",
+        "loggers",
+        "",
+    ]
+)
+keys = st.sampled_from(
+    [
+        "lr",
+        "batch",
+        "momentum",
+        "name",
+        "n",
+        "width",
+        "scaling",
+        "steps",
+        "every",
+        "metrics",
+        "display",
+        "every_seconds",
+        "bogus",
+        "sleep",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -158,8 +205,14 @@ def test_random_values_end_in_a_clear_error_or_a_valid_config(toy_registry, sect
 
 # -- command line: one line, exit code 2, no traceback -------------------------------
 def _runner(*args):
-    return subprocess.run([sys.executable, str(ROOT / "runner.py"), *args], cwd=ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,15 +266,24 @@ def test_options_of_a_named_plugin_are_checked_at_resolve_time(tmp_path):
     from plugins import BUILTIN_PLUGINS
 
     registry = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
-    raw = {"data": {"name": "sinus"}, "init": {"name": "grid", "per_axis": 4},
-           "algorithm": {"name": "jko", "prox_options": {"max_iter": 5}}}
+    raw = {
+        "data": {"name": "sinus"},
+        "init": {"name": "grid", "per_axis": 4},
+        "algorithm": {"name": "jko", "prox_options": {"max_iter": 5}},
+    }
     resolved = resolve(raw, registry)
     # validated once, at resolve time, defaults of the named prox filled in
-    assert resolved["algorithm"]["prox_options"] == {"tol": 1e-9, "max_iter": 5,
-                                                     "formulation": "dual"}
+    assert resolved["algorithm"]["prox_options"] == {
+        "tol": 1e-9,
+        "max_iter": 5,
+        "formulation": "dual",
+    }
     raw["algorithm"]["prox_options"] = {"max_itr": 5}
-    with pytest.raises(ConfigError, match=r"unknown key 'max_itr' in algorithm.prox_options "
-                                          r"\(scipy\).*did you mean 'max_iter'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'max_itr' in algorithm.prox_options "
+        r"\(scipy\).*did you mean 'max_iter'\?",
+    ):
         resolve(raw, registry)
 
 
@@ -231,19 +293,28 @@ def test_a_parameter_naming_several_plugins_resolves_to_their_parameters(tmp_pat
     from plugins import BUILTIN_PLUGINS
 
     registry = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
-    raw = {"data": {"name": "sinus"}, "init": {"name": "normal"},
-           "algorithm": {"name": "gd_numpy"},
-           "loggers": {"scalars": {"metrics": ["distance_from_init", "n_patterns"]}}}
+    raw = {
+        "data": {"name": "sinus"},
+        "init": {"name": "normal"},
+        "algorithm": {"name": "gd_numpy"},
+        "loggers": {"scalars": {"metrics": ["distance_from_init", "n_patterns"]}},
+    }
     metrics = resolve(raw, registry)["loggers"]["scalars"]["metrics"]
     assert list(metrics) == ["distance_from_init", "n_patterns"]
     assert all(isinstance(options, dict) for options in metrics.values())
     cls = registry.get("metric", "distance_from_init")
     assert metrics["distance_from_init"] == {p.name: p.default for p in cls.params}
     raw["loggers"]["scalars"]["metrics"] = {"distance_from_init": {"no_such_option": 1}}
-    with pytest.raises(ConfigError, match=r"unknown key 'no_such_option' in "
-                                          r"loggers.scalars.metrics.distance_from_init"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'no_such_option' in "
+        r"loggers.scalars.metrics.distance_from_init",
+    ):
         resolve(raw, registry)
     raw["loggers"]["scalars"]["metrics"] = ["no_such_metric"]
-    with pytest.raises(PluginError, match=r"unknown metric 'no_such_metric' in "
-                                          r"loggers.scalars.metrics"):
+    with pytest.raises(
+        PluginError,
+        match=r"unknown metric 'no_such_metric' in "
+        r"loggers.scalars.metrics",
+    ):
         resolve(raw, registry)

@@ -39,8 +39,9 @@ def test_steps_per_second_is_that_of_the_last_full_window(capsys, monkeypatch):
     for now, step in ((101.0, 5), (103.0, 30), (103.01, 30), (104.0, 31)):
         clock[0] = now
         display.update(step, 1.0, now - 100.0, force=True)
-    rates = [line.split(" steps/s")[0].rsplit(" ", 1)[1]
-             for line in capsys.readouterr().err.splitlines()]
+    rates = [
+        line.split(" steps/s")[0].rsplit(" ", 1)[1] for line in capsys.readouterr().err.splitlines()
+    ]
     # 5 steps in the first second; 30 in the first full window (3 s); then that
     # window's rate holds until the next one is full, never 0 from a fresh window
     assert rates == ["5.0", "10.0", "10.0", "10.0"]

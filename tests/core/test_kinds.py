@@ -13,8 +13,11 @@ from core.registry import Registry
 def test_every_kind_has_its_base_class_hookspec_and_builtin_plugin():
     from plugins import BUILTIN_PLUGINS
 
-    specs = {name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
-             if name.startswith("relulab_")}
+    specs = {
+        name
+        for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("relulab_")
+    }
     assert specs == {kind.hook for kind in KIND_TABLE}, "a hookspec without a kind, or back"
     registry = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
     assert registry.failures == []
@@ -31,8 +34,7 @@ def test_sections_come_from_the_table():
     sections = {kind.section for kind in KIND_TABLE if kind.section}
     assert sections <= set(config.TOP_LEVEL_KEYS)
     assert [k.section for k in config_sections(several=False)] == ["algorithm", "data", "init"]
-    assert {k.section for k in config_sections(several=True)} == {"stoppers", "loggers",
-                                                                   "savers"}
+    assert {k.section for k in config_sections(several=True)} == {"stoppers", "loggers", "savers"}
     assert KINDS == tuple(KIND) and len(set(KINDS)) == len(KINDS)
 
 

@@ -79,8 +79,12 @@ def test_exception_is_failed_with_trace_kept(tmp_path, toy_registry):
     ],
 )
 def test_stop_reasons(tmp_path, toy_registry, stopper, params, reason):
-    run = _run(tmp_path, toy_registry, stoppers={"max_steps": {"steps": 10**6}, stopper: params},
-               algorithm={"sleep": 0.001 if stopper == "wall_time" else 0.0})
+    run = _run(
+        tmp_path,
+        toy_registry,
+        stoppers={"max_steps": {"steps": 10**6}, stopper: params},
+        algorithm={"sleep": 0.001 if stopper == "wall_time" else 0.0},
+    )
     assert run.meta["status"] == "finished" and run.meta["reason"] == reason
     if stopper == "loss_threshold":
         assert run.scalars["loss"][-1] <= 0.5 < run.scalars["loss"][-2]
@@ -157,9 +161,18 @@ def _write_config(tmp_path, steps, sleep, save_every=7):
 
 def _start(config_path, runs_dir, *extra):
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "runner.py"), str(config_path), "--runs-dir", str(runs_dir),
-         *extra],
-        cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(ROOT / "runner.py"),
+            str(config_path),
+            "--runs-dir",
+            str(runs_dir),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -199,8 +212,7 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path, toy
     config_path = _write_config(tmp_path, steps=steps, sleep=0.004)
     from core.config import load
 
-    config, source, _ = load(config_path, [f"run.runs_dir={tmp_path / 'reference'}"],
-                             toy_registry)
+    config, source, _ = load(config_path, [f"run.runs_dir={tmp_path / 'reference'}"], toy_registry)
     reference = start_run(config, source, toy_registry).final_state()
     rng = np.random.default_rng(2024)
     for trial in range(4):
@@ -235,8 +247,13 @@ def test_refused_resumes_leave_a_writing_run_untouched(tmp_path, toy_registry):
     for _ in range(30):
         with pytest.raises(RunStoreError, match="in use by another process"):
             resume_run(run_dir, toy_registry)
-    cli = subprocess.run([sys.executable, str(ROOT / "runner.py"), "--resume", str(run_dir)],
-                         cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
+    cli = subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), "--resume", str(run_dir)],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 2 and "in use by another process" in cli.stderr
     assert proc.poll() is None, proc.stderr.read().decode()
     proc.send_signal(signal.SIGTERM)
@@ -272,10 +289,15 @@ def test_git_is_asked_once_per_cache_period(monkeypatch):
 
 @pytest.mark.parametrize("setting, expected", [(1, 1), (0, 1)])
 def test_run_threads_limit_blas_during_the_run_and_are_recorded(
-        tmp_path, toy_registry, setting, expected):
+    tmp_path, toy_registry, setting, expected
+):
     """``run.threads`` (0: automatic, one thread for a problem this small) holds for
     every step, and meta.json records it."""
-    run = _run(tmp_path, toy_registry, run={"threads": setting},
-               loggers={"scalars": {"every": 1, "metrics": ["toy_threads"]}})
+    run = _run(
+        tmp_path,
+        toy_registry,
+        run={"threads": setting},
+        loggers={"scalars": {"every": 1, "metrics": ["toy_threads"]}},
+    )
     assert run.meta["threads"] == expected
     assert set(run.scalars["blas_threads"].tolist()) == {expected}

@@ -21,8 +21,7 @@ PARAMS = (
 
 def test_defaults_and_conversion():
     out = validate_params("alg", {"lr": 1, "sizes": (2, 3)}, PARAMS)
-    assert out == {"lr": 1.0, "steps": 10, "mode": "a", "flag": False, "sizes": [2, 3],
-                   "cap": None}
+    assert out == {"lr": 1.0, "steps": 10, "mode": "a", "flag": False, "sizes": [2, 3], "cap": None}
     assert isinstance(out["lr"], float)
 
 
@@ -37,8 +36,11 @@ def test_defaults_and_conversion():
         ({"sizes": [1, "x"]}, "alg.sizes must be a list of int; got [1, 'x']"),
         ({"lr": float("nan")}, "alg.lr must be a float in (0, inf); got nan"),
         ({"cap": "x"}, "alg.cap must be a float or None; got 'x'"),
-        ({"lrr": 1}, "unknown key 'lrr' in alg; valid keys: cap, flag, lr, mode, sizes, steps; "
-                     "did you mean 'lr'?"),
+        (
+            {"lrr": 1},
+            "unknown key 'lrr' in alg; valid keys: cap, flag, lr, mode, sizes, steps; "
+            "did you mean 'lr'?",
+        ),
     ],
 )
 def test_errors(values, message):

@@ -14,6 +14,7 @@ def _plugin(**hooks):
     """A plugin object whose hooks return the given lists of classes."""
     module = types.SimpleNamespace()
     for hook, classes in hooks.items():
+
         def impl(_classes=classes):
             return _classes
 
@@ -44,10 +45,16 @@ def test_unknown_name_lists_available_and_closest(toy_registry):
 
 
 def test_duplicate_names_fail_naming_both_providers():
-    registry = Registry(builtins=["plugins.stoppers"], entry_points=False,
-                        extra_plugins=[(_plugin(relulab_stoppers=[Twice]), "other-package")])
-    with pytest.raises(PluginError, match=r"stopper 'max_steps' is provided by both relulab "
-                                          r"\(plugins.stoppers\) and other-package"):
+    registry = Registry(
+        builtins=["plugins.stoppers"],
+        entry_points=False,
+        extra_plugins=[(_plugin(relulab_stoppers=[Twice]), "other-package")],
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"stopper 'max_steps' is provided by both relulab "
+        r"\(plugins.stoppers\) and other-package",
+    ):
         registry.get("stopper", "max_steps")
     assert registry.get("stopper", "wall_time").name == "wall_time"  # others unaffected
 
@@ -55,8 +62,7 @@ def test_duplicate_names_fail_naming_both_providers():
 def test_broken_plugin_is_reported_and_others_work(tmp_path, monkeypatch):
     (tmp_path / "broken_relulab_plugin.py").write_text("raise ImportError('boom')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry(builtins=["plugins.stoppers", "broken_relulab_plugin"],
-                        entry_points=False)
+    registry = Registry(builtins=["plugins.stoppers", "broken_relulab_plugin"], entry_points=False)
     assert registry.failures == [("broken_relulab_plugin", "relulab", "ImportError: boom")]
     assert registry.get("stopper", "max_steps")
     with pytest.raises(PluginError, match="plugins that failed to load: broken_relulab_plugin"):
@@ -68,14 +74,18 @@ def test_hook_that_raises_is_reported():
         raise ValueError("bad hook")
 
     plugin = types.SimpleNamespace(relulab_algorithms=hookimpl(bad))
-    registry = Registry(builtins=["plugins.stoppers"], entry_points=False,
-                        extra_plugins=[(plugin, "pkg")])
+    registry = Registry(
+        builtins=["plugins.stoppers"], entry_points=False, extra_plugins=[(plugin, "pkg")]
+    )
     assert any("ValueError: bad hook" in err for _, _, err in registry.failures)
 
 
 def test_missing_extra_is_unavailable_with_install_hint():
-    registry = Registry(builtins=[], entry_points=False,
-                        extra_plugins=[(_plugin(relulab_algorithms=[NeedsTorchX]), "pkg")])
+    registry = Registry(
+        builtins=[],
+        entry_points=False,
+        extra_plugins=[(_plugin(relulab_algorithms=[NeedsTorchX]), "pkg")],
+    )
     (entry,) = registry.entries("algorithm")
     assert not entry.available and entry.install_hint == 'pip install "pkg[torch]"'
     with pytest.raises(PluginError, match=r'install it with: pip install "pkg\[torch\]"'):

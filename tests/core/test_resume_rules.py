@@ -36,9 +36,14 @@ def _run(tmp_path, registry, **sections):
 
 
 def _runner(*args):
-    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *map(str, args)], cwd=ROOT,
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "runner.py"), *map(str, args)],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_steps(runs_dir, proc, min_steps):
@@ -80,16 +85,20 @@ def test_two_resumes_started_together_one_wins_and_the_run_is_whole(tmp_path, to
             np.testing.assert_array_equal(run.final_state()[key], reference[key])
 
 
-@pytest.mark.parametrize("override, key", [
-    ("model.width=50", "model.width"),
-    ("seed=7", "seed"),
-    ("data.n=5", "data.n"),
-    ("model.scaling='ntk'", "model.scaling"),
-    ("algorithm.momentum=0.5", "algorithm.momentum"),
-    ("algorithm.name='toy_ensemble'", "algorithm"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.width=50", "model.width"),
+        ("seed=7", "seed"),
+        ("data.n=5", "data.n"),
+        ("model.scaling='ntk'", "model.scaling"),
+        ("algorithm.momentum=0.5", "algorithm.momentum"),
+        ("algorithm.name='toy_ensemble'", "algorithm"),
+    ],
+)
 def test_a_resume_that_would_change_the_problem_is_refused_and_touches_nothing(
-        tmp_path, toy_registry, override, key):
+    tmp_path, toy_registry, override, key
+):
     run = _run(tmp_path, toy_registry)
     before = {name: (run.path / name).read_bytes() for name in ("config.json", "meta.json")}
     with pytest.raises(ConfigError, match=rf"--resume cannot change {key}.*new run"):
@@ -101,12 +110,15 @@ def test_a_resume_that_would_change_the_problem_is_refused_and_touches_nothing(
 
 def test_accepted_changes_are_recorded_in_the_resume_entry(tmp_path, toy_registry):
     run = _run(tmp_path, toy_registry)
-    resumed = resume_run(run.path, toy_registry,
-                         overrides=["stoppers.max_steps.steps=250", "algorithm.lr=0.02"])
+    resumed = resume_run(
+        run.path, toy_registry, overrides=["stoppers.max_steps.steps=250", "algorithm.lr=0.02"]
+    )
     entry = resumed.meta["resumes"][-1]
     assert entry["from_step"] == 200
-    assert entry["changes"] == {"algorithm.lr": [0.01, 0.02],
-                                "stoppers.max_steps.steps": [200, 250]}
+    assert entry["changes"] == {
+        "algorithm.lr": [0.01, 0.02],
+        "stoppers.max_steps.steps": [200, 250],
+    }
     assert resumed.config["algorithm"]["lr"] == 0.02 and resumed.meta["steps"] == 250
 
 
@@ -114,8 +126,11 @@ def test_the_config_is_rewritten_only_once_the_resume_started(tmp_path, toy_regi
     run = _run(tmp_path, toy_registry)
     config_before = (run.path / "config.json").read_bytes()
     with pytest.raises(OSError, match="toy logger cannot open"):
-        resume_run(run.path, toy_registry, overrides=[
-            "stoppers.max_steps.steps=230", "loggers.toy_logger={'fail_setup': True}"])
+        resume_run(
+            run.path,
+            toy_registry,
+            overrides=["stoppers.max_steps.steps=230", "loggers.toy_logger={'fail_setup': True}"],
+        )
     assert (run.path / "config.json").read_bytes() == config_before
     assert load_run(run.path).meta["status"] == "failed"
     again = resume_run(run.path, toy_registry, overrides=["stoppers.max_steps.steps=230"])
@@ -128,12 +143,16 @@ def test_a_resume_that_does_nothing_leaves_no_entry(tmp_path, toy_registry):
     assert again.meta["status"] == "finished" and again.meta["resumes"] == []
 
 
-@pytest.mark.parametrize("sections, error, reason", [
-    ({"algorithm": {"fail_loss": True}}, ArithmeticError, "ArithmeticError: toy loss failure"),
-    ({"loggers": {"toy_logger": {"fail_setup": True}}}, OSError, "toy logger cannot open"),
-])
+@pytest.mark.parametrize(
+    "sections, error, reason",
+    [
+        ({"algorithm": {"fail_loss": True}}, ArithmeticError, "ArithmeticError: toy loss failure"),
+        ({"loggers": {"toy_logger": {"fail_setup": True}}}, OSError, "toy logger cannot open"),
+    ],
+)
 def test_a_failure_anywhere_in_set_up_is_failed_with_its_reason(
-        tmp_path, toy_registry, sections, error, reason):
+    tmp_path, toy_registry, sections, error, reason
+):
     with pytest.raises(error):
         _run(tmp_path, toy_registry, **sections)
     (run_dir,) = (tmp_path / "runs" / "toy").iterdir()
@@ -142,7 +161,8 @@ def test_a_failure_anywhere_in_set_up_is_failed_with_its_reason(
 
 
 def test_a_failing_load_state_dict_fails_the_resume_with_its_reason(
-        tmp_path, toy_registry, monkeypatch):
+    tmp_path, toy_registry, monkeypatch
+):
     import toy_plugins
 
     run = _run(tmp_path, toy_registry)
@@ -160,21 +180,24 @@ def test_a_failing_load_state_dict_fails_the_resume_with_its_reason(
 def test_loggers_are_closed_once_whatever_the_status(tmp_path, toy_registry):
     log = tmp_path / "log.txt"
     run = _run(tmp_path, toy_registry, loggers={"toy_logger": {"file": str(log)}})
-    assert log.read_text().splitlines() == ["setup", f"final 200 {run.path.name}",
-                                            "close finished"]
+    assert log.read_text().splitlines() == ["setup", f"final 200 {run.path.name}", "close finished"]
     log.unlink()
-    _run(tmp_path, toy_registry, algorithm={"nan_at": 7},
-         loggers={"toy_logger": {"file": str(log)}})
+    _run(
+        tmp_path, toy_registry, algorithm={"nan_at": 7}, loggers={"toy_logger": {"file": str(log)}}
+    )
     assert log.read_text().splitlines()[-1] == "close diverged"
     log.unlink()
     with pytest.raises(RuntimeError):
-        _run(tmp_path, toy_registry, algorithm={"raise_at": 5},
-             loggers={"toy_logger": {"file": str(log)}})
+        _run(
+            tmp_path,
+            toy_registry,
+            algorithm={"raise_at": 5},
+            loggers={"toy_logger": {"file": str(log)}},
+        )
     assert log.read_text().splitlines()[-1] == "close failed"
     log.unlink()
     with pytest.raises(ConnectionError):
-        _run(tmp_path, toy_registry, loggers={"toy_logger": {"file": str(log),
-                                                             "fail_close": True}})
+        _run(tmp_path, toy_registry, loggers={"toy_logger": {"file": str(log), "fail_close": True}})
     assert log.read_text().splitlines().count("close finished") == 1
     metas = [load_run(p).meta for p in (tmp_path / "runs" / "toy").iterdir()]
     meta = max(metas, key=lambda m: m["created"])
@@ -192,17 +215,21 @@ def test_a_data_set_that_fails_leaves_no_run_folder(tmp_path, toy_registry):
 
 
 def test_numpy_scalars_in_a_config_are_plain_numbers(tmp_path, toy_registry):
-    config = resolve(toy_config(tmp_path, seed=np.int64(4),
-                                algorithm={"lr": np.float32(0.5), "batch": np.int64(3)}),
-                     toy_registry)
+    config = resolve(
+        toy_config(
+            tmp_path, seed=np.int64(4), algorithm={"lr": np.float32(0.5), "batch": np.int64(3)}
+        ),
+        toy_registry,
+    )
     assert config["seed"] == 4 and type(config["seed"]) is int
     assert config["algorithm"]["lr"] == 0.5 and type(config["algorithm"]["lr"]) is float
     assert type(config["algorithm"]["batch"]) is int
     json.dumps(config)
 
 
-@pytest.mark.parametrize("name", ["   ", "\n", "../x", ".hidden", "a" * 256, "a\x00b", "a/b",
-                                  " padded"])
+@pytest.mark.parametrize(
+    "name", ["   ", "\n", "../x", ".hidden", "a" * 256, "a\x00b", "a/b", " padded"]
+)
 def test_experiment_names_that_cannot_be_folders_are_refused(tmp_path, toy_registry, name):
     with pytest.raises(ConfigError, match="experiment must be a folder name"):
         resolve(toy_config(tmp_path, experiment=name), toy_registry)

@@ -88,14 +88,22 @@ def test_trace_manifest_lists_the_streams_of_each_chunk(tmp_path):
             trace.append("snapshots", {"step": step, "W": np.zeros(2)})
         trace.flush()
     manifest = json.loads((tmp_path / "chunks.json").read_text())
-    assert manifest == {"format": 1, "n_chunks": 4,
-                        "streams": {"scalars": [[0, 4]], "snapshots": [[0, 1], [3, 4]]}}
+    assert manifest == {
+        "format": 1,
+        "n_chunks": 4,
+        "streams": {"scalars": [[0, 4]], "snapshots": [[0, 1], [3, 4]]},
+    }
     trace.drop_chunks_from(2)
     manifest = json.loads((tmp_path / "chunks.json").read_text())
-    assert manifest["n_chunks"] == 2 and manifest["streams"] == {"scalars": [[0, 2]],
-                                                                 "snapshots": [[0, 1]]}
+    assert manifest["n_chunks"] == 2 and manifest["streams"] == {
+        "scalars": [[0, 2]],
+        "snapshots": [[0, 1]],
+    }
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
-        "scalars.000000.npz", "scalars.000001.npz", "snapshots.000000.npz"]
+        "scalars.000000.npz",
+        "scalars.000001.npz",
+        "snapshots.000000.npz",
+    ]
     with pytest.raises(ValueError, match="stream name"):
         trace.append("a.b", {"x": 1})
 

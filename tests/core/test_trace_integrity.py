@@ -52,8 +52,10 @@ def test_whole_trace_reads_every_row(tmp_path):
     verify_trace(store.trace_dir, 8)
 
 
-@pytest.mark.parametrize("name", ["scalars.000004.npz", "snapshots.000003.npz",
-                                  "scalars.000000.npz", "snapshots.000007.npz"])
+@pytest.mark.parametrize(
+    "name",
+    ["scalars.000004.npz", "snapshots.000003.npz", "scalars.000000.npz", "snapshots.000007.npz"],
+)
 def test_a_missing_chunk_of_any_stream_is_named(tmp_path, name):
     store = _make_run(tmp_path)
     (store.trace_dir / name).unlink()
@@ -168,8 +170,9 @@ def test_corrupt_manifest_is_named(tmp_path):
     (store.trace_dir / "chunks.json").write_text("{not json")
     with pytest.raises(RunStoreError, match="chunks.json is corrupt"):
         _ = load_run(store.path).scalars
-    (store.trace_dir / "chunks.json").write_text(json.dumps(
-        {"format": 1, "n_chunks": 8, "streams": {"scalars": [[0, 9]]}}))
+    (store.trace_dir / "chunks.json").write_text(
+        json.dumps({"format": 1, "n_chunks": 8, "streams": {"scalars": [[0, 9]]}})
+    )
     with pytest.raises(RunStoreError, match="chunks.json is corrupt"):
         verify_trace(store.trace_dir, 8)
 
@@ -181,13 +184,15 @@ def test_resumed_run_after_a_kill_mid_flush_reads_whole(tmp_path, toy_registry):
     from core.loop import resume_run, start_run
     from core.store import load_state
 
-    config = resolve(toy_config(tmp_path / "runs", stoppers={"max_steps": {"steps": 90}}),
-                     toy_registry)
+    config = resolve(
+        toy_config(tmp_path / "runs", stoppers={"max_steps": {"steps": 90}}), toy_registry
+    )
     run = start_run(config, "", toy_registry)
     n_chunks = load_state(run.path / "checkpoint.npz")["loop"]["n_chunks"]
     # killed while flushing the chunk after the last checkpoint
-    atomic_save_npz(run.path / "trace" / f"scalars.{n_chunks:06d}.npz",
-                    {"step": [1000], "loss": [0.0]})
+    atomic_save_npz(
+        run.path / "trace" / f"scalars.{n_chunks:06d}.npz", {"step": [1000], "loss": [0.0]}
+    )
     resumed = resume_run(run.path, toy_registry, overrides=["stoppers.max_steps.steps=150"])
     np.testing.assert_array_equal(resumed.scalars["step"], np.arange(151))
     snapshot_steps = resumed.snapshots.steps

@@ -27,12 +27,17 @@ SETTINGS = {"gd": {"lr": 0.01}, "gd_numpy": {"lr": 0.01}, "jko": {"tau": 0.3, "g
 def _problem():
     data_cls, init_cls = REGISTRY.get("data", "sinus"), REGISTRY.get("init", "grid")
     data = data_cls(**validate_params("data", {"n": 8}, data_cls.params)).load(
-        np.random.default_rng(0))
-    init = init_cls(**validate_params("init", {"per_axis": 4, "extent": 1.0, "signs": "both",
-                                               "mass": 0.2}, init_cls.params))
+        np.random.default_rng(0)
+    )
+    init = init_cls(
+        **validate_params(
+            "init", {"per_axis": 4, "extent": 1.0, "signs": "both", "mass": 0.2}, init_cls.params
+        )
+    )
     W0, a0 = init.initialize(2, 16, 1, np.random.default_rng(1))
-    return Problem(X=data.X, Y=data.Y, W0=W0, a0=a0, bias=True, seed=0,
-                   rng=np.random.default_rng(2))
+    return Problem(
+        X=data.X, Y=data.Y, W0=W0, a0=a0, bias=True, seed=0, rng=np.random.default_rng(2)
+    )
 
 
 def _build(name):

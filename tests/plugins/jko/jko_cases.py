@@ -14,8 +14,17 @@ def grid_positions(per_axis, extent):
     return np.stack([w.ravel(), b.ravel()])
 
 
-def grid_problem(per_axis=6, extent=1.0, n=8, signs="both", mass=1.0, seed=0,
-                 scaling="standard", loss="mse", jitter=0.0):
+def grid_problem(
+    per_axis=6,
+    extent=1.0,
+    n=8,
+    signs="both",
+    mass=1.0,
+    seed=0,
+    scaling="standard",
+    loss="mse",
+    jitter=0.0,
+):
     """Sinus data (Gradient-Work's) and grid positions; ``jitter`` scales random masses."""
     rng = np.random.default_rng(seed)
     x = np.linspace(-0.5, 0.5, n)

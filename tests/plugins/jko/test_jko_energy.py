@@ -31,8 +31,9 @@ def test_measure_signs_and_masses():
 
 def test_multi_output_is_refused():
     problem = grid_problem(per_axis=3)
-    problem = Problem(X=problem.X, Y=np.c_[problem.Y, problem.Y], W0=problem.W0,
-                      a0=np.c_[problem.a0, problem.a0])
+    problem = Problem(
+        X=problem.X, Y=np.c_[problem.Y, problem.Y], W0=problem.W0, a0=np.c_[problem.a0, problem.a0]
+    )
     with pytest.raises(ConfigError, match="one output"):
         measure_from_problem(problem)
 
@@ -51,14 +52,14 @@ def test_weight_decay_is_linear_in_mass():
 @pytest.mark.parametrize("N", [3, 40])  # Gram form (N < 2n) and factored form
 def test_gradient_matches_finite_differences(N):
     rng = np.random.default_rng(N)
-    energy = QuadraticEnergy(rng.normal(size=(5, N)), rng.normal(size=5), 0.7,
-                             rng.random(N))
+    energy = QuadraticEnergy(rng.normal(size=(5, N)), rng.normal(size=5), 0.7, rng.random(N))
     assert (energy._gram is not None) == (N < 10)
     p = rng.random(N)
     value, grad = energy.value_and_gradient(p)
     assert np.allclose(grad, energy.gradient(p), rtol=1e-12, atol=1e-12)
     eps = 1e-6
-    fd = np.array([(energy.value(p + eps * e) - energy.value(p - eps * e)) / (2 * eps)
-                   for e in np.eye(N)])
+    fd = np.array(
+        [(energy.value(p + eps * e) - energy.value(p - eps * e)) / (2 * eps) for e in np.eye(N)]
+    )
     assert np.allclose(grad, fd, rtol=1e-7, atol=1e-7)
     assert value == pytest.approx(energy.value(p))

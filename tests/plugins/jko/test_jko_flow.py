@@ -29,8 +29,7 @@ def test_tau_to_zero_leaves_masses_unchanged_for_small_gamma():
 def test_tau_to_zero_is_the_entropic_blur(masses):
     problem = grid_problem(per_axis=6, signs="positive", jitter=1.0)
     h = spacing(6, 1.0)
-    algo = make_jko(problem, tau=1e-13, gamma=h**2, masses=masses, inner_tol=1e-13,
-                    max_inner=50)
+    algo = make_jko(problem, tau=1e-13, gamma=h**2, masses=masses, inner_tol=1e-13, max_inner=50)
     q = algo.p.copy()
     algo.step()
     K = algo.kernel_
@@ -58,14 +57,14 @@ def test_log_domain_and_plain_agree_where_both_are_stable(masses):
     h = spacing(8, 1.5)
     runs = {}
     for log_domain in (True, False):
-        algo = make_jko(problem, tau=0.2, gamma=0.5 * h**2, log_domain=log_domain,
-                        masses=masses)
+        algo = make_jko(problem, tau=0.2, gamma=0.5 * h**2, log_domain=log_domain, masses=masses)
         for _ in range(3):
             algo.step()
         runs[log_domain] = algo
     assert np.allclose(runs[True].p, runs[False].p, rtol=1e-10, atol=0)
-    assert np.allclose(runs[True].records()["violation"], runs[False].records()["violation"],
-                       rtol=1e-6, atol=1e-14)
+    assert np.allclose(
+        runs[True].records()["violation"], runs[False].records()["violation"], rtol=1e-6, atol=1e-14
+    )
 
 
 def test_separable_and_dense_flows_agree():
@@ -105,8 +104,9 @@ def test_log_domain_keeps_mass_the_plain_product_loses():
     problem.a0 = np.where(np.arange(problem.a0.size) == 0, 1.0, 0.0)
     logs = {}
     for log_domain in (True, False):
-        algo = make_jko(problem, tau=0.05, gamma=0.02 * h**2, log_domain=log_domain,
-                        masses="coupling")
+        algo = make_jko(
+            problem, tau=0.05, gamma=0.02 * h**2, log_domain=log_domain, masses="coupling"
+        )
         algo.step()
         logs[log_domain] = algo.log_p
     assert np.all(np.isfinite(logs[True]))  # every position receives a (tiny) mass
@@ -124,8 +124,12 @@ def _exact_step_cvxpy(algo, q):
     pi = cp.Variable((N, N), nonneg=True)
     p = cp.sum(pi, axis=1)
     # sigma F(pi 1) + KL(pi | K) up to a constant, sigma = tau / gamma
-    objective = (algo.sigma * (E.c * cp.sum_squares(E.A @ p - E.y) + E.beta @ p)
-                 - cp.sum(cp.entr(pi)) - cp.sum(cp.multiply(log_K, pi)) - cp.sum(pi))
+    objective = (
+        algo.sigma * (E.c * cp.sum_squares(E.A @ p - E.y) + E.beta @ p)
+        - cp.sum(cp.entr(pi))
+        - cp.sum(cp.multiply(log_K, pi))
+        - cp.sum(pi)
+    )
     problem = cp.Problem(cp.Minimize(objective), [cp.sum(pi, axis=0) == q])
     problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     assert problem.status in ("optimal", "optimal_inaccurate")
@@ -137,8 +141,15 @@ def _exact_step_cvxpy(algo, q):
 def test_one_step_equals_the_exact_entropic_jko_program(sigma):
     problem = grid_problem(per_axis=6, signs="positive", mass=0.1, jitter=1.0)
     gamma = 0.5 * spacing(6, 1.0) ** 2
-    algo = make_jko(problem, tau=sigma * gamma, gamma=gamma, max_inner=5000,
-                    inner_tol=1e-12, prox_options={"tol": 1e-12}, weight_decay=0.05)
+    algo = make_jko(
+        problem,
+        tau=sigma * gamma,
+        gamma=gamma,
+        max_inner=5000,
+        inner_tol=1e-12,
+        prox_options={"tol": 1e-12},
+        weight_decay=0.05,
+    )
     q = algo.p.copy()
     algo.step()
     assert algo.scalars()["violation"] < 1e-11
@@ -170,16 +181,22 @@ def test_resume_mid_flow_equals_uninterrupted_flow(tmp_path):
 
 def test_state_scalars_and_records_layout():
     problem = grid_problem(per_axis=5)
-    algo = make_jko(problem, tau=0.1, gamma=0.1, weight_decay=0.01, max_inner=4,
-                    inner_tol=0.0)
+    algo = make_jko(problem, tau=0.1, gamma=0.1, weight_decay=0.01, max_inner=4, inner_tol=0.0)
     assert algo.records() is None
     algo.step()
     state = algo.state()
     assert state["W"].shape == (2, 50) and state["a"].shape == (50,)
     assert np.allclose(state["a"], algo.measure.s * state["p"])
     scalars = algo.scalars()
-    assert {"mass", "mass_pos", "mass_neg", "inner_iters", "violation", "energy",
-            "weight_decay_term"} <= set(scalars)
+    assert {
+        "mass",
+        "mass_pos",
+        "mass_neg",
+        "inner_iters",
+        "violation",
+        "energy",
+        "weight_decay_term",
+    } <= set(scalars)
     assert scalars["inner_iters"] == 4
     assert scalars["energy"] == pytest.approx(algo.loss() + scalars["weight_decay_term"])
     rows = algo.records()
@@ -189,8 +206,16 @@ def test_state_scalars_and_records_layout():
 def test_step_function_log_dict():
     problem = grid_problem(per_axis=5)
     algo = make_jko(problem, tau=0.1, gamma=0.1)
-    p, log_p, info = entropic_jko_step(algo.log_p, algo.kernel_, algo.prox_, algo.energy,
-                                       algo.sigma, tol=1e-8, max_inner=200, log=True)
+    p, log_p, info = entropic_jko_step(
+        algo.log_p,
+        algo.kernel_,
+        algo.prox_,
+        algo.energy,
+        algo.sigma,
+        tol=1e-8,
+        max_inner=200,
+        log=True,
+    )
     assert np.allclose(p, np.exp(log_p))
     assert info["violation"] < 1e-8 and info["n_inner"] == len(info["records"]["F"])
     # at convergence the coupling diag(a) K diag(b) has marginals p and q
@@ -208,8 +233,14 @@ def test_steps_with_each_prox_plugin_agree(proxf, tol):
     gamma = 0.5 * spacing(5, 1.5) ** 2
     runs = {}
     for name in ("scipy", proxf):
-        algo = make_jko(problem, tau=gamma, gamma=gamma, proxf=name, max_inner=3,
-                        prox_options={"max_iter": 5000})
+        algo = make_jko(
+            problem,
+            tau=gamma,
+            gamma=gamma,
+            proxf=name,
+            max_inner=3,
+            prox_options={"max_iter": 5000},
+        )
         algo.step()
         runs[name] = algo.p
     assert np.max(np.abs(runs[proxf] - runs["scipy"])) <= tol * np.max(runs["scipy"])

@@ -39,8 +39,7 @@ def _prox(key):
 
 def _quadratic(n=5, N=30, seed=0):
     rng = np.random.default_rng(seed)
-    energy = QuadraticEnergy(rng.normal(size=(n, N)), rng.normal(size=n), 0.5,
-                             0.1 * rng.random(N))
+    energy = QuadraticEnergy(rng.normal(size=(n, N)), rng.normal(size=n), 0.5, 0.1 * rng.random(N))
     q = rng.uniform(0.5, 2.0, N)
     return energy, np.log(q)
 

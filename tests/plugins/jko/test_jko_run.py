@@ -11,8 +11,15 @@ from core.loop import resume_run, start_run
 from core.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[3]
-MODULES = ["plugins.stoppers", "plugins.loggers", "plugins.savers", "plugins.metrics",
-           "plugins.data", "plugins.inits", "plugins.jko"]
+MODULES = [
+    "plugins.stoppers",
+    "plugins.loggers",
+    "plugins.savers",
+    "plugins.metrics",
+    "plugins.data",
+    "plugins.inits",
+    "plugins.jko",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +35,7 @@ def _config(runs_dir, steps=6, **algorithm):
         "init": {"name": "grid", "per_axis": 8, "extent": 2.0, "signs": "both", "mass": 1.0},
         "algorithm": {"name": "jko", "tau": 0.3, "gamma": 0.05, **algorithm},
         "stoppers": {"max_steps": {"steps": steps}},
-        "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 2},
-                    "records": {"every": 1}},
+        "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 2}, "records": {"every": 1}},
         "savers": {"periodic": {"every_seconds": 0.0, "every_steps": 1}},
         "run": {"runs_dir": str(runs_dir), "display": "off"},
     }
@@ -80,8 +86,11 @@ def test_config_errors_name_the_key(registry, tmp_path):
 
 def test_flagship_config_resolves_and_runs(registry, tmp_path):
     path = ROOT / "configs" / "jko_sinkhorn.py"
-    config, _, _ = load(path, ["stoppers.max_steps.steps=2", f"run.runs_dir={tmp_path}",
-                               "run.display=off"], registry=registry)
+    config, _, _ = load(
+        path,
+        ["stoppers.max_steps.steps=2", f"run.runs_dir={tmp_path}", "run.display=off"],
+        registry=registry,
+    )
     assert config["algorithm"]["name"] == "jko" and config["algorithm"]["proxf"] == "scipy"
     assert config["init"]["per_axis"] >= 30
     run = start_run(config, path.read_text(), registry)
