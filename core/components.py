@@ -20,6 +20,8 @@ metric      :class:`Metric`    -> ``compute(algorithm, problem)`` returns scalar
 plot        :class:`Plot`      -> ``applies(run)``, ``draw(run)`` returns figures
 indicator   :class:`Indicator` -> ``summary(run)`` and ``per_snapshot(run, W, a)``
 prox        :class:`Prox`      -> a proximal solver an algorithm selects by name
+distance    :class:`Distance`  -> ``value(W, W_prev, a)``: a proximal step's distance
+solver      :class:`Solver`    -> a steppable solver of a convex program
 """
 
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ __all__ = [
     "Plot",
     "Indicator",
     "Prox",
+    "Distance",
+    "Solver",
     "LoopContext",
 ]
 
@@ -455,3 +459,86 @@ class Prox(Component):
 
     def solve(self, *args, **kwargs):
         raise NotImplementedError
+
+
+class Distance(Component):
+    """A distance between two configurations of neurons, for proximal-point steps.
+
+    An algorithm selects one by name (``Param(..., plugin_kind="distance")``) and
+    builds it with ``problem.registry.build("distance", name, options)``.
+
+    Contract
+    --------
+    setup(problem, rng)
+        Once, before the first value; ``rng`` is a ``numpy.random.Generator`` of
+        the run's seed (random projections, say).
+    value(W, W_prev, a) -> torch scalar
+        ``W`` (d, m), the current first layer (a tensor that may require grad),
+        ``W_prev`` (d, m) the previous outer iterate (no grad), ``a`` (m,) or
+        (m, k) the second layer. Differentiable in ``W`` (and in ``a`` when the
+        distance uses it).
+    scalars() -> dict of float
+        Numbers about the last value (e.g. the fraction of neurons an optimal
+        assignment exchanges); may be empty.
+    state_dict() / load_state_dict(state)
+        What an exact resume needs (a random stream's state, a cached plan).
+    """
+
+    kind = "distance"
+
+    def setup(self, problem, rng):
+        pass
+
+    def value(self, W, W_prev, a):
+        raise NotImplementedError
+
+    def scalars(self):
+        return {}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class Solver(Component):
+    """A solver of a convex program, stepped by an algorithm so its iterations are the
+    run's steps (the convex family, :mod:`plugins.convex`, defines the programs).
+
+    Contract
+    --------
+    start(program)
+        Set up for a program (its arrays and options, defined by the family).
+    step() -> dict of float
+        Advance: one iteration of an iterative solver, the whole solve for a
+        one-shot one; returns what the run records (objective, duality gap,
+        constraint violation, ...).
+    done -> bool
+        Whether the solution is certified (or the one-shot solve ended).
+    solution() -> dict of ndarray
+        The current primal variables.
+    state_dict() / load_state_dict(state)
+        For resuming an iterative solve exactly.
+    """
+
+    kind = "solver"
+
+    def start(self, program):
+        raise NotImplementedError
+
+    def step(self):
+        raise NotImplementedError
+
+    @property
+    def done(self):
+        return False
+
+    def solution(self):
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass

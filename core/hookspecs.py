@@ -69,3 +69,13 @@ def relulab_indicators():
 @hookspec
 def relulab_proxes():
     """Return a list of :class:`core.components.Prox` subclasses."""
+
+
+@hookspec
+def relulab_distances():
+    """Return a list of :class:`core.components.Distance` subclasses."""
+
+
+@hookspec
+def relulab_solvers():
+    """Return a list of :class:`core.components.Solver` subclasses."""

@@ -5,7 +5,7 @@ returns them (its spec lives in :mod:`core.hookspecs`) and where a config select
 them: ``section`` names the config key and ``several`` says whether the section
 holds one plugin (``{"name": ..., **params}``) or several (``{name: params}``).
 Kinds without a section are chosen otherwise: by another plugin's parameter
-(``prox``, ``metric``), or all at once by :mod:`core.analysis` (``plot``,
+(``prox``, ``distance``, ``solver``, ``metric``), or all at once by :mod:`core.analysis` (``plot``,
 ``indicator``).
 
 Adding a kind is one entry here, its base class in :mod:`core.components` and its
@@ -63,6 +63,8 @@ KIND_TABLE = (
     Kind("plot", c.Plot, "relulab_plots"),
     Kind("indicator", c.Indicator, "relulab_indicators"),
     Kind("prox", c.Prox, "relulab_proxes"),
+    Kind("distance", c.Distance, "relulab_distances"),
+    Kind("solver", c.Solver, "relulab_solvers"),
 )
 
 KIND = {kind.name: kind for kind in KIND_TABLE}

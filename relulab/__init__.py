@@ -20,7 +20,7 @@ Names (``__all__``)
 Component base classes, one per plugin kind
     :class:`Algorithm`, :class:`DataSet`, :class:`Init`, :class:`Stopper`,
     :class:`Logger`, :class:`Saver`, :class:`Metric`, :class:`Plot`,
-    :class:`Indicator`, :class:`Prox`.
+    :class:`Indicator`, :class:`Prox`, :class:`Distance`, :class:`Solver`.
 What components receive
     :class:`Data` (returned by a data set), :class:`Problem` (given to
     ``Algorithm.setup``), :class:`LoopContext` (given to stoppers, loggers, savers).
@@ -50,6 +50,7 @@ from core.components import (
     Algorithm,
     Data,
     DataSet,
+    Distance,
     Indicator,
     Init,
     Logger,
@@ -59,6 +60,7 @@ from core.components import (
     Problem,
     Prox,
     Saver,
+    Solver,
     Stopper,
 )
 from core.config import merge
@@ -92,6 +94,8 @@ __all__ = [
     "Plot",
     "Indicator",
     "Prox",
+    "Distance",
+    "Solver",
     "Data",
     "Problem",
     "LoopContext",

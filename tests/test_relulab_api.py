@@ -31,6 +31,8 @@ PUBLIC = {
     "Plot": core.components.Plot,
     "Indicator": core.components.Indicator,
     "Prox": core.components.Prox,
+    "Distance": core.components.Distance,
+    "Solver": core.components.Solver,
     "Data": core.components.Data,
     "Problem": core.components.Problem,
     "LoopContext": core.components.LoopContext,
