@@ -1,0 +1,1 @@
+"""Convex training of regularised two-layer ReLU networks (work in progress)."""
