@@ -1,0 +1,27 @@
+"""Proximal-point steps on the first layer, with a choice of distance.
+
+Modules
+-------
+_algorithm  algorithm plugin ``proxpoint``: W <- argmin L(W) + D(W, W_k) / gamma,
+            solved by an inner loop of ``gd``'s optimizers
+_plots      plot plugin ``inner_loop``: objective, distance and learning rate of
+            every inner iteration
+"""
+
+from core.hookspecs import hookimpl
+
+# -- algorithm and plot ----------------------------------------------------------------
+from ._algorithm import ProximalPoint
+from ._plots import InnerLoop
+
+__all__ = ["ProximalPoint", "InnerLoop"]
+
+
+@hookimpl
+def relulab_algorithms():
+    return [ProximalPoint]
+
+
+@hookimpl
+def relulab_plots():
+    return [InnerLoop]
