@@ -1,1 +1,77 @@
-"""Convex training of regularised two-layer ReLU networks (work in progress)."""
+r"""Convex training of regularised two-layer ReLU networks (Pilanci & Ergen 2020).
+
+Squared loss plus weight decay over two-layer ReLU networks has the optimal value of
+a group-lasso program over the data's activation patterns; solving it gives a
+globally optimal network (with every pattern) and a certificate (its duality gap).
+
+Modules
+-------
+_program        :class:`ConvexProgram` and its functions (objective, prediction,
+                cone violation, duality gap, network recovery), written once
+_patterns       exact, sampled and neuron patterns
+_solver_cvxpy   solver plugin ``cvxpy``: the program as a cone program, with
+                solver fallback (Clarabel, SCS, ECOS)
+_algorithm      algorithm plugin ``convex``: patterns -> program -> solver steps ->
+                recovered network
+_stoppers       stopper plugin ``solved``: stop when the algorithm is done
+
+Everything imports without cvxpy (it is imported inside the solver's methods;
+``CvxpySolver`` declares ``requires = ("cvxpy",)`` and the extra ``convex``).
+"""
+
+from core.hookspecs import hookimpl
+
+from ._algorithm import Convex
+from ._patterns import exact_patterns, neuron_patterns, sampled_patterns, unique_masks
+from ._program import (
+    ConvexProgram,
+    ConvexSolverError,
+    cone_violation,
+    duality_gap,
+    nonconvex_objective,
+    objective,
+    predict,
+    program_beta,
+    recover_network,
+)
+from ._solver_cvxpy import CvxpySolver
+from ._stoppers import Solved
+
+__all__ = [
+    "Convex",
+    "ConvexProgram",
+    "ConvexSolverError",
+    "CvxpySolver",
+    "Solved",
+    "objective",
+    "predict",
+    "cone_violation",
+    "duality_gap",
+    "recover_network",
+    "nonconvex_objective",
+    "program_beta",
+    "exact_patterns",
+    "sampled_patterns",
+    "neuron_patterns",
+    "unique_masks",
+]
+
+#: The solver plugins of this package; a new solver module adds its class here.
+SOLVERS = [
+    CvxpySolver,
+]
+
+
+@hookimpl
+def relulab_algorithms():
+    return [Convex]
+
+
+@hookimpl
+def relulab_solvers():
+    return list(SOLVERS)
+
+
+@hookimpl
+def relulab_stoppers():
+    return [Solved]

@@ -66,10 +66,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import RelulabError
 from core.model import loss_factor
 
 __all__ = [
     "ConvexProgram",
+    "ConvexSolverError",
     "predict",
     "residual",
     "penalty",
@@ -83,6 +85,10 @@ __all__ = [
     "program_beta",
     "loss_scale",
 ]
+
+
+class ConvexSolverError(RelulabError):
+    """A solver of the convex program failed (each solver tried is named with its status)."""
 
 
 @dataclass
