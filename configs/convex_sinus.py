@@ -13,9 +13,10 @@ of the data (``patterns="exact"``: the prefixes and suffixes of the sorted point
 mostly cvxpy's start-up; the solve itself takes about 50 ms). The stopper
 ``solved`` ends the run after it. The network read off the solution has 10 neurons
 (snapshots are padded with zero neurons to ``model.width`` = 100, at least the
-number of groups; ``active`` tells them apart), MSE 0.1679, and regularised objective 0.326691 (``convex_objective`` and
-``nonconvex_objective`` agree to 1e-11, the duality gap at Clarabel's multipliers
-is 4e-11): no network of any width does better.
+number of groups; ``active`` tells them apart), MSE 0.1679, and regularised
+objective 0.326691 (``convex_objective`` and ``nonconvex_objective`` agree to
+1e-11, the duality gap at Clarabel's multipliers is 4e-11): no network of any
+width does better.
 
 Gradient descent on the same objective (``configs/gd_sinus.py`` with
 ``algorithm.name=gd_numpy algorithm.weight_decay=1e-2``, width 300, heavy-ball
