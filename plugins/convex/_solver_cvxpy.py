@@ -25,9 +25,10 @@ step returns floats (in the program's half-sum convention): ``objective``,
 ``duality_gap`` (:func:`plugins.convex._program.duality_gap` at the solver's cone
 multipliers: zero at an optimum), ``cone_violation``, ``iterations``,
 ``solver_code`` (the answering solver's position in ``[solver] + fallback``: 0 is
-the first choice) and ``status_code`` (:data:`STATUS_CODES`: 0 optimal, 1
-optimal_inaccurate). The names are in :attr:`CvxpySolver.info` (``solver``,
-``status``, ``tried``), which ``state_dict`` keeps.
+the first choice; -1 for a program without groups, answered without a solver) and
+``status_code`` (:data:`STATUS_CODES`: 0 optimal, 1 optimal_inaccurate). The names
+are in :attr:`CvxpySolver.info` (``solver``, ``status``, ``tried``), which
+``state_dict`` keeps.
 """
 
 import warnings
@@ -61,7 +62,14 @@ class CvxpySolver(Solver):
             item_type=str,
         ),
         Param("eps", float, 1e-10, "the solvers' gap and feasibility tolerances", low=0),
-        Param("max_iter", int, 1000, "most iterations of an interior-point solver", low=1),
+        Param(
+            "max_iter",
+            int,
+            None,
+            "most solver iterations (None: 1000 for Clarabel and ECOS, 100000 for SCS)",
+            low=1,
+            nullable=True,
+        ),
         Param(
             "accept_inaccurate",
             bool,
@@ -140,15 +148,15 @@ class CvxpySolver(Solver):
         """Tolerances ``eps`` and iteration limits in each solver's own names."""
         if solver == "CLARABEL":
             return {
-                "max_iter": self.max_iter,
+                "max_iter": self.max_iter or 1000,
                 "tol_gap_abs": self.eps,
                 "tol_gap_rel": self.eps,
                 "tol_feas": self.eps,
             }
         if solver == "ECOS":
-            return {"max_iters": self.max_iter, "abstol": self.eps, "reltol": self.eps}
+            return {"max_iters": self.max_iter or 1000, "abstol": self.eps, "reltol": self.eps}
         if solver == "SCS":
-            return {"max_iters": max(self.max_iter, 100000), "eps_abs": self.eps, "eps_rel": 0}
+            return {"max_iters": self.max_iter or 100000, "eps_abs": self.eps, "eps_rel": 0}
         return {}
 
     def _read(self, variables):
@@ -168,6 +176,16 @@ class CvxpySolver(Solver):
     def step(self):
         """Solve (the first call); later calls return the same numbers."""
         if self._done:
+            return dict(self._last)
+        if self.program.n_groups == 0:  # nothing to optimise: the zero network
+            self.info = {"solver": None, "status": "optimal", "tried": []}
+            self._last = {
+                **self._numbers(self.V, self.Wn, None),
+                "iterations": 0.0,
+                "solver_code": -1.0,
+                "status_code": 0.0,
+            }
+            self._done = True
             return dict(self._last)
         import cvxpy as cp
 

@@ -232,12 +232,15 @@ def test_failing_solvers_raise_one_error_naming_each_status():
     message = str(info.value)
     assert "CLARABEL (status user_limit)" in message and "NOPE (not installed)" in message
     # an inaccurate answer with large residuals is refused, naming them
-    solver = _solver(solver="SCS", fallback=[], max_iter=1, eps=1e-12)
-    solver.start(program)
-    solver.max_iter = 1  # SCS gets max(max_iter, 1e5) iterations; force a tiny budget
-    solver._options = lambda name: {"max_iters": 5, "eps_abs": 1e-12, "eps_rel": 0}
     with pytest.raises(ConvexSolverError, match=r"SCS \(status optimal_inaccurate, relative gap"):
-        solver.step()
+        _solve(program, solver="SCS", fallback=[], max_iter=5, eps=1e-12)
+
+
+def test_a_program_without_groups_is_answered_by_the_zero_network():
+    X, y = _sinus(5)
+    solver, numbers = _solve(ConvexProgram(X, y, np.zeros((5, 0), dtype=bool), beta=1.0))
+    assert solver.done and numbers["objective"] == pytest.approx(0.5 * y @ y)
+    assert numbers["solver_code"] == -1.0 and numbers["duality_gap"] == 0.0
 
 
 def test_solver_state_dict_round_trip(solved):
