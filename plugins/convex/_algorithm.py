@@ -25,6 +25,15 @@ the patterns of the network the last solve produced, until they are those of a
 program already solved, a fixed point or a cycle: Gradient-Work's iteration).
 ``relaxation="gated"`` drops the cone constraints.
 
+Gradient-Work's convex step (``vmerckle/Gradient-Work``, ``algos/algo_convex_cvxpy.py``)
+minimises :math:`\|\hat y - y\|^2 / n + \beta_{GW} \sum_i \|W_i\|` with the cones: with
+``model.loss="mse"`` that is this run's convex objective for ``beta`` =
+:math:`\beta_{GW}` (:math:`2c \cdot \lambda/(2c) = \lambda`), so ``patterns="neurons"``,
+``beta=beta_GW`` reproduces it. Its patterns are ``1[X W > 0]`` and its neurons
+:math:`W_i/\|W_i\|` with :math:`a_i = \pm\|W_i\|`; relulab uses ``1[X W >= 0]`` (equal
+off the data's hyperplanes) and the balanced neurons of
+:func:`plugins.convex._program.recover_network` (the same function).
+
 Steps: every step is one :meth:`core.components.Solver.step` of the solver
 (``solver``; ``cvxpy`` solves in one step, an iterative solver's iterations are
 the run's steps); the stopper ``solved`` ends the run once :attr:`Convex.done`
