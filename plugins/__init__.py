@@ -15,6 +15,7 @@ BUILTIN_PLUGINS = (
     "plugins.inits",
     "plugins.gd",
     "plugins.jko",
+    "plugins.proxpoint",
     "plugins.convex",
     "plugins.plots",
     "plugins.indicators",

@@ -6,6 +6,9 @@ _algorithm  algorithm plugin ``proxpoint``: W <- argmin L(W) + D(W, W_k) / gamma
             solved by an inner loop of ``gd``'s optimizers
 _plots      plot plugin ``inner_loop``: objective, distance and learning rate of
             every inner iteration
+_distances  distance plugins ``frobenius``, ``wasserstein`` (exact, signs apart, plan
+            reuse) and ``sliced`` (squared sliced Wasserstein)
+_assignment optimal assignments certified by Bellman-Ford, reused while optimal
 """
 
 from core.hookspecs import hookimpl
@@ -25,3 +28,14 @@ def relulab_algorithms():
 @hookimpl
 def relulab_plots():
     return [InnerLoop]
+
+
+# -- distances ---------------------------------------------------------------------
+from ._distances import Frobenius, SlicedWasserstein, Wasserstein  # noqa: E402
+
+__all__ += ["Frobenius", "Wasserstein", "SlicedWasserstein"]
+
+
+@hookimpl
+def relulab_distances():
+    return [Frobenius, Wasserstein, SlicedWasserstein]
