@@ -16,7 +16,7 @@ or Nesterov momentum, AdamW; their buffers persist across outer steps); with
 ``train="both"`` the inner loop also moves the second layer ``a``, on which
 :math:`D` does not depend (the distances compare neuron positions ``W``).
 
-Inner loop of step ``k``, from :math:`W_0 = W_k` and :math:`J_0 = L(W_k)` (a distance
+Inner loop of step ``k``, from :math:`W_0 = W_k` and :math:`J_0 = J_k(W_k) = L(W_k)` (a distance
 vanishes at :math:`W = W_k`, its minimum, where its gradient is zero, so the first
 update is an explicit gradient step of :math:`L`):
 
@@ -27,7 +27,8 @@ update is an explicit gradient step of :math:`L`):
 
 - ``lr_decay`` (Gradient-Work's rule): whenever :math:`J_i \ge J_{i-1}` the learning
   rate :math:`\eta` is multiplied by ``lr_decay`` for the next updates; the factor
-  is never reset (it carries over to later outer steps);
+  is never reset (it carries over to later outer steps). Equality counts, so an inner
+  loop that has stalled to rounding keeps shrinking the rate;
 - ``inner_tol``: the loop stops early when
   :math:`|J_{i-1} - J_i| < \texttt{inner\_tol}\,|J_{i-1}|` (0: never);
 - a non-finite :math:`J_i` ends the loop and makes :meth:`ProximalPoint.loss`
