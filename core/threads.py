@@ -148,8 +148,10 @@ def limit_threads(n):
         raise ValueError(f"threads must be >= 1; got {n}")
     from threadpoolctl import threadpool_limits
 
+    torch = _imported_torch()
+    before = torch.get_num_threads() if torch is not None else None  # before OpenMP's limit
     libraries = threadpool_limits(limits=n)
-    torch_threads = _TorchThreads(n)
+    torch_threads = _TorchThreads(n, before)
     try:
         yield n
     finally:
@@ -167,21 +169,26 @@ def _imported_torch():
 class _TorchThreads:
     """Sets torch's intra-op threads now, or when torch's import completes; restores them."""
 
-    def __init__(self, n):
+    def __init__(self, n, before=None):
         self.n = n
-        self.previous = None
+        self.previous = before
         self.hook = None
         torch = _imported_torch()
         if torch is not None:
-            self._apply(torch)
+            self._set(torch)
         else:
             self.hook = _AfterImport("torch", self._apply)
             sys.meta_path.insert(0, self.hook)
 
     def _apply(self, torch):
         self.previous = torch.get_num_threads()
-        if self.previous != self.n:
-            torch.set_num_threads(self.n)
+        self._set(torch)
+
+    def _set(self, torch):
+        # Always call set_num_threads: it also limits torch's own MKL, which the
+        # OpenMP limit (threadpoolctl) leaves alone even when get_num_threads()
+        # already reads n.
+        torch.set_num_threads(self.n)
 
     def restore(self):
         if self.hook is not None:
@@ -189,8 +196,7 @@ class _TorchThreads:
                 sys.meta_path.remove(self.hook)
         torch = _imported_torch()
         if torch is not None and self.previous is not None:
-            if torch.get_num_threads() != self.previous:
-                torch.set_num_threads(self.previous)
+            torch.set_num_threads(self.previous)
 
 
 class _AfterImport:

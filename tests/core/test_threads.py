@@ -167,3 +167,17 @@ def test_a_torch_import_that_fails_inside_the_block_leaves_no_hook():
         "print(len(sys.meta_path) == n)\n"
     )
     assert _python(code).split() == ["ImportError", "True"]
+
+
+def test_torch_is_told_its_thread_count_even_when_openmp_already_reads_it(monkeypatch):
+    """``torch.set_num_threads`` also limits torch's own MKL, which threadpoolctl's
+    OpenMP limit leaves alone: it must be called even when get_num_threads() == n."""
+    import torch
+
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: calls.append(k) or real(k))
+    before = torch.get_num_threads()
+    with limit_threads(1):
+        assert torch.get_num_threads() == 1
+    assert calls == [1, before] and torch.get_num_threads() == before
