@@ -139,6 +139,7 @@ class ProximalPoint(Algorithm):
             "proximal step: J(W) = L(W) + D(W, W_k) / gamma",
             low=0,
             low_open=True,
+            resume_safe=True,
         ),
         Param(
             "inner_steps",

@@ -21,7 +21,12 @@ from plugins import BUILTIN_PLUGINS
 
 REGISTRY = Registry(builtins=BUILTIN_PLUGINS, entry_points=False)
 ALGORITHMS = [e.name for e in REGISTRY.entries("algorithm") if e.available]
-SETTINGS = {"gd": {"lr": 0.01}, "gd_numpy": {"lr": 0.01}, "jko": {"tau": 0.3, "gamma": 0.1}}
+SETTINGS = {
+    "gd": {"lr": 0.01},
+    "gd_numpy": {"lr": 0.01},
+    "jko": {"tau": 0.3, "gamma": 0.1},
+    "proxpoint": {"inner_steps": 5},
+}
 
 
 def _problem():
@@ -36,14 +41,20 @@ def _problem():
     )
     W0, a0 = init.initialize(2, 16, 1, np.random.default_rng(1))
     return Problem(
-        X=data.X, Y=data.Y, W0=W0, a0=a0, bias=True, seed=0, rng=np.random.default_rng(2)
+        X=data.X,
+        Y=data.Y,
+        W0=W0,
+        a0=a0,
+        bias=True,
+        seed=0,
+        rng=np.random.default_rng(2),
+        registry=REGISTRY,
     )
 
 
 def _build(name):
     cls = REGISTRY.get("algorithm", name)
     algorithm = cls(**validate_params(name, SETTINGS.get(name, {}), cls.params))
-    algorithm.registry = REGISTRY
     algorithm.setup(_problem())
     return algorithm
 
