@@ -1,0 +1,127 @@
+"""Min-norm skip-connection programs (Wang et al. 2022): feasibility, recovery, the LP."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cvxpy")
+
+from plugins.convex._min_norm import (  # noqa: E402
+    all_ones_attainable,
+    all_ones_index,
+    cone_violation,
+    interpolation_error,
+    min_norm_objective,
+    network_of,
+    recovery,
+    solve_min_norm,
+)
+from plugins.convex._patterns import sampled_patterns  # noqa: E402
+
+
+def planted(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) / np.sqrt(n)
+    w = rng.standard_normal(d)
+    w /= np.linalg.norm(w)
+    masks = sampled_patterns(X, max(n, 50), rng)
+    if all_ones_attainable(X) and all_ones_index(masks) is None:
+        masks = np.hstack([masks, np.ones((n, 1), dtype=bool)])
+    return X, X @ w, w, masks
+
+
+def brute_force_cone(X, tol=1e-9):
+    """Whether {g : X g >= 0} has g != 0: a null vector, or an extreme ray of the cone.
+
+    With X injective the cone is pointed; if non-trivial it has an extreme ray, on
+    which d - 1 independent rows are tight: try every such subset and both signs.
+    """
+    n, d = X.shape
+    if np.linalg.matrix_rank(X) < d:
+        return True
+    if d == 1:
+        return bool(np.all(X >= 0) or np.all(X <= 0))
+    for rows in itertools.combinations(range(n), d - 1):
+        _, s, Vt = np.linalg.svd(X[list(rows)])
+        if np.sum(s > 1e-10) < d - 1:
+            continue
+        r = Vt[-1]
+        for sign in (1.0, -1.0):
+            if np.all(sign * X @ r >= -tol):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("cones", [False, True])
+@pytest.mark.parametrize("n, d, seed", [(40, 4, 0), (8, 12, 1), (15, 6, 2)])
+def test_solution_interpolates_and_meets_cones(n, d, seed, cones):
+    X, y, w, masks = planted(n, d, seed)
+    sol = solve_min_norm(X, y, masks, cones=cones)
+    assert sol["status"] in ("optimal", "optimal_inaccurate")
+    assert interpolation_error(X, y, masks, sol["w0"], sol["W"]) < 1e-7
+    # optimal: no worse than the planted point (w0 = w, W = 0), which is feasible
+    assert min_norm_objective(sol["w0"], sol["W"]) <= 1.0 + 1e-7
+    if cones:
+        assert cone_violation(X, masks, sol["W"]) < 1e-8
+        U, a = network_of(sol["w0"], sol["W"])  # the ReLU network reproduces the fit
+        assert np.allclose(np.maximum(X @ U, 0) @ a, y, atol=1e-7)
+
+
+def test_gated_is_a_relaxation_of_the_exact_program():
+    X, y, _, masks = planted(10, 6, 3)
+    gated = solve_min_norm(X, y, masks, cones=False)
+    exact = solve_min_norm(X, y, masks, cones=True)
+    assert (
+        min_norm_objective(gated["w0"], gated["W"])
+        <= min_norm_objective(exact["w0"], exact["W"]) + 1e-7
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recovers_when_n_well_above_d(seed):
+    X, y, w, masks = planted(60, 4, seed)
+    sol = solve_min_norm(X, y, masks)
+    rec = recovery(sol["w0"], sol["W"], masks, w)
+    assert rec["recovered_strict"] and rec["recovered_merged"]
+    assert rec["w_error"] < 1e-4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fails_when_n_well_below_d(seed):
+    X, y, w, masks = planted(6, 30, seed)
+    sol = solve_min_norm(X, y, masks)
+    rec = recovery(sol["w0"], sol["W"], masks, w)
+    assert not rec["recovered_strict"] and not rec["recovered_merged"]
+    # the minimum-norm interpolant beats the planted vector: it cannot be w
+    assert min_norm_objective(sol["w0"], sol["W"]) < 1.0 - 1e-3
+
+
+def test_merged_test_accepts_a_split_with_the_all_ones_group():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(3)
+    masks = np.array([[True, True], [False, True]])
+    W = np.zeros((3, 2))
+    W[:, 1] = 0.5 * w  # the all-ones group holds half of w
+    rec = recovery(0.5 * w, W, masks, w)
+    assert not rec["recovered_strict"] and rec["recovered_merged"]
+    assert rec["w_error_merged"] == pytest.approx(0.0)
+    assert all_ones_index(masks) == 1
+
+
+@pytest.mark.parametrize("n, d", [(3, 2), (5, 2), (6, 3), (8, 3), (2, 3), (9, 4)])
+def test_attainability_lp_agrees_with_brute_force(n, d):
+    rng = np.random.default_rng(10 * n + d)
+    for trial in range(15):
+        X = rng.standard_normal((n, d))
+        if trial % 3 == 0:
+            X[:, 0] = np.abs(X[:, 0]) + 0.1  # cone contains e_0: attainable
+        assert all_ones_attainable(X) == brute_force_cone(X)
+
+
+def test_attainability_edge_cases():
+    assert all_ones_attainable(np.ones((3, 5)))  # n < d: null space
+    X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert not all_ones_attainable(X)  # the cone is {0}
+    X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    assert all_ones_attainable(X)  # g = e_1: X g = (0, 0, 1) >= 0
