@@ -125,3 +125,46 @@ def test_attainability_edge_cases():
     assert not all_ones_attainable(X)  # the cone is {0}
     X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
     assert all_ones_attainable(X)  # g = e_1: X g = (0, 0, 1) >= 0
+
+
+# -- data plugin planted_linear ------------------------------------------------------
+
+
+def planted_linear(**kw):
+    from plugins.convex._data import PlantedLinear
+
+    return PlantedLinear(**{**{p.name: p.default for p in PlantedLinear.params}, **kw})
+
+
+@pytest.mark.parametrize("inputs", ["gaussian", "cubed", "whitened", "cubed_whitened"])
+@pytest.mark.parametrize("planted_kind", ["smallest_singular", "gaussian"])
+@pytest.mark.parametrize("n, d", [(30, 5), (5, 12)])
+def test_planted_linear_shapes_and_labels(inputs, planted_kind, n, d):
+    data = planted_linear(n=n, d=d, inputs=inputs, planted=planted_kind, noise=0.0).load(
+        np.random.default_rng(0)
+    )
+    w = data.extras["w_star"]
+    assert data.X.shape == (n, d) and data.Y.shape == (n,) and w.shape == (d,)
+    assert np.linalg.norm(w) == pytest.approx(1.0)
+    assert np.allclose(data.Y, data.X @ w)
+    if inputs.endswith("whitened"):
+        gram = data.X.T @ data.X if n >= d else data.X @ data.X.T
+        assert np.allclose(gram, np.eye(min(n, d)))
+    if planted_kind == "smallest_singular":
+        s = np.linalg.svd(data.X, compute_uv=False)
+        assert np.linalg.norm(data.X @ w) == pytest.approx(s[-1])
+
+
+def test_planted_linear_inputs_scale_cube_and_noise():
+    kw = dict(n=50, d=4, planted="gaussian")
+    plain = planted_linear(**kw, inputs="gaussian").load(np.random.default_rng(1))
+    cubed = planted_linear(**kw, inputs="cubed").load(np.random.default_rng(1))
+    assert np.allclose(cubed.X, plain.X**3)  # same draw, cubed
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((50, 4)) / np.sqrt(50)
+    assert np.allclose(plain.X, X)  # randn(n, d) / sqrt(n) from the data stream
+    noisy = planted_linear(**kw, inputs="gaussian", noise=0.3).load(np.random.default_rng(1))
+    r = noisy.Y - noisy.X @ noisy.extras["w_star"]
+    w = rng.standard_normal(4)
+    assert np.allclose(noisy.extras["w_star"], w / np.linalg.norm(w))
+    assert np.allclose(r, 0.3 / np.sqrt(50) * rng.standard_normal(50))
