@@ -43,7 +43,7 @@ import warnings
 
 import numpy as np
 
-from core.components import Algorithm
+from core.components import Algorithm, Indicator
 from core.errors import ConfigError
 from core.hookspecs import hookimpl
 from core.model import loss as model_loss
@@ -65,7 +65,22 @@ __all__ = [
     "min_norm_objective",
     "network_of",
     "MinNorm",
+    "MinNormIndicator",
 ]
+
+#: The per-run numbers of ``min_norm`` that its indicator puts in a sweep's summary.
+RECOVERY_KEYS = (
+    "recovered_strict",
+    "recovered_merged",
+    "w_error",
+    "w_error_merged",
+    "all_ones_attainable",
+    "min_norm_objective",
+    "interpolation_error",
+    "cone_violation",
+    "n_patterns",
+    "status_code",
+)
 
 OWNER = "algorithm (min_norm)"
 
@@ -388,6 +403,39 @@ class MinNorm(Algorithm):
         self.attainable = bool(state["attainable"])
         self.info = dict(state["info"])
         self.info["tried"] = list(state["tried"])
+
+
+class MinNormIndicator(Indicator):
+    """The last logged recovery numbers of a ``min_norm`` run (for sweep summaries).
+
+    Summary keys (prefixed ``min_norm.`` by the indicator machinery): those of
+    :data:`RECOVERY_KEYS` the run logged, at its last logged step, so a sweep's
+    ``groups.csv`` has their mean per cell (``min_norm.recovered_strict_mean`` is the
+    strict recovery probability) and ``sweep.success`` may name them.
+    """
+
+    name = "min_norm"
+
+    def applies(self, run):
+        return "recovered_strict" in run.scalars
+
+    def summary(self, run):
+        scalars = run.scalars
+        out = {}
+        for key in RECOVERY_KEYS:
+            values = np.asarray(scalars.get(key, ()), dtype=float)
+            if values.size:
+                out[key] = float(values[-1])
+        return out
+
+    def per_snapshot(self, run, W, a):
+        return {}
+
+
+@hookimpl
+def relulab_indicators():
+    """The indicator ``min_norm`` (see :func:`relulab_algorithms`)."""
+    return [MinNormIndicator]
 
 
 @hookimpl

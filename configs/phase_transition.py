@@ -1,0 +1,70 @@
+"""Phase transition of exact recovery of a planted linear neuron (Wang et al. 2022).
+
+What it shows: for data ``X = randn(n, d) / sqrt(n)`` and labels ``y = X w`` of a
+planted unit vector ``w`` (data ``planted_linear``; the authors' script default, ``w``
+the smallest right singular vector of ``X``), how often the minimum-norm
+interpolant with a linear skip neuron (algorithm ``min_norm``: minimise
+``||w0|| + sum_j ||W_j||`` s.t. ``sum_j D_j X W_j + X w0 = y``, the gated relaxation,
+over the patterns of ``max(n, 50)`` Gaussian gates plus the all-ones pattern when an
+exact LP finds it attainable) is ``w`` itself, as a function of ``(n, d)``. Each
+trial is its own run with its own seed (config seed + 0, 1, ...: data, gates), so a
+cell's data do not depend on the grid (the original draws one stream over the
+whole grid).
+
+Recovery is recorded two ways per run (indicator ``min_norm``, in ``summary.csv`` and
+``groups.csv``): ``min_norm.recovered_strict`` (the paper's test: ``w0 = w`` and
+every ReLU group zero, atol 1e-4) and ``min_norm.recovered_merged`` (the all-ones
+pattern's group added into ``w0`` first: with that pattern the optimum is not
+unique, and interior-point solvers split ``w`` between the two). The figure
+``python plot.py latest`` draws the **strict** recovery probability
+(``sweep.success``) as a heat map over (n, d); ``sweep.success.key=
+min_norm.recovered_merged`` draws the merged one. ``groups.csv`` has both means.
+
+Default grid (scaled down): n in 10, 20, ..., 120, d in 5, 10, ..., 30, 5 trials:
+360 runs, measured 74 s with ``--jobs 2`` on a two-core machine (plus 7 s for
+``postprocess.py`` and 4 s for ``plot.py``). It shows the transition: strict
+recovery in every trial from n = 90 on, almost none at n <= 2d (0.2 at (10, 5),
+0 elsewhere); merged and strict recovery differ in two cells only (0.8 vs 1.0
+at (40, 15) and (80, 30)). The paper's grid, as an override::
+
+    python runner.py configs/phase_transition.py --jobs 2 sweep.seeds=10 \\
+        "sweep.grid={'data.n': [$(seq -s, 10 10 400)], 'data.d': [$(seq -s, 10 10 100)]}"
+
+is 40 x 10 x 10 = 4000 runs. Extrapolated, not measured: single Clarabel solves
+took 0.3 s (n = 100, d = 20), 1.8 s (100, 50), 8 s (200, 50), 29 s (400, 50) and 65 s
+(400, 100), about ``65 (n / 400)^2 (d / 100)`` seconds; summed over the grid that is
+about 4900 s per trial, 49 000 s for 10 trials: about 7 hours with ``--jobs 2``.
+Above n = 200 Clarabel often ends ``optimal_inaccurate``; such an answer is kept
+only when its interpolation residual is below ``accept_tol`` (``status_code`` 1).
+Other settings of the paper: ``data.planted=gaussian``
+(``--optw 0``), ``data.inputs=cubed|whitened|cubed_whitened``, ``data.noise=sigma``,
+``algorithm.relaxation=none`` (the cone constraints: exact ReLU).
+"""
+
+from configs.base import config as base
+from relulab import merge
+
+config = merge(
+    base,
+    {
+        "experiment": "phase_transition",
+        "seed": 0,
+        "model": {"width": 1, "scaling": "standard", "loss": "mse"},
+        "data": {
+            "name": "planted_linear",
+            "n": 40,
+            "d": 10,
+            "inputs": "gaussian",
+            "planted": "smallest_singular",
+            "noise": 0.0,
+        },
+        "algorithm": {"name": "min_norm", "relaxation": "gated", "n_patterns": None},
+        "stoppers": {"solved": {}, "max_steps": {"steps": 5}},
+        "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 1}},
+        "sweep": {
+            "grid": {"data.n": list(range(10, 121, 10)), "data.d": list(range(5, 31, 5))},
+            "seeds": 5,
+            "success": {"key": "min_norm.recovered_strict", "above": 0.5},
+        },
+    },
+)
