@@ -312,6 +312,8 @@ class MinNorm(Algorithm):
     )
 
     def setup(self, problem):
+        if problem.scaling != "standard":
+            raise ConfigError(f"{OWNER} needs model.scaling='standard'; got {problem.scaling!r}")
         if problem.Y.ndim != 1:
             raise ConfigError(f"{OWNER} needs one output (Y of shape (n,)); got {problem.Y.shape}")
         self.problem = problem

@@ -168,3 +168,57 @@ def test_planted_linear_inputs_scale_cube_and_noise():
     w = rng.standard_normal(4)
     assert np.allclose(noisy.extras["w_star"], w / np.linalg.norm(w))
     assert np.allclose(r, 0.3 / np.sqrt(50) * rng.standard_normal(50))
+
+
+# -- the algorithm min_norm, through the run loop ------------------------------------
+
+
+def _run_config(runs_dir, n, d, **algorithm):
+    return {
+        "experiment": "min_norm_test",
+        "seed": 3,
+        "model": {"width": 1, "scaling": "standard", "loss": "mse"},
+        "data": {"name": "planted_linear", "n": n, "d": d, "planted": "gaussian"},
+        "init": {"name": "normal"},
+        "algorithm": {"name": "min_norm", **algorithm},
+        "stoppers": {"solved": {}, "max_steps": {"steps": 5}},
+        "loggers": {"scalars": {"every": 1}, "snapshots": {"every": 1}},
+        "savers": {"periodic": {"every_seconds": 0.0, "every_steps": 1}},
+        "run": {"runs_dir": str(runs_dir), "display": "off"},
+    }
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from core.registry import Registry
+
+    registry = Registry(entry_points=False, plugin_modules=())
+    if "min_norm" in registry.names("algorithm"):
+        return registry
+    return Registry(
+        entry_points=False, plugin_modules=("plugins.convex._min_norm", "plugins.convex._data")
+    )
+
+
+def test_exact_run_records_recovery_and_a_relu_network_that_fits(registry, tmp_path):
+    from core.config import resolve
+    from core.loop import resume_run, start_run
+
+    run = start_run(
+        resolve(_run_config(tmp_path, 12, 5, relaxation="none"), registry), "", registry
+    )
+    assert run.meta["status"] == "finished" and run.meta["reason"] == "solved"
+    s = run.scalars
+    assert s["interpolation_error"][-1] < 1e-7 and s["cone_violation"][-1] < 1e-8
+    X, Y, w = run.problem["X"], run.problem["Y"], run.problem["extra.w_star"]
+    W, a, active = (run.snapshots[k][-1] for k in ("W", "a", "active"))
+    assert W.shape[1] == s["n_patterns"][-1] + 2  # padded: the skip pair and every group
+    assert np.all(W[:, ~active] == 0) and np.all(a[~active] == 0)
+    assert np.allclose(np.maximum(X @ W, 0) @ a, Y, atol=1e-7)  # under the cones: a fit
+    assert s["loss"][-1] < 1e-12
+    # the recorded error is ||w0 - w|| of the skip neuron (the first two ReLU neurons)
+    w0 = W[:, 0] * a[0]
+    assert s["w_error"][-1] == pytest.approx(np.linalg.norm(w0 - w), abs=1e-9)
+    resumed = resume_run(run.path, registry, overrides=["stoppers.max_steps.steps=9"])
+    assert resumed.meta["steps"] == run.meta["steps"]
+    np.testing.assert_array_equal(resumed.snapshots["W"][-1], W)
