@@ -22,6 +22,8 @@ Everything imports without cvxpy (it is imported inside the solver's methods;
 from core.hookspecs import hookimpl
 
 from ._algorithm import Convex
+from ._data import PlantedLinear
+from ._min_norm import MinNorm, MinNormIndicator
 from ._patterns import exact_patterns, neuron_patterns, sampled_patterns, unique_masks
 from ._program import (
     ConvexProgram,
@@ -39,6 +41,9 @@ from ._stoppers import Solved
 
 __all__ = [
     "Convex",
+    "MinNorm",
+    "MinNormIndicator",
+    "PlantedLinear",
     "ConvexProgram",
     "ConvexSolverError",
     "CvxpySolver",
@@ -64,7 +69,17 @@ SOLVERS = [
 
 @hookimpl
 def relulab_algorithms():
-    return [Convex]
+    return [Convex, MinNorm]
+
+
+@hookimpl
+def relulab_datasets():
+    return [PlantedLinear]
+
+
+@hookimpl
+def relulab_indicators():
+    return [MinNormIndicator]
 
 
 @hookimpl

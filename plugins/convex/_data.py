@@ -25,7 +25,6 @@ given to the algorithm as ``Problem.extras``).
 import numpy as np
 
 from core.components import Data, DataSet
-from core.hookspecs import hookimpl
 from core.params import Param
 
 __all__ = ["PlantedLinear", "planted_inputs", "planted_vector"]
@@ -94,8 +93,3 @@ class PlantedLinear(DataSet):
         if self.noise:
             y = y + self.noise / np.sqrt(self.n) * rng.standard_normal(self.n)
         return Data(X, y, extras={"w_star": w})
-
-
-@hookimpl
-def relulab_datasets():
-    return [PlantedLinear]

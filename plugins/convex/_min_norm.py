@@ -45,7 +45,6 @@ import numpy as np
 
 from core.components import Algorithm, Indicator
 from core.errors import ConfigError
-from core.hookspecs import hookimpl
 from core.model import loss as model_loss
 from core.params import Param
 
@@ -432,16 +431,3 @@ class MinNormIndicator(Indicator):
 
     def per_snapshot(self, run, W, a):
         return {}
-
-
-@hookimpl
-def relulab_indicators():
-    """The indicator ``min_norm`` (see :func:`relulab_algorithms`)."""
-    return [MinNormIndicator]
-
-
-@hookimpl
-def relulab_algorithms():
-    """``min_norm`` alone: for registering this module as a plugin module
-    (``RELULAB_PLUGINS=plugins.convex._min_norm``) until the convex package lists it."""
-    return [MinNorm]

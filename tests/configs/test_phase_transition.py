@@ -10,15 +10,9 @@ from core.registry import Registry  # noqa: E402
 from core.store import Run  # noqa: E402
 from core.sweep import expand_sweep, run_sweep, summarize_sweep  # noqa: E402
 
-# until plugins.convex lists min_norm and planted_linear itself
-MODULES = ("plugins.convex._min_norm", "plugins.convex._data")
-
 
 def _registry():
-    registry = Registry(entry_points=False, plugin_modules=())
-    if "min_norm" in registry.names("algorithm"):
-        return registry
-    return Registry(entry_points=False, plugin_modules=MODULES)
+    return Registry(entry_points=False, plugin_modules=())
 
 
 def _load(tmp_path, *overrides):

@@ -192,12 +192,7 @@ def _run_config(runs_dir, n, d, **algorithm):
 def registry():
     from core.registry import Registry
 
-    registry = Registry(entry_points=False, plugin_modules=())
-    if "min_norm" in registry.names("algorithm"):
-        return registry
-    return Registry(
-        entry_points=False, plugin_modules=("plugins.convex._min_norm", "plugins.convex._data")
-    )
+    return Registry(entry_points=False, plugin_modules=())
 
 
 def test_exact_run_records_recovery_and_a_relu_network_that_fits(registry, tmp_path):
