@@ -108,16 +108,48 @@ def plot_sweep(path, groups=None, registry=None):
             suffix = "".join(f"_{k}={v}" for k, v in fixed)
             stem = re.sub(r"[^A-Za-z0-9_.=+-]", "_", f"sweep_{metric}{suffix}")
             where = ", ".join(f"{k}={v}" for k, v in fixed)
-            figures[stem] = _heatmap(
-                Figure,
-                dims[0],
-                dims[1],
-                metric,
-                title,
-                where,
-                lambda a, b, c=combo: group_at(a, b, *c),
-            )
+
+            def at(a, b, c=combo):
+                return group_at(a, b, *c)
+
+            figures[stem] = _heatmap(Figure, dims[0], dims[1], metric, title, where, at)
+            if metric == "success" and all(_is_axis(d) for d in dims[:2]):
+                figures[f"{stem}_contour"] = _contour(Figure, dims[0], dims[1], title, where, at)
     return figures
+
+
+def _is_axis(dim):
+    """Whether a swept dimension is one numeric key (a contour plot's axis)."""
+    _, keys, positions = dim
+    return len(keys) == 1 and len(positions) > 1 and _numeric([p[keys[0]] for p in positions])
+
+
+def _contour(Figure, dim_y, dim_x, title, where, group_at):
+    """The success fraction as filled contours at 0, 0.1, ..., 1, with the line y = x.
+
+    The phase-transition figure of Wang et al. (2022): recovery probability over
+    (n, d), the diagonal n = d drawn where the two axes' ranges overlap.
+    """
+    x = np.array([p[dim_x[1][0]] for p in dim_x[2]], dtype=float)
+    y = np.array([p[dim_y[1][0]] for p in dim_y[2]], dtype=float)
+    Z = np.array(
+        [[_value(group_at(py, px), "success")[0] for px in dim_x[2]] for py in dim_y[2]],
+        dtype=float,
+    )
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    filled = ax.contourf(
+        x, y, np.ma.masked_invalid(Z), levels=np.linspace(0, 1, 11), vmin=0, vmax=1, cmap="viridis"
+    )
+    lo, hi = max(x.min(), y.min()), min(x.max(), y.max())
+    if lo < hi:
+        ax.plot([lo, hi], [lo, hi], "r--", label=f"{dim_y[0]} = {dim_x[0]}")
+        ax.legend(loc="best", fontsize=8)
+    fig.colorbar(filled, ax=ax, label=title)
+    ax.set_xlabel(dim_x[0])
+    ax.set_ylabel(dim_y[0])
+    ax.set_title(f"{title}\n{where}" if where else title, fontsize=9)
+    return fig
 
 
 def _value(group, metric):
