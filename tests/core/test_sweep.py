@@ -240,7 +240,7 @@ def test_pool_and_dask_give_identical_summaries(tmp_path, worker_registry):
     assert float(groups[0]["success"]) == sum(v < 0.3 for v in first) / 3
 
     figures = plot_sweep(pool, groups_pool)
-    assert set(figures) == {"sweep_final_loss", "sweep_success"}
+    assert set(figures) == {"sweep_final_loss", "sweep_success", "sweep_success_contour"}
     image = figures["sweep_success"].axes[0].images[0].get_array()
     assert image.shape == (2, 2) and image[0, 0] == groups_pool[0]["success"]
 
