@@ -17,7 +17,9 @@ every ReLU group zero, atol 1e-4) and ``min_norm.recovered_merged`` (the all-one
 pattern's group added into ``w0`` first: with that pattern the optimum is not
 unique, and interior-point solvers split ``w`` between the two). The figure
 ``python plot.py latest`` draws the **strict** recovery probability
-(``sweep.success``) as a heat map over (n, d); ``sweep.success.key=
+(``sweep.success``) as a heat map over (n, d) and, as in the paper, as filled
+contours at levels 0, 0.1, ..., 1 with the line n = d
+(``plots/sweep_success_contour.png``); ``sweep.success.key=
 min_norm.recovered_merged`` draws the merged one. ``groups.csv`` has both means.
 
 Default grid (scaled down): n in 10, 20, ..., 120, d in 5, 10, ..., 30, 5 trials:
