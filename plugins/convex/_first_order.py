@@ -738,10 +738,23 @@ class ConicInteriorPoint(_Engine):
     def __init__(self, X, y, M, beta, cones, tol=1e-6, violation_tol=1e-6):
         if tol < self.MIN_TOL:
             raise ConvexSolverError(f"interior_point needs tol >= {self.MIN_TOL}; got {tol}")
+        import scipy.linalg  # imported on first use: keeps start-up light
+
+        self._linalg = scipy.linalg
         self._setup(X, y, M, beta, cones, tol, violation_tol)
         n, d = self.X.shape
         G = self.M.shape[1]
         m = d + 1
+        # the distinct patterns |M_j| (n, P') and the pattern of each group (G,)
+        self.patterns, self.pattern_of = np.unique(np.abs(self.M), axis=1, return_inverse=True)
+        self.pattern_of = self.pattern_of.ravel()
+        # each group's slot among the groups of its pattern (v_i: 0, w_i: 1)
+        self._slot = np.zeros(G, dtype=int)
+        seen = np.zeros(self.patterns.shape[1], dtype=int)
+        for j, p in enumerate(self.pattern_of):
+            self._slot[j] = seen[p]
+            seen[p] += 1
+        self._slots = int(seen.max(initial=1))
         n_c = 0
         if self.cones:
             nonzero = np.any(self.X != 0, axis=1)
@@ -749,8 +762,10 @@ class ConicInteriorPoint(_Engine):
             self.rows = slice(None) if nonzero.all() else np.flatnonzero(nonzero)
             self.Xc, self.Sc = self.X[self.rows], self.S[self.rows]
             n_c = self.Xc.shape[0]
-            # x_i x_i^T flattened: X^T diag(w) X for every group is one matmul
-            self.Xk = (self.Xc[:, :, None] * self.Xc[:, None, :]).reshape(n_c, d * d)
+            # the upper triangles of x_i x_i^T: X^T diag(w) X for every group is one
+            # (G, n) x (n, d (d + 1) / 2) matmul
+            self._iu = np.triu_indices(d)
+            self.Xk = np.ascontiguousarray(self.Xc[:, self._iu[0]] * self.Xc[:, self._iu[1]])
         self.nu = G + n_c * G  # degree of the cone
         self.J = np.ones(m)
         self.J[1:] = -1.0
@@ -800,8 +815,6 @@ class ConicInteriorPoint(_Engine):
             a step is non-finite or vanishes): the numerical limit was reached
             before ``tol``.
         """
-        from scipy.linalg import cho_factor, cho_solve
-
         X, M, cones = self.X, self.M, self.cones
         d, G = self.Z.shape
         m = d + 1
@@ -821,34 +834,48 @@ class ConicInteriorPoint(_Engine):
         Jv = self.J[:, None] * v
         zq = eta * _boost(v, self.lq)  # the scaled point W lam = W^-1 s
         W_inv = _boost_matrices(Jv) / eta[:, None, None]
-        W_inv2 = W_inv @ W_inv  # (G, m, m)
+        W_inv2 = W_inv @ W_inv  # (G, m, m), positive semi-definite as computed
         B = W_inv2.copy()
         if cones:
             Dinv = self.lo / self.so
             wo = np.sqrt(self.so / self.lo)
             zo = np.sqrt(self.so * self.lo)
-            B[:, 1:, 1:] += (self.Xk.T @ Dinv).T.reshape(G, d, d)
+            XtDX = np.empty((G, d, d))
+            XtDX[:, self._iu[0], self._iu[1]] = Dinv.T @ self.Xk
+            XtDX[:, self._iu[1], self._iu[0]] = XtDX[:, self._iu[0], self._iu[1]]
+            B[:, 1:, 1:] += XtDX
         diag = np.einsum("gii->gi", B)
         diag += self.REGULARIZATION * diag.max(axis=1, keepdims=True)
         try:
             L = np.linalg.cholesky(B)
         except np.linalg.LinAlgError:
             raise self._stalled("a Newton block is not positive definite") from None
-        L_inv = np.linalg.inv(L)  # (G, m, m), lower triangular
-        # N = I + F F^T with F_j = (M_j * X) (L_j^-T)[1:] (n, m), in chunks of groups
-        # of at most CHUNK_BYTES (2 n^2 G m flops in all)
-        LzT = np.transpose(L_inv[:, :, 1:], (2, 0, 1))  # (d, G, m)
-        N = np.eye(X.shape[0])
-        chunk = max(1, self.CHUNK_BYTES // (8 * X.shape[0] * m))
-        for first in range(0, G, chunk):
-            last = min(G, first + chunk)
-            F = (X @ LzT[:, first:last].reshape(d, -1)).reshape(-1, last - first, m)
-            F *= M[:, first:last, None]
-            F = F.reshape(X.shape[0], -1)
+        L_inv = np.linalg.inv(L)  # (G, m, m), lower triangular: B^-1 = L_inv^T L_inv
+        # N = I + sum_j (M_j * X) C_j (M_j * X)^T with C_j = [B_j^-1]_zz = K_j^T K_j,
+        # K_j = L_inv_j[:, 1:] (m, d). The groups of one pattern are merged (v_i and w_i:
+        # half the columns) through a QR factorisation of their stacked K_j (a Gram form:
+        # no squared condition number), giving F_p = (|M_p| * X) T_p with T_p (d, c)
+        n, P = self.patterns.shape
+        K = np.zeros((P, self._slots, m, d))
+        K[self.pattern_of, self._slot] = L_inv[:, :, 1:]
+        if self._slots == 1:
+            T = K[:, 0]  # (P, m, d): T_p^T
+        else:
+            T = np.linalg.qr(K.reshape(P, self._slots * m, d), mode="r")  # (P, d, d)
+        c = T.shape[1]
+        T = np.transpose(T, (2, 0, 1))  # (d, P, c): T_p = T[:, p]
+        N = np.eye(n)
+        chunk = max(1, self.CHUNK_BYTES // (8 * n * c))
+        F = None
+        for first in range(0, P, chunk):
+            last = min(P, first + chunk)
+            F = (X @ T[:, first:last].reshape(d, -1)).reshape(n, last - first, c)
+            F *= self.patterns[:, first:last, None]
+            F = F.reshape(n, -1)
             N += F @ F.T
         del F
         try:
-            N_chol = cho_factor(N, lower=True, overwrite_a=True, check_finite=False)
+            N_chol = self._linalg.cho_factor(N, lower=True, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             raise self._stalled("the Schur complement is not positive definite") from None
 
@@ -859,7 +886,7 @@ class ConicInteriorPoint(_Engine):
         def newton_solve(rhs):  # (A^T A + blkdiag B)^-1 rhs by the Woodbury identity
             y1 = block_solve(rhs)
             u = np.einsum("ng,ng->n", M, X @ y1[1:])
-            w = cho_solve(N_chol, u, check_finite=False)
+            w = self._linalg.cho_solve(N_chol, u, check_finite=False)
             b2 = np.zeros_like(rhs)
             b2[1:] = X.T @ (M * w[:, None])
             return y1 - block_solve(b2)

@@ -1,0 +1,328 @@
+r"""The convex program of two-layer ReLU training: interior_point and first_order vs Clarabel.
+
+Problem (the issue's): ``X = randn(n, d) / sqrt(n)``, labels ``y = relu(X W*) a*`` of a
+planted network (``max(2, d // 5)`` neurons, output weights +-1), ``P`` patterns
+``1[X g >= 0]`` of Gaussian gates (duplicates and the empty pattern removed),
+``beta = 1e-3 ||X^T y||_inf``; sizes ``(n, d, P)`` = (100, 10, 50), (300, 20, 100),
+(1000, 50, 200) (``quick``: (60, 6, 30)). Both forms: ``exact`` (with the cone
+constraints, ``2P`` groups) and ``gated`` (the relaxation, ``P`` groups).
+
+Every solve runs in a fresh subprocess (``python -m bench.bench_convex --child``)
+with one BLAS thread (Clarabel is single-threaded; several threads on a shared
+2-core machine slow the small operations down), reading the problem from an
+``.npz``; the child reports the wall time of the solve, the rise of the process's
+peak resident memory during it (``ru_maxrss``, the only measure that sees
+Clarabel's Rust allocations) and, for the numpy solvers, the peak of
+:mod:`tracemalloc` (numpy's arrays).
+
+Solvers
+-------
+Clarabel
+    cvxpy's formulation with ``(d, P)`` variables and element-wise cone constraints,
+    as :mod:`plugins.convex._solver_cvxpy` writes it; time includes cvxpy's
+    compilation (Clarabel's own ``solve_time`` is in the note). Skipped at the
+    largest size (the issue measured more than 180 s and 5.4 GB) unless the
+    environment sets ``RELULAB_BENCH_CLARABEL_ALL=1``.
+interior_point
+    :class:`plugins.convex._first_order.ConicInteriorPoint` stepped until its
+    certificate reaches 1e-7 or stalls; the times at which the certified relative
+    gap first falls below 1e-4 and 1e-6 are what solves with ``tol=1e-4`` and
+    ``tol=1e-6`` take (the iterates do not depend on ``tol``). Its last objective is
+    the tight reference.
+first_order
+    :class:`plugins.convex._first_order.GroupLassoAPG` (FISTA gated, augmented
+    Lagrangian exact) with a time budget (10 s; ``quick``: 1 s).
+
+Rows
+----
+``<form> n,d,P: <solver> ...`` in seconds with Clarabel's time as baseline (ratio < 1:
+faster), memory rows in MB with Clarabel's peak-RSS rise as baseline, and for a
+first-order solve that does not certify within its budget the certified relative gap
+it reached. Notes give the objective relative to the best known (the smallest
+objective of a certified solve: ``(f - best) / best``; Clarabel's may be slightly
+negative, its iterates meeting the constraints only to its tolerance), the certified
+gap, iterations, and the cone violation. Full mode takes several minutes on a
+loaded 2-core machine (the largest exact program alone about a minute).
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from .timing import row
+
+SIZES = [(100, 10, 50), (300, 20, 100), (1000, 50, 200)]
+QUICK_SIZES = [(60, 6, 30)]
+CHECKPOINTS = (1e-4, 1e-6)
+TIGHT = 1e-7  # the interior point's smallest tol: its reference objective
+
+
+def make_problem(n, d, P, seed=0):
+    """The issue's problem (module docstring).
+
+    Returns
+    -------
+    X : ndarray, shape (n, d)
+    y : ndarray, shape (n,)
+    masks : ndarray of bool, shape (n, P') with P' <= P
+    beta : float
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) / np.sqrt(n)
+    m = max(2, d // 5)
+    y = np.maximum(X @ rng.standard_normal((d, m)), 0.0) @ rng.choice([-1.0, 1.0], m)
+    masks = X @ rng.standard_normal((d, 2 * P)) >= 0
+    masks = masks[:, masks.any(axis=0)]
+    _, first = np.unique(masks, axis=1, return_index=True)
+    masks = masks[:, np.sort(first)[:P]]
+    beta = 1e-3 * float(np.max(np.abs(X.T @ y)))
+    return X, y, masks, beta
+
+
+# ------------------------------------------------------------------------- the child
+
+
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def _clarabel(X, y, masks, beta, cones):
+    import cvxpy as cp
+
+    n, d = X.shape
+    P = masks.shape[1]
+    M = masks.astype(float)
+    S = 2.0 * M - 1.0
+    V, W = cp.Variable((d, P)), cp.Variable((d, P))
+    pred = cp.sum(cp.multiply(M, X @ V), axis=1) - cp.sum(cp.multiply(M, X @ W), axis=1)
+    cost = 0.5 * cp.sum_squares(pred - y) + beta * (
+        cp.sum(cp.norm(V, 2, axis=0)) + cp.sum(cp.norm(W, 2, axis=0))
+    )
+    constraints = [cp.multiply(S, X @ V) >= 0, cp.multiply(S, X @ W) >= 0] if cones else []
+    problem = cp.Problem(cp.Minimize(cost), constraints)
+    start = time.perf_counter()
+    problem.solve(solver="CLARABEL")
+    seconds = time.perf_counter() - start
+    violation = 0.0
+    if cones:
+        violation = max(0.0, -float(min((S * (X @ V.value)).min(), (S * (X @ W.value)).min())))
+    return {
+        "seconds": seconds,
+        "objective": float(problem.value),
+        "status": problem.status,
+        "iterations": int(problem.solver_stats.num_iters),
+        "solve_time": float(problem.solver_stats.solve_time),
+        "violation": violation,
+    }
+
+
+def _iterative(X, y, masks, beta, cones, method, budget):
+    from plugins.convex._first_order import ConicInteriorPoint, GroupLassoAPG, signed_masks
+    from plugins.convex._program import ConvexSolverError
+
+    M, _ = signed_masks(masks, cones)
+    tracemalloc.start()
+    start = time.perf_counter()
+    if method == "interior_point":
+        engine = ConicInteriorPoint(X, y, M, beta, cones, tol=TIGHT)
+    else:
+        engine = GroupLassoAPG(X, y, M, beta, cones, tol=min(CHECKPOINTS))
+    crossings, stalled = {}, None
+    while not engine.done:
+        try:
+            engine.step()
+        except ConvexSolverError as exc:  # the numerical limit, below 1e-6 in practice
+            stalled = str(exc)
+            break
+        now = time.perf_counter() - start
+        rel = engine.gap / engine.objective
+        ok = engine.violation <= engine.violation_tol * engine.scale_y
+        for tol in CHECKPOINTS:
+            if ok and rel <= tol and str(tol) not in crossings:
+                crossings[str(tol)] = {
+                    "seconds": now,
+                    "objective": engine.objective,
+                    "gap": rel,
+                    "iterations": engine.iteration,
+                    "violation": engine.violation,
+                }
+        if budget and now > budget:
+            break
+    seconds = time.perf_counter() - start
+    trace_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return {
+        "seconds": seconds,
+        "objective": engine.objective,
+        "gap": engine.gap / engine.objective,
+        "iterations": engine.iteration,
+        "violation": engine.violation,
+        "crossings": crossings,
+        "trace_mb": trace_mb,
+        "stalled": stalled,
+    }
+
+
+def child(spec):
+    """Solve one program in this process; print one JSON line (module docstring)."""
+    from core.threads import limit_threads
+
+    with np.load(spec["npz"], allow_pickle=False) as data:
+        X, y, masks, beta = data["X"], data["y"], data["masks"], float(data["beta"])
+    with limit_threads(1):
+        if spec["solver"] == "clarabel":
+            import cvxpy  # noqa: F401  (imported before the memory baseline)
+
+            rss = _peak_rss_mb()
+            out = _clarabel(X, y, masks, beta, spec["cones"])
+        else:
+            import scipy.linalg  # noqa: F401  (imported before the memory baseline)
+
+            import plugins.convex._first_order  # noqa: F401
+
+            rss = _peak_rss_mb()
+            out = _iterative(X, y, masks, beta, spec["cones"], spec["solver"], spec["budget"])
+    out["rss_mb"] = _peak_rss_mb() - rss
+    print(json.dumps(out))
+
+
+def _run_child(npz, solver, cones, budget=0.0):
+    spec = {"npz": str(npz), "solver": solver, "cones": cones, "budget": budget}
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_convex", "--child", json.dumps(spec)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{solver} child failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------ the parent
+
+
+def _rel(value, best):
+    return (value - best) / best
+
+
+def _rows_for(size, form, results, budget):
+    n, d, P = size
+    label = f"{form} n={n} d={d} P={P}"
+    clar = results.get("clarabel")
+    ipm = results["interior_point"]
+    fo = results["first_order"]
+    certified = [ipm["objective"]] + [c["objective"] for c in ipm["crossings"].values()]
+    if clar is not None and clar["status"] == "optimal":
+        certified.append(clar["objective"])
+    best = min(certified)
+    rows = []
+    base_t = clar["seconds"] if clar else None
+    base_mb = clar["rss_mb"] if clar and clar["rss_mb"] > 0 else None
+    if clar:
+        rows.append(
+            row(
+                f"{label}: Clarabel (cvxpy)",
+                clar["seconds"],
+                "s",
+                note=f"f-best {_rel(clar['objective'], best):+.1e}, {clar['iterations']} its, "
+                f"solve_time {clar['solve_time']:.3g} s, viol {clar['violation']:.1e}, "
+                f"RSS +{clar['rss_mb']:.0f} MB, {clar['status']}",
+            )
+        )
+    else:
+        rows.append(
+            row(
+                f"{label}: best known objective",
+                best,
+                "",
+                note="interior_point at tol 1e-7 (Clarabel skipped: RELULAB_BENCH_CLARABEL_ALL=1)",
+            )
+        )
+    for tol in CHECKPOINTS:
+        hit = ipm["crossings"].get(str(tol))
+        if hit is None:
+            continue
+        rows.append(
+            row(
+                f"{label}: interior_point, certified {tol:g}",
+                hit["seconds"],
+                "s",
+                baseline=base_t,
+                note=f"f-best {_rel(hit['objective'], best):+.1e}, gap {hit['gap']:.1e}, "
+                f"{hit['iterations']} its, viol {hit['violation']:.1e}",
+            )
+        )
+    rows.append(
+        row(
+            f"{label}: interior_point peak memory",
+            ipm["trace_mb"],
+            "MB",
+            baseline=base_mb,
+            note=f"tracemalloc (numpy); RSS +{ipm['rss_mb']:.0f} MB; baseline: Clarabel RSS rise",
+        )
+    )
+    fo_name = "first_order (FISTA)" if form == "gated" else "first_order (AL + FISTA)"
+    hit = fo["crossings"].get(str(CHECKPOINTS[0]))
+    if hit is not None:
+        rows.append(
+            row(
+                f"{label}: {fo_name}, certified {CHECKPOINTS[0]:g}",
+                hit["seconds"],
+                "s",
+                baseline=base_t,
+                note=f"f-best {_rel(hit['objective'], best):+.1e}, {hit['iterations']} its, "
+                f"peak {fo['trace_mb']:.3g} MB",
+            )
+        )
+    else:
+        rows.append(
+            row(
+                f"{label}: {fo_name}, |f-best|/best after {budget:g} s",
+                max(abs(_rel(fo["objective"], best)), 1e-16),
+                "",
+                note=f"not certified to {CHECKPOINTS[0]:g}: certified gap {fo['gap']:.1e} "
+                f"(negative: infeasible point), viol {fo['violation']:.1e}, "
+                f"{fo['iterations']} its",
+            )
+        )
+    return rows
+
+
+def run(quick):
+    """Rows for ``python -m bench`` (see :mod:`bench.__main__`)."""
+    sizes = QUICK_SIZES if quick else SIZES
+    budget = 1.0 if quick else 10.0
+    clarabel_all = os.environ.get("RELULAB_BENCH_CLARABEL_ALL") == "1"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            X, y, masks, beta = make_problem(*size)
+            npz = Path(tmp) / f"problem_{'_'.join(map(str, size))}.npz"
+            np.savez(npz, X=X, y=y, masks=masks, beta=beta)
+            for form, cones in (("exact", True), ("gated", False)):
+                results = {
+                    "interior_point": _run_child(npz, "interior_point", cones),
+                    "first_order": _run_child(npz, "first_order", cones, budget),
+                }
+                if size != SIZES[-1] or clarabel_all:
+                    results["clarabel"] = _run_child(npz, "clarabel", cones)
+                rows.extend(_rows_for(size, form, results, budget))
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(json.loads(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m bench.bench_convex --child SPEC_JSON (run: python -m bench)")
