@@ -23,6 +23,7 @@ from core.hookspecs import hookimpl
 
 from ._algorithm import Convex
 from ._data import PlantedLinear
+from ._first_order import FirstOrder, InteriorPoint
 from ._min_norm import MinNorm, MinNormIndicator
 from ._patterns import exact_patterns, neuron_patterns, sampled_patterns, unique_masks
 from ._program import (
@@ -47,6 +48,8 @@ __all__ = [
     "ConvexProgram",
     "ConvexSolverError",
     "CvxpySolver",
+    "FirstOrder",
+    "InteriorPoint",
     "Solved",
     "objective",
     "predict",
@@ -64,6 +67,8 @@ __all__ = [
 #: The solver plugins of this package; a new solver module adds its class here.
 SOLVERS = [
     CvxpySolver,
+    FirstOrder,
+    InteriorPoint,
 ]
 
 
