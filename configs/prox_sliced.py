@@ -23,33 +23,17 @@ Larger: ``model.width=1000 stoppers.max_steps.steps=100`` reaches 2.9e-5 in 31 s
 stepping.
 """
 
-from configs.base import config as base
+from configs.prox_frobenius import config as frobenius
 from relulab import merge
 
 config = merge(
-    base,
+    frobenius,  # the same problem, optimizer and cadences; another distance
     {
         "experiment": "prox_sliced",
-        "seed": 0,
-        "model": {"width": 100, "scaling": "standard", "loss": "mse"},
-        "data": {"name": "sinus", "n": 20},
-        "init": {"name": "normal", "scale": 0.1},
         "algorithm": {
-            "name": "proxpoint",
             "distance": "sliced",
             "distance_options": {"n_projections": 20},
             "gamma": 0.1,
-            "inner_steps": 100,
-            "inner_tol": 1e-7,
-            "optimizer": "adamw",
-            "lr": 0.01,
-            "lr_decay": 0.9,
-        },
-        "stoppers": {"max_steps": {"steps": 40}},
-        "loggers": {
-            "scalars": {"every": 1},
-            "snapshots": {"every": 5},
-            "records": {"every": 1},
         },
     },
 )

@@ -26,32 +26,13 @@ a single pair at a few steps after step 30; the assignment is solved again only 
 the last one stops being optimal).
 """
 
-from configs.base import config as base
+from configs.prox_frobenius import config as frobenius
 from relulab import merge
 
 config = merge(
-    base,
+    frobenius,  # the same problem, optimizer and cadences; another distance
     {
         "experiment": "prox_wasserstein",
-        "seed": 0,
-        "model": {"width": 100, "scaling": "standard", "loss": "mse"},
-        "data": {"name": "sinus", "n": 20},
-        "init": {"name": "normal", "scale": 0.1},
-        "algorithm": {
-            "name": "proxpoint",
-            "distance": "wasserstein",
-            "gamma": 0.2,
-            "inner_steps": 100,
-            "inner_tol": 1e-7,
-            "optimizer": "adamw",
-            "lr": 0.01,
-            "lr_decay": 0.9,
-        },
-        "stoppers": {"max_steps": {"steps": 40}},
-        "loggers": {
-            "scalars": {"every": 1},
-            "snapshots": {"every": 5},
-            "records": {"every": 1},
-        },
+        "algorithm": {"distance": "wasserstein", "gamma": 0.2},
     },
 )
