@@ -158,9 +158,8 @@ class Problem:
         The data set's ground truth (:attr:`Data.extras`).
     registry : core.registry.Registry or None
         The registry the run was built from, for algorithms that build plugins
-        they name (a prox solver, a distance): ``problem.registry.build(kind,
-        name, params)``. None outside a run (then use
-        :func:`core.registry.get_registry`).
+        they name (a prox solver, a distance): :meth:`build`. None outside a
+        run (:meth:`build` then uses :func:`core.registry.get_registry`).
     """
 
     X: np.ndarray
@@ -184,6 +183,17 @@ class Problem:
     @property
     def d(self):
         return self.X.shape[1]
+
+    def build(self, kind, name, params=None, owner=None):
+        """An instance of the ``kind`` plugin ``name`` with validated ``params``, from
+        the run's registry (the process-wide one outside a run); see
+        :meth:`core.registry.Registry.build`."""
+        registry = self.registry
+        if registry is None:
+            from .registry import get_registry
+
+            registry = get_registry()
+        return registry.build(kind, name, params, owner)
 
     @property
     def m(self):

@@ -11,9 +11,20 @@ This module imports torch at its top: only torch plugins import it, lazily.
 
 import torch
 
+from .errors import ConfigError
 from .model import loss_factor, output_scale
 
-__all__ = ["forward", "residual", "loss", "loss_and_grad"]
+__all__ = ["check_device", "forward", "residual", "loss", "loss_and_grad"]
+
+
+def check_device(device, owner="algorithm"):
+    """Raise a one-line :class:`ConfigError` when ``device`` is ``"cuda"`` and torch
+    finds no CUDA device."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{owner}.device is 'cuda' but torch finds no CUDA device "
+            f"(torch {torch.__version__}); set {owner}.device='cpu'"
+        )
 
 
 def _scale(m, scaling):

@@ -67,7 +67,6 @@ from core.components import Algorithm
 from core.errors import ConfigError
 from core.model import loss as model_loss
 from core.params import Param
-from core.registry import get_registry
 
 from ._patterns import MAX_CANDIDATES, exact_patterns, neuron_patterns, sampled_patterns
 from ._program import (
@@ -151,8 +150,7 @@ class Convex(Algorithm):
         self.problem = problem
         self.scale = loss_scale(problem.n, problem.loss)
         self.program_beta = program_beta(self.beta, problem.n, problem.loss)
-        registry = problem.registry or get_registry()
-        self.solver_ = registry.build(
+        self.solver_ = problem.build(
             "solver", self.solver, self.solver_options, owner=f"{OWNER}.solver_options"
         )
         if self.patterns == "exact":

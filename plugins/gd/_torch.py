@@ -1,7 +1,5 @@
 """``gd``: full-batch gradient descent in torch (imported lazily; no torch.optim optimizer)."""
 
-from core.errors import ConfigError
-
 from ._base import CachedGradientDescent
 from ._params import COMMON_PARAMS, TORCH_PARAMS
 
@@ -28,13 +26,11 @@ class GD(CachedGradientDescent):
     def _build(self, problem):
         import torch
 
+        from core.model_torch import check_device
+
         from ._torch_optim import make_torch_optimizer
 
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "algorithm.device is 'cuda' but torch finds no CUDA device "
-                f"(torch {torch.__version__}); set algorithm.device='cpu'"
-            )
+        check_device(self.device)
         self._torch = torch
         options = {"dtype": getattr(torch, self.dtype), "device": self.device}
         self.X = torch.as_tensor(problem.X, **options)

@@ -65,7 +65,7 @@ from dataclasses import replace
 import numpy as np
 
 from core.components import Algorithm
-from core.errors import ConfigError, PluginError
+from core.errors import PluginError
 from core.params import Param
 from plugins.gd._params import COMMON_PARAMS
 
@@ -179,21 +179,13 @@ class ProximalPoint(Algorithm):
     def setup(self, problem):
         import torch
 
+        from core.model_torch import check_device
         from plugins.gd._torch_optim import make_torch_optimizer
 
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "algorithm.device is 'cuda' but torch finds no CUDA device "
-                f"(torch {torch.__version__}); set algorithm.device='cpu'"
-            )
+        check_device(self.device)
         self._torch = torch
         self.problem = problem
-        registry = problem.registry
-        if registry is None:
-            from core.registry import get_registry
-
-            registry = get_registry()
-        self.distance_ = registry.build(
+        self.distance_ = problem.build(
             "distance",
             self.distance,
             self.distance_options,
