@@ -61,3 +61,20 @@ def plugin_builder(registry, kind):
         return cls(**validate_params(f"{kind} ({name})", params, cls.params))
 
     return build
+
+
+def wait_for_steps(runs_dir, proc, min_steps):
+    """The folder of the run under ``runs_dir/<experiment>/`` once its meta.json
+    reports ``min_steps`` steps; fails with the process's stderr if it ends first."""
+    import json
+    import time
+
+    while True:
+        for meta_path in Path(runs_dir).glob("*/*/meta.json"):
+            try:
+                if json.loads(meta_path.read_text()).get("steps", 0) >= min_steps:
+                    return meta_path.parent
+            except ValueError:  # caught mid-replace on a file system without atomic reads
+                pass
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.02)

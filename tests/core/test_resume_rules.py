@@ -6,11 +6,10 @@ Each test reproduces a way data was lost or a run damaged (issue 13) and checks 
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, subprocess_env, toy_config
+from conftest import ROOT, subprocess_env, toy_config, wait_for_steps
 
 from core.config import load, resolve
 from core.errors import ConfigError
@@ -46,20 +45,6 @@ def _runner(*args):
     )
 
 
-def _wait_steps(runs_dir, proc, min_steps):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        for meta_path in runs_dir.glob("toy/*/meta.json"):
-            try:
-                if json.loads(meta_path.read_text()).get("steps", 0) >= min_steps:
-                    return meta_path.parent
-            except ValueError:
-                pass
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.02)
-    raise AssertionError("the run did not start")
-
-
 def test_two_resumes_started_together_one_wins_and_the_run_is_whole(tmp_path, toy_registry):
     steps = 150
     config_path = tmp_path / "toy.py"
@@ -69,7 +54,7 @@ def test_two_resumes_started_together_one_wins_and_the_run_is_whole(tmp_path, to
     for trial in range(4):
         runs_dir = tmp_path / f"trial{trial}"
         first = _runner(config_path, "--runs-dir", runs_dir)
-        run_dir = _wait_steps(runs_dir, first, min_steps=5)
+        run_dir = wait_for_steps(runs_dir, first, min_steps=5)
         first.kill()
         first.wait()
         assert load_run(run_dir).meta["status"] == "crashed"

@@ -63,10 +63,9 @@ def test_ctrl_c_at_a_terminal_ends_with_one_line_messages(tmp_path, engine):
         text=True,
         start_new_session=True,
     )  # its own process group, as a terminal's
-    deadline = time.monotonic() + 120
+    # the sweep has finitely many steps: the loop ends when a point runs or the sweep ends
     while not any(m["status"] == "running" and m["steps"] >= 5 for m in _statuses(runs_dir)):
         assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "no point started"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)

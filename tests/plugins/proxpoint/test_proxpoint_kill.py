@@ -1,13 +1,12 @@
 """A sliced-Wasserstein proximal-point run killed with ``kill -9`` and resumed ends
 exactly where an uninterrupted run does: the random directions are part of the state."""
 
-import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from conftest import wait_for_steps
 
 from core.config import load
 from core.loop import resume_run, start_run
@@ -26,20 +25,6 @@ OVERRIDES = [
     "savers.periodic={'every_seconds': 0.0, 'every_steps': 3}",
     "run.display=off",
 ]
-
-
-def _wait_steps(runs_dir, proc, min_steps):
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        for meta_path in runs_dir.glob("*/*/meta.json"):
-            try:
-                if json.loads(meta_path.read_text()).get("steps", 0) >= min_steps:
-                    return meta_path.parent
-            except ValueError:
-                pass
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
-    raise AssertionError("the run did not start")
 
 
 def test_sliced_proxpoint_resumes_bitwise_after_kill_9(tmp_path):
@@ -64,7 +49,7 @@ def test_sliced_proxpoint_resumes_bitwise_after_kill_9(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    run_dir = _wait_steps(runs_dir, proc, min_steps=10)
+    run_dir = wait_for_steps(runs_dir, proc, min_steps=10)
     proc.kill()
     proc.wait()
     killed = load_run(run_dir)
