@@ -14,32 +14,23 @@ import numpy as np
 from core import model
 from core.analysis import has_bias
 from core.components import Plot
+from core.figures import NEGATIVE, POSITIVE, input_grid, new_figure, plane_labels, single_output
+from core.figures import signs as _signs
 from core.hookspecs import hookimpl
 
-__all__ = ["LossCurve", "Neurons", "Trajectories", "Fit", "new_figure", "POSITIVE", "NEGATIVE"]
+__all__ = [
+    "LossCurve",
+    "Neurons",
+    "Trajectories",
+    "Fit",
+    "new_figure",
+    "mass_sizes",
+    "POSITIVE",
+    "NEGATIVE",
+]
 
-POSITIVE = "tab:red"
-NEGATIVE = "tab:blue"
-
-
-def new_figure(figsize=(6.0, 4.5)):
-    """A figure on the Agg canvas, not registered with pyplot.
-
-    Parameters
-    ----------
-    figsize : (float, float)
-        Width and height in inches.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported when drawing
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+MASS_AREA = 60.0
+"""Marker area (points^2) of the largest mass in the ``neurons`` figure of a measure run."""
 
 
 def _title(run):
@@ -51,13 +42,7 @@ def _has_network(run):
     return len(snaps) > 0 and "W" in snaps and "a" in snaps
 
 
-def _single_output(a, ndim):
-    """Output weights with ``ndim`` dimensions: drop a trailing output axis of length 1.
-
-    ``ndim`` is 1 for one network (``(m,)`` or ``(m, 1)``), 2 for stacked snapshots.
-    """
-    a = np.asarray(a)
-    return a[..., 0] if a.ndim == ndim + 1 and a.shape[-1] == 1 else a
+_single_output = single_output
 
 
 def _plane_applies(run):
@@ -69,19 +54,23 @@ def _plane_applies(run):
 
 
 def _plane_labels(run):
-    if has_bias(run):
-        return "input weight $w$", "bias $b$"
-    return "$w_1$", "$w_2$"
-
-
-def _signs(a):
-    """Colour of each neuron by the sign of ``a`` (zero counts as positive)."""
-    return np.where(np.asarray(a) >= 0, POSITIVE, NEGATIVE)
+    return plane_labels(has_bias(run))
 
 
 def _sizes(a, top, smallest=3.0, largest=60.0):
     """Marker areas growing linearly with ``|a|`` (``top`` gets ``largest``)."""
     return smallest + (largest - smallest) * np.abs(a) / top
+
+
+def mass_sizes(p, top, largest=MASS_AREA):
+    """Marker areas proportional to the masses ``p`` (``top`` gets ``largest``).
+
+    Examples
+    --------
+    >>> mass_sizes(np.array([0.0, 0.5, 2.0]), 2.0).tolist()
+    [0.0, 15.0, 60.0]
+    """
+    return largest * np.asarray(p, dtype=float) / (top or 1.0)
 
 
 class LossCurve(Plot):
@@ -117,7 +106,14 @@ class LossCurve(Plot):
 
 
 class Neurons(Plot):
-    """Final neurons as points in the plane (size ~ |a_r|, colour = sign), initial faded."""
+    """Final neurons as points in the plane (size ~ |a_r|, colour = sign), initial faded.
+
+    A measure-valued run (its snapshots hold the masses ``p`` of fixed positions, as
+    ``jko``'s do) draws instead one panel per sign: every position with a marker whose
+    area is proportional to its final mass and whose colour is that mass (scale over
+    the panel's range, so small variations around a uniform mass show). How the mass
+    moved over time is the ``jko_mass`` figure's job.
+    """
 
     name = "neurons"
 
@@ -125,6 +121,8 @@ class Neurons(Plot):
         return _plane_applies(run)
 
     def draw(self, run):
+        if "p" in run.snapshots:
+            return {"neurons": self._draw_masses(run)}
         W0, a0 = np.asarray(run.problem["W0"]), _single_output(run.problem["a0"], 1)
         final = run.snapshots.at(-1)
         W, a = final["W"], _single_output(final["a"], 1)
@@ -145,6 +143,42 @@ class Neurons(Plot):
                 )
         _finish_plane(ax, run, f"neurons at step {int(run.snapshots.steps[-1])}")
         return {"neurons": fig}
+
+    def _draw_masses(self, run):
+        final = run.snapshots.at(-1)
+        W, p = np.asarray(final["W"]), np.asarray(final["p"], dtype=float)
+        positive = _single_output(final["a"], 1) >= 0
+        top = float(p.max(initial=0.0)) or 1.0
+        xlabel, ylabel = _plane_labels(run)
+        fig = new_figure((10.0, 4.8))
+        axes = fig.subplots(1, 2, sharex=True, sharey=True)
+        step = int(run.snapshots.steps[-1])
+        for ax, pick, label, cmap in (
+            (axes[0], positive, "positive", "Reds"),
+            (axes[1], ~positive, "negative", "Blues"),
+        ):
+            mass = p[pick]
+            dots = ax.scatter(
+                W[0, pick],
+                W[1, pick],
+                s=mass_sizes(mass, top),
+                c=mass,
+                cmap=cmap,
+                linewidths=0,
+            )
+            if mass.size:
+                fig.colorbar(dots, ax=ax, shrink=0.85, label=f"{label} mass")
+            ax.axhline(0, color="0.8", linewidth=0.5, zorder=0)
+            ax.axvline(0, color="0.8", linewidth=0.5, zorder=0)
+            ax.set_xlabel(xlabel)
+            ax.set_title(f"{label} mass {mass.sum():.4g}", fontsize="small")
+            ax.set_aspect("equal", adjustable="box")
+        axes[0].set_ylabel(ylabel)
+        fig.suptitle(
+            f"{_title(run)}\nmass at step {step} (marker area and colour ~ mass)",
+            fontsize="small",
+        )
+        return fig
 
 
 class Trajectories(Plot):
@@ -225,13 +259,7 @@ class Fit(Plot):
         X : ndarray, shape (n_grid, d)
             ``x`` with the bias column appended when the run has one.
         """
-        x = run.problem["X"][:, 0]
-        lo, hi = float(x.min()), float(x.max())
-        pad = 0.1 * (hi - lo) or 1.0
-        grid = np.linspace(lo - pad, hi + pad, self.n_grid)
-        if has_bias(run):
-            return grid, np.column_stack([grid, np.ones_like(grid)])
-        return grid, grid[:, None]
+        return input_grid(run.problem["X"][:, 0], has_bias(run), self.n_grid)
 
     def draw(self, run):
         problem, snaps = run.problem, run.snapshots
