@@ -15,7 +15,8 @@ Writes, atomically (:func:`core.analysis.write_indicators`):
     the summary (non-finite numbers written as ``null``).
 
 For a sweep, writes ``summary.csv`` (one row per run) and ``groups.csv`` (statistics
-over seeds) with :func:`core.sweep.summarize_sweep` and prints the groups.
+over seeds) with :func:`core.sweep.summarize_sweep`, the tables of the applicable
+``sweep_analysis`` plugins (:func:`core.sweep.analyse_sweep`), and prints the groups.
 
 The computations live in :mod:`core.analysis`; this script parses arguments and prints.
 """
@@ -28,7 +29,7 @@ import sys
 from core.analysis import json_safe, write_indicators
 from core.cli import add_run_argument, report_error
 from core.store import load_run, resolve_target
-from core.sweep import is_sweep_dir, summarize_sweep
+from core.sweep import SweepResults, analyse_sweep, is_sweep_dir, summarize_sweep
 
 __all__ = ["main", "print_table", "print_sweep_table"]
 
@@ -109,6 +110,7 @@ def print_sweep_table(path, rows, groups):
 def _postprocess_sweep(path, as_json):
     """Write summary.csv and groups.csv of a sweep folder and print its groups."""
     rows, groups = summarize_sweep(path)
+    written = analyse_sweep(SweepResults(path, rows, groups))
     if as_json:
         plain = [{k: v for k, v in r.items() if k != "values"} for r in rows]
         print(json.dumps(json_safe({"rows": plain, "groups": groups}), indent=2))
@@ -117,6 +119,7 @@ def _postprocess_sweep(path, as_json):
     failed = sum(r["status"] == "failed" for r in rows)
     print(
         f"wrote {path / 'summary.csv'}\nwrote {path / 'groups.csv'}"
+        + "".join(f"\nwrote {p}" for p in written)
         + (f"\n{failed} run(s) failed" if failed else "")
     )
     return 0

@@ -41,6 +41,7 @@ __all__ = [
     "Metric",
     "Plot",
     "Indicator",
+    "SweepAnalysis",
     "Prox",
     "Distance",
     "Solver",
@@ -453,6 +454,30 @@ class Indicator(Component):
 
     def per_snapshot(self, run, W, a):
         return None
+
+
+class SweepAnalysis(Component):
+    """Tables and figures computed from a whole sweep (``postprocess.py`` / ``plot.py``
+    on a sweep folder), for what no single run shows: statistics over seeds of a
+    curve, a census of the end points of many runs.
+
+    ``applies(sweep) -> bool`` says whether the sweep has what the analysis needs;
+    ``tables(sweep) -> dict`` returns ``{file name: content}`` written into the
+    sweep folder (a list of dicts becomes CSV, a dict becomes JSON);
+    ``draw(sweep) -> dict`` returns ``{file stem: matplotlib Figure}``. ``sweep`` is
+    a :class:`core.sweep.SweepResults`.
+    """
+
+    kind = "sweep_analysis"
+
+    def applies(self, sweep):
+        return True
+
+    def tables(self, sweep):
+        return {}
+
+    def draw(self, sweep):
+        return {}
 
 
 class Prox(Component):

@@ -67,6 +67,11 @@ def relulab_indicators():
 
 
 @hookspec
+def relulab_sweep_analyses():
+    """Return a list of :class:`core.components.SweepAnalysis` subclasses."""
+
+
+@hookspec
 def relulab_proxes():
     """Return a list of :class:`core.components.Prox` subclasses."""
 

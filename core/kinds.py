@@ -6,7 +6,7 @@ them: ``section`` names the config key and ``several`` says whether the section
 holds one plugin (``{"name": ..., **params}``) or several (``{name: params}``).
 Kinds without a section are chosen otherwise: by another plugin's parameter
 (``prox``, ``distance``, ``solver``, ``metric``), or all at once by :mod:`core.analysis` (``plot``,
-``indicator``).
+``indicator``) and :mod:`core.sweep` (``sweep_analysis``).
 
 Adding a kind is one entry here, its base class in :mod:`core.components` and its
 hookspec; ``tests/core/test_kinds.py`` walks this table, so a kind missing
@@ -62,6 +62,7 @@ KIND_TABLE = (
     Kind("metric", c.Metric, "relulab_metrics"),
     Kind("plot", c.Plot, "relulab_plots"),
     Kind("indicator", c.Indicator, "relulab_indicators"),
+    Kind("sweep_analysis", c.SweepAnalysis, "relulab_sweep_analyses"),
     Kind("prox", c.Prox, "relulab_proxes"),
     Kind("distance", c.Distance, "relulab_distances"),
     Kind("solver", c.Solver, "relulab_solvers"),

@@ -19,4 +19,5 @@ BUILTIN_PLUGINS = (
     "plugins.convex",
     "plugins.plots",
     "plugins.indicators",
+    "plugins.sweep_analyses",
 )

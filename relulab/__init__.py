@@ -20,10 +20,12 @@ Names (``__all__``)
 Component base classes, one per plugin kind
     :class:`Algorithm`, :class:`DataSet`, :class:`Init`, :class:`Stopper`,
     :class:`Logger`, :class:`Saver`, :class:`Metric`, :class:`Plot`,
-    :class:`Indicator`, :class:`Prox`, :class:`Distance`, :class:`Solver`.
+    :class:`Indicator`, :class:`SweepAnalysis`, :class:`Prox`, :class:`Distance`,
+    :class:`Solver`.
 What components receive
     :class:`Data` (returned by a data set), :class:`Problem` (given to
-    ``Algorithm.setup``), :class:`LoopContext` (given to stoppers, loggers, savers).
+    ``Algorithm.setup``), :class:`LoopContext` (given to stoppers, loggers,
+    savers), :class:`SweepResults` (given to sweep analyses).
 Declaring plugins
     :class:`Param` (a declared parameter) and :data:`hookimpl` (the pluggy marker
     of the hooks ``relulab_algorithms``, ``relulab_datasets``, ...).
@@ -62,12 +64,14 @@ from core.components import (
     Saver,
     Solver,
     Stopper,
+    SweepAnalysis,
 )
 from core.config import merge
 from core.errors import ConfigError, PluginError, RunStoreError
 from core.hookspecs import hookimpl
 from core.params import Param
 from core.store import load_run
+from core.sweep import SweepResults
 
 from . import model
 
@@ -93,12 +97,14 @@ __all__ = [
     "Metric",
     "Plot",
     "Indicator",
+    "SweepAnalysis",
     "Prox",
     "Distance",
     "Solver",
     "Data",
     "Problem",
     "LoopContext",
+    "SweepResults",
     "Param",
     "hookimpl",
     "load_run",

@@ -15,6 +15,7 @@ import core.hookspecs
 import core.model
 import core.params
 import core.store
+import core.sweep
 import relulab
 from core.components import Algorithm
 from core.hookspecs import hookimpl
@@ -30,12 +31,14 @@ PUBLIC = {
     "Metric": core.components.Metric,
     "Plot": core.components.Plot,
     "Indicator": core.components.Indicator,
+    "SweepAnalysis": core.components.SweepAnalysis,
     "Prox": core.components.Prox,
     "Distance": core.components.Distance,
     "Solver": core.components.Solver,
     "Data": core.components.Data,
     "Problem": core.components.Problem,
     "LoopContext": core.components.LoopContext,
+    "SweepResults": core.sweep.SweepResults,
     "Param": core.params.Param,
     "hookimpl": core.hookspecs.hookimpl,
     "load_run": core.store.load_run,

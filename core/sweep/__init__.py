@@ -25,6 +25,9 @@ each stands (:mod:`core.sweep._folder`).
 * :func:`summarize_sweep` writes ``summary.csv`` (one row per run) and
   ``groups.csv`` (mean, std and success fraction over seeds);
   :func:`plot_sweep` draws curves (1-D) or heat maps (2-D).
+* ``sweep_analysis`` plugins see the sweep as a :class:`SweepResults` and add
+  tables (:func:`analyse_sweep`, run by ``postprocess.py``) and figures
+  (:func:`draw_sweep_analyses`, part of :func:`plot_sweep`).
 """
 
 from ._aggregate import summarize_sweep
@@ -38,6 +41,7 @@ from ._folder import (
     sweep_path,
 )
 from ._plot import plot_sweep
+from ._results import SweepResults, analyse_sweep, draw_sweep_analyses
 from ._spec import Point, config_hash, expand_sweep, group_by_shape, together_key, validate_spec
 from ._worker import run_batch, run_point, run_points
 
@@ -46,6 +50,9 @@ __all__ = [
     "resume_sweep",
     "summarize_sweep",
     "plot_sweep",
+    "SweepResults",
+    "analyse_sweep",
+    "draw_sweep_analyses",
     "is_sweep_dir",
     "find_latest_sweep",
     "sweep_path",

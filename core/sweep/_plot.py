@@ -1,4 +1,5 @@
-"""The sweep figure: curves over one swept dimension, heat maps over two.
+"""The sweep figures: curves over one swept dimension, heat maps over two, and those of
+the ``sweep_analysis`` plugins (:mod:`core.sweep._results`).
 
 A dimension is a grid key with more than one value, or the zip (its rows, one
 dimension). The figures show, per cell (seeds pooled, see
@@ -19,8 +20,10 @@ import re
 
 import numpy as np
 
+from ..errors import PluginError
 from ._aggregate import BASE_METRICS, summarize_sweep
 from ._folder import load_sweep
+from ._results import SweepResults, draw_sweep_analyses
 
 __all__ = ["plot_sweep"]
 
@@ -79,7 +82,7 @@ def plot_sweep(path, groups=None, registry=None):
         _, groups = summarize_sweep(path, registry, indicators=needs, write=False)
     dims = _dimensions(sweep)
     if not dims:
-        return {}
+        return draw_sweep_analyses(SweepResults(path, groups=groups, registry=registry), registry)
     keys = sweep["keys"]
     by_cell = {json.dumps({k: g[k] for k in keys}, sort_keys=True): g for g in groups}
     constant = {k: v[0] for k, v in sweep["spec"]["grid"].items() if len(v) == 1}
@@ -115,7 +118,11 @@ def plot_sweep(path, groups=None, registry=None):
             figures[stem] = _heatmap(Figure, dims[0], dims[1], metric, title, where, at)
             if metric == "success" and all(_is_axis(d) for d in dims[:2]):
                 figures[f"{stem}_contour"] = _contour(Figure, dims[0], dims[1], title, where, at)
-    return figures
+    extra = draw_sweep_analyses(SweepResults(path, groups=groups, registry=registry), registry)
+    clash = sorted(set(extra) & set(figures))
+    if clash:
+        raise PluginError(f"a sweep analysis draws {clash[0]!r}, a stem of the sweep's own figures")
+    return {**figures, **extra}
 
 
 def _is_axis(dim):

@@ -239,7 +239,7 @@ def test_pool_and_dask_give_identical_summaries(tmp_path, worker_registry):
     assert float(groups[0]["final_loss_std"]) == pytest.approx(np.std(first, ddof=1))
     assert float(groups[0]["success"]) == sum(v < 0.3 for v in first) / 3
 
-    figures = plot_sweep(pool, groups_pool)
+    figures = plot_sweep(pool, groups_pool, registry=worker_registry)
     assert set(figures) == {"sweep_final_loss", "sweep_success", "sweep_success_contour"}
     image = figures["sweep_success"].axes[0].images[0].get_array()
     assert image.shape == (2, 2) and image[0, 0] == groups_pool[0]["success"]
@@ -461,7 +461,7 @@ def test_one_dimensional_sweep_draws_curves_with_error_bars(tmp_path, toy_regist
     )
     _, groups = summarize_sweep(path, toy_registry, write=False)
     assert not (path / "summary.csv").exists()
-    figures = plot_sweep(path, groups)
+    figures = plot_sweep(path, groups, registry=toy_registry)
     assert set(figures) == {"sweep_final_loss"}
     line = figures["sweep_final_loss"].axes[0].lines[0]
     np.testing.assert_array_equal(line.get_ydata(), [g["final_loss_mean"] for g in groups])
