@@ -12,6 +12,7 @@ BUILTIN_PLUGINS = (
     "plugins.savers",
     "plugins.metrics",
     "plugins.data",
+    "plugins.realdata",
     "plugins.inits",
     "plugins.gd",
     "plugins.jko",
