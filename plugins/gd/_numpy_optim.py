@@ -70,6 +70,18 @@ class NumpySGD:
     def state_dict(self):
         return {"buffers": {k: v.copy() for k, v in self.buffers.items()}}
 
+    def stack_state(self, optimizers):
+        """Hold the buffers of ``optimizers`` stacked along a new leading axis."""
+        first = optimizers[0].buffers
+        self.buffers = {k: np.stack([o.buffers[k] for o in optimizers]) for k in first}
+
+    def view_state(self, ensemble, i):
+        """Make this optimizer's buffers views of slice ``i`` of ``ensemble``'s."""
+        self.buffers = {k: v[i] for k, v in ensemble.buffers.items()}
+
+    def state_signature(self):
+        return tuple(self.buffers)
+
     def load_state_dict(self, state):
         self.buffers = {k: np.array(v) for k, v in state["buffers"].items()}
 
@@ -111,6 +123,23 @@ class NumpyAdamW:
             v += (1 - b2) * (g * g)
             denom = np.sqrt(v) / bias_correction2_sqrt + self.eps
             p -= step_size * (m / denom)
+
+    def stack_state(self, optimizers):
+        """Hold the moments of ``optimizers`` (equal step counts) stacked along a new axis."""
+        self.t = optimizers[0].t
+        for moments in ("exp_avg", "exp_avg_sq"):
+            first = getattr(optimizers[0], moments)
+            stacked = {k: np.stack([getattr(o, moments)[k] for o in optimizers]) for k in first}
+            setattr(self, moments, stacked)
+
+    def view_state(self, ensemble, i):
+        """Make this optimizer's moments views of slice ``i`` of ``ensemble``'s."""
+        self.t = ensemble.t
+        self.exp_avg = {k: v[i] for k, v in ensemble.exp_avg.items()}
+        self.exp_avg_sq = {k: v[i] for k, v in ensemble.exp_avg_sq.items()}
+
+    def state_signature(self):
+        return (self.t, tuple(self.exp_avg))
 
     def state_dict(self):
         return {

@@ -1,7 +1,8 @@
 """The parameters of the gradient-descent family, declared once.
 
-``gd`` (torch) and ``gd_numpy`` share :data:`COMMON_PARAMS`; ``gd`` adds
-:data:`TORCH_PARAMS` (device and how the gradient is computed).
+``gd`` (torch) and ``gd_numpy`` share :data:`COMMON_PARAMS` (the optimizers, also used by
+``proxpoint``) and :data:`DYNAMICS_PARAMS` (minibatches and the step-size schedule); ``gd``
+adds :data:`TORCH_PARAMS` (device and how the gradient is computed).
 """
 
 from dataclasses import dataclass
@@ -9,11 +10,23 @@ from dataclasses import dataclass
 from core.errors import ConfigError
 from core.params import Param
 
-__all__ = ["OPTIMIZERS", "TRAINED", "DTYPES", "COMMON_PARAMS", "TORCH_PARAMS"]
+__all__ = [
+    "OPTIMIZERS",
+    "TRAINED",
+    "DTYPES",
+    "SCHEDULES",
+    "GRADIENTS",
+    "COMMON_PARAMS",
+    "DYNAMICS_PARAMS",
+    "TORCH_PARAMS",
+    "check_dynamics",
+]
 
 OPTIMIZERS = ("sgd", "momentum", "adamw")
 TRAINED = ("both", "first")
 DTYPES = ("float32", "float64")
+SCHEDULES = ("constant", "step")
+GRADIENTS = ("autograd", "closed_form", "gram")
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,76 @@ TORCH_PARAMS = (
         "gradient",
         str,
         "autograd",
-        "autograd: torch autograd; closed_form: the closed-form gradient of core.model_torch",
-        choices=("autograd", "closed_form"),
+        "autograd: torch autograd; closed_form: the closed-form gradient of core.model_torch; "
+        "gram: the NTK fast path (full batch, sgd or momentum; see plugins.gd._gram)",
+        choices=GRADIENTS,
+    ),
+    Param(
+        "gram_refresh",
+        int,
+        200,
+        "gradient='gram': recompute Z = X W exactly from W every this many steps",
+        low=1,
     ),
 )
+
+DYNAMICS_PARAMS = (
+    Param(
+        "batch_size",
+        int,
+        None,
+        "points per step, reshuffled (from the seed) every epoch; None: full batch",
+        low=1,
+        nullable=True,
+    ),
+    Param(
+        "lr_schedule",
+        str,
+        "constant",
+        "constant: lr throughout; step: lr * lr_gamma^(number of lr_milestones <= step)",
+        choices=SCHEDULES,
+    ),
+    Param(
+        "lr_milestones",
+        list,
+        [],
+        "lr_schedule='step': increasing step counts at which lr is multiplied by lr_gamma",
+        item_type=int,
+    ),
+    Param(
+        "lr_gamma",
+        float,
+        0.1,
+        "lr_schedule='step': the decay factor",
+        low=0,
+        low_open=True,
+    ),
+)
+
+
+def check_dynamics(params, owner="algorithm"):
+    """Cross-parameter checks of :data:`DYNAMICS_PARAMS` and ``gradient='gram'``.
+
+    Raises a one-line :class:`ConfigError` naming the key.
+    """
+    milestones = params.get("lr_milestones", [])
+    if any(s < 1 for s in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
+        raise ConfigError(
+            f"{owner}.lr_milestones must be strictly increasing positive step counts; "
+            f"got {milestones!r}"
+        )
+    if params.get("lr_schedule") == "step" and not milestones:
+        raise ConfigError(
+            f"{owner}.lr_milestones must not be empty when {owner}.lr_schedule='step'"
+        )
+    if params.get("gradient") == "gram":
+        if params["optimizer"] not in ("sgd", "momentum"):
+            raise ConfigError(
+                f"{owner}.gradient='gram' needs {owner}.optimizer in {{'sgd', 'momentum'}}; "
+                f"got {params['optimizer']!r}"
+            )
+        if params.get("batch_size") is not None:
+            raise ConfigError(
+                f"{owner}.gradient='gram' needs full batches ({owner}.batch_size=None); "
+                f"got {params['batch_size']!r}"
+            )

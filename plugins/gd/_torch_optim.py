@@ -53,6 +53,30 @@ class _TorchOptimizer:
         group = {**self.param_group(), "params": list(range(len(self.names)))}
         return {"state": state, "param_groups": [group]}
 
+    # -- ensembles (plugins.gd._ensemble) ----------------------------------------------
+    def stack_state(self, optimizers):
+        """Hold the buffers of ``optimizers`` (same class, same step counts) stacked
+        along a new leading axis."""
+        self.state = {}
+        for name, entry in optimizers[0].state.items():
+            self.state[name] = {
+                k: torch.stack([o.state[name][k] for o in optimizers])
+                if isinstance(v, torch.Tensor)
+                else v
+                for k, v in entry.items()
+            }
+
+    def view_state(self, ensemble, i):
+        """Make this optimizer's buffers views of slice ``i`` of ``ensemble``'s."""
+        self.state = {
+            name: {k: v[i] if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
+            for name, entry in ensemble.state.items()
+        }
+
+    def state_signature(self):
+        """What changes when buffers appear or the step counts advance."""
+        return tuple((name, tuple(entry), entry.get("step")) for name, entry in self.state.items())
+
     def load_state_dict(self, plain, params):
         """Restore the buffers of :meth:`state_dict` onto the dtype and device of ``params``.
 
