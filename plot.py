@@ -3,12 +3,14 @@
 Usage::
 
     python plot.py [RUN] [--runs-dir DIR] [--show] [--only NAME ...] [--debug]
+    python plot.py [RUN] --animate [--frames N] [--fps F] [--dpi D] [--format gif|mp4]
 
 ``RUN`` is a run directory, an experiment directory (its newest run) or ``latest``
 (default). Every plot plugin whose ``applies(run)`` is true draws its figures
 (``--only`` restricts to the named plots); ``--show`` opens them in windows instead of
 writing files. Prints the files written. For a sweep folder, draws the sweep's figures
-(:func:`core.sweep.plot_sweep`) into ``SWEEP/plots/``.
+(:func:`core.sweep.plot_sweep`) into ``SWEEP/plots/``. ``--animate`` writes
+``RUN/plots/animation.gif`` (or ``.mp4``) instead: :func:`core.animation.animate`.
 
 The drawing lives in :mod:`core.analysis` (:func:`~core.analysis.draw_plots`,
 :func:`~core.analysis.save_figures`); this script parses arguments and prints.
@@ -52,14 +54,45 @@ def _parser():
         metavar="NAME",
         help="draw only these plots (put RUN before --only)",
     )
+    animation = parser.add_argument_group("animation (core.animation)")
+    animation.add_argument(
+        "--animate", action="store_true", help="write RUN/plots/animation.gif: one frame a snapshot"
+    )
+    animation.add_argument("--frames", type=int, default=100, help="at most N frames (100)")
+    animation.add_argument("--fps", type=float, default=10.0, help="frames per second (10)")
+    animation.add_argument("--dpi", type=float, default=80.0, help="pixels per inch (80)")
+    animation.add_argument(
+        "--format", choices=("gif", "mp4"), default="gif", help="gif (Pillow) or mp4 (ffmpeg)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _animate(args):
+    """``--animate``: render the run's snapshots; print the file written."""
+    from core.animation import animate
+
+    target = resolve_target(args.run, runs_dir=args.runs_dir)
+    if is_sweep_dir(target):
+        raise RelulabError(f"--animate draws one run; {target} is a sweep (give one of its runs)")
+    result = animate(
+        load_run(target),
+        fmt=args.format,
+        frames=args.frames,
+        fps=args.fps,
+        dpi=args.dpi,
+        progress=sys.stderr.isatty(),
+    )
+    print(result.path)
+    return 0
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        if args.animate:
+            return _animate(args)
         registry = get_registry()
         for name in args.only or ():  # unknown names fail before the run is read
             if name not in registry.names("plot") and Path(name).exists():

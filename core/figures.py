@@ -17,6 +17,7 @@ __all__ = [
     "new_figure",
     "single_output",
     "signs",
+    "abs_sizes",
     "plane_labels",
     "input_grid",
 ]
@@ -74,6 +75,17 @@ def signs(a):
     ['tab:red', 'tab:blue', 'tab:red']
     """
     return np.where(np.asarray(a) >= 0, POSITIVE, NEGATIVE)
+
+
+def abs_sizes(a, top, smallest=3.0, largest=60.0):
+    """Marker areas growing linearly with ``|a|`` (``top`` gets ``largest``).
+
+    Examples
+    --------
+    >>> abs_sizes(np.array([0.0, -2.0]), 2.0).tolist()
+    [3.0, 60.0]
+    """
+    return smallest + (largest - smallest) * np.abs(a) / top
 
 
 def plane_labels(bias):

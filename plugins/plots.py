@@ -14,7 +14,15 @@ import numpy as np
 from core import model
 from core.analysis import has_bias
 from core.components import Plot
-from core.figures import NEGATIVE, POSITIVE, input_grid, new_figure, plane_labels, single_output
+from core.figures import (
+    NEGATIVE,
+    POSITIVE,
+    abs_sizes,
+    input_grid,
+    new_figure,
+    plane_labels,
+    single_output,
+)
 from core.figures import signs as _signs
 from core.hookspecs import hookimpl
 
@@ -57,9 +65,7 @@ def _plane_labels(run):
     return plane_labels(has_bias(run))
 
 
-def _sizes(a, top, smallest=3.0, largest=60.0):
-    """Marker areas growing linearly with ``|a|`` (``top`` gets ``largest``)."""
-    return smallest + (largest - smallest) * np.abs(a) / top
+_sizes = abs_sizes
 
 
 def mass_sizes(p, top, largest=MASS_AREA):
