@@ -23,7 +23,8 @@ from the next call: the ensemble no longer *serves* that list of members and a n
 is stacked from the members' current views (one copy per change of membership), so
 the finished members cost nothing afterwards. Members at different step counts (a
 sweep resumed after they were checkpointed at different steps) or on ``gradient =
-"gram"`` are stepped one by one.
+"gram"`` are stepped one by one, and so are members whose configs or shapes differ
+(only a sweep cell's seeds are stacked).
 
 Equality with training one by one
 ---------------------------------
@@ -61,6 +62,15 @@ def step_together(members):
         return
     ensemble = first._ensemble
     if ensemble is None or not ensemble.serves(members):
+        if any(
+            m.config != first.config
+            or m.params_["W"].shape != first.params_["W"].shape
+            or m.X.shape != first.X.shape
+            for m in members
+        ):
+            for member in members:  # not one sweep cell: nothing to stack
+                member.step()
+            return
         ensemble = Ensemble(members)
     ensemble.step()
 
