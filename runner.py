@@ -9,6 +9,7 @@ Examples
     python runner.py --list-plugins [--json]
     python runner.py --help-plugin gd
     python runner.py configs/gd_sinus.py --dry-run    # validate, print, run nothing
+    python runner.py configs/gd_sinus.py --live       # a window updated while it trains
 
 ``relulab run ...`` is the same command (``relulab plugins`` lists the plugins).
 Overrides may come before or after the options.
@@ -55,6 +56,12 @@ def build_parser(prog="runner.py"):
         "--dask",
         metavar="ADDR",
         help="sweep: 'local' (embedded LocalCluster) or a scheduler address",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="show the run in a window while it trains (the 'live' logger); "
+        "without a display, one line and the terminal view",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -209,6 +216,24 @@ def main(argv=None, prog="runner.py"):
         return report_error(exc, args.debug, paths=args.user_paths)
 
 
+LIVE_OVERRIDE = "loggers.live={}"
+"""What ``--live`` adds: the ``live`` logger (plugins/live.py), its settings kept if set."""
+
+
+def _live_override(args):
+    return [LIVE_OVERRIDE] if args.live else []
+
+
+def _refuse_live_sweep(args):
+    from core.errors import ConfigError
+
+    if args.live:
+        raise ConfigError(
+            "--live shows one run and a sweep runs many; "
+            "watch a point with plot.py RUN --animate once it has run"
+        )
+
+
 def _main(args, console):
     from core import config as config_mod
     from core.errors import ConfigError
@@ -232,8 +257,9 @@ def _main(args, console):
         args.user_paths.append(target)
         config_file = args.config if args.config and args.config.endswith(".py") else None
         overrides = [args.config] if args.config and not config_file else []
-        overrides += list(args.overrides)
+        overrides += list(args.overrides) + _live_override(args)
         if is_sweep_dir(target):
+            _refuse_live_sweep(args)
             from core import sweep
 
             config = None
@@ -262,7 +288,10 @@ def _main(args, console):
 
     if not args.config:
         raise ConfigError(f"no config file given (usage: {args.prog} CONFIG [key=value ...])")
-    config, source, _ = config_mod.load(args.config, args.overrides, registry)
+    overrides = list(args.overrides) + _live_override(args)
+    config, source, _ = config_mod.load(args.config, overrides, registry)
+    if "sweep" in config:
+        _refuse_live_sweep(args)
     if args.runs_dir:  # recorded in config.json, and passed on explicitly
         config["run"]["runs_dir"] = args.runs_dir
     args.user_paths.append(config["run"]["runs_dir"])

@@ -19,6 +19,7 @@ BUILTIN_PLUGINS = (
     "plugins.proxpoint",
     "plugins.convex",
     "plugins.plots",
+    "plugins.live",
     "plugins.indicators",
     "plugins.sweep_analyses",
 )
