@@ -66,6 +66,8 @@ from core.params import Param
 
 from ._energy import energy_from_problem
 from ._kernel import make_kernel
+from ._prox_scipy import dual_newton_prox
+from ._step_newton import newton_jko_step
 
 __all__ = ["JKO", "entropic_jko_step", "build_prox"]
 
@@ -130,8 +132,9 @@ def entropic_jko_step(
     log_domain=True,
     masses="prox",
     log=False,
+    log_b0=None,
 ):
-    r"""One entropic JKO step: Peyré's iterations from ``a = b = 1``.
+    r"""One entropic JKO step by Peyré's iterations, from ``b = 1`` or a warm start.
 
     Parameters
     ----------
@@ -161,6 +164,8 @@ def entropic_jko_step(
         use ``"coupling"`` with converged inner iterations.
     log : bool
         Also return the per-iteration records and diagnostics.
+    log_b0 : ndarray, shape (N,), optional
+        Starting ``log b`` (the previous step's: a warm start); default ``b = 1``.
 
     Returns
     -------
@@ -176,6 +181,10 @@ def entropic_jko_step(
     q = np.exp(log_q)
     q_norm = float(np.linalg.norm(q)) or 1.0
     log_b = np.zeros_like(log_q)
+    if log_b0 is not None and log_b0.shape == log_q.shape:
+        log_b = np.where(np.isfinite(log_q), log_b0, -np.inf)
+        if not np.all(np.isfinite(log_b[np.isfinite(log_q)])):
+            log_b = np.zeros_like(log_q)
     log_Kb = op(log_b)
     rows = {
         k: [] for k in ("violation", "err_col", "err_row", "F", "mass", "prox_iters", "prox_kkt")
@@ -224,6 +233,46 @@ def entropic_jko_step(
             "log_b": log_b,
         },
     )
+
+
+def marginal_prox(energy, point, sigma, prox=None, masses="coupling"):
+    r"""The KL prox of ``K b`` at a solution of the step's dual (Peyré's fixed point).
+
+    At the step's solution the row marginal ``p = a * K b`` *is* that prox; away from
+    it, the distance between the two is the marginal violation of the scaling
+    iterations' stopping rule. The prox's dual variable is the step's ``lambda``, so
+    the prox starts there (one or two Newton iterations).
+
+    Parameters
+    ----------
+    energy : QuadraticEnergy
+    point : dict
+        From :func:`plugins.jko._step_newton.newton_jko_step` (``log_Kb``, ``lam``).
+    sigma : float
+    prox : KLProx, optional
+        Used when ``masses == "prox"`` (the prox point becomes the new masses, as
+        the scaling iterations return it); otherwise the dual Newton of
+        :func:`plugins.jko._prox_scipy.dual_newton_prox` to ``1e-13``.
+    masses : {"coupling", "prox"}
+
+    Returns
+    -------
+    p, log_p : ndarray, shape (N,)
+    """
+    log_Kb = point["log_Kb"]
+    if masses == "prox" and prox is not None:
+        result = prox.solve(energy, log_Kb, sigma, warm=point["lam"])
+        return result.p, result.log_p
+    support = np.isfinite(log_Kb)
+    p, log_p = np.zeros_like(log_Kb), np.full_like(log_Kb, -np.inf)
+    if not support.any():
+        return p, log_p
+    sub = energy if support.all() else energy.restrict(support)
+    p_s, log_p_s, _, _ = dual_newton_prox(
+        sub, log_Kb[support], sigma, tol=1e-13, max_iter=20, lam0=point["lam"]
+    )
+    p[support], log_p[support] = p_s, log_p_s
+    return p, log_p
 
 
 class JKO(Algorithm):
@@ -275,9 +324,19 @@ class JKO(Algorithm):
             options_of="proxf",
         ),
         Param(
+            "solver",
+            str,
+            "newton",
+            "how a step is solved: newton (Newton on the step's n-dimensional dual, "
+            "converged to inner_tol in a few iterations) or sinkhorn (Peyre's "
+            "scaling iterations, each calling the prox plugin)",
+            choices=("newton", "sinkhorn"),
+        ),
+        Param(
             "inner_tol",
             float,
-            1e-6,
+            1e-9,
+            "newton: largest log-mass change of the last Newton step; sinkhorn: "
             "tolerance on the relative marginal errors",
             low=0,
             resume_safe=True,
@@ -285,18 +344,27 @@ class JKO(Algorithm):
         Param(
             "max_inner",
             int,
-            10,
-            "most Sinkhorn-like iterations per step (Gradient-Work's interiter)",
+            50,
+            "most inner iterations per step (Newton steps, or scaling iterations: "
+            "Gradient-Work's interiter is 10)",
             low=1,
+            resume_safe=True,
+        ),
+        Param(
+            "warm_start",
+            bool,
+            True,
+            "start each step from the previous step's dual variables (newton: "
+            "lambda; sinkhorn: the scaling b) instead of from zero (b = 1)",
             resume_safe=True,
         ),
         Param(
             "masses",
             str,
-            "prox",
-            "new masses: the last prox point (Gradient-Work), or "
-            "the row marginal of the feasible coupling (mass per sign conserved exactly; "
-            "needs converged inner iterations)",
+            "coupling",
+            "new masses: the row marginal of the step's coupling (mass per sign "
+            "conserved exactly), or the last prox point (Gradient-Work; its mass is "
+            "off by about the marginal violation)",
             choices=("prox", "coupling"),
         ),
         Param("log_domain", bool, True, "stabilised log-domain scalings and kernel products"),
@@ -335,6 +403,8 @@ class JKO(Algorithm):
         self.n_steps = 0
         self._last = {"inner_iters": 0, "violation": float("nan")}
         self._records = None
+        self._lam = None  # newton: the last step's multiplier, shape (n,)
+        self._log_b = None  # sinkhorn: the last step's log b, shape (N,)
 
     @property
     def p(self):
@@ -342,6 +412,13 @@ class JKO(Algorithm):
         return np.exp(self.log_p)
 
     def step(self):
+        if self.solver == "newton":
+            self._step_newton()
+        else:
+            self._step_sinkhorn()
+        self.n_steps += 1
+
+    def _step_sinkhorn(self):
         p, log_p, info = entropic_jko_step(
             self.log_p,
             self.kernel_,
@@ -353,11 +430,32 @@ class JKO(Algorithm):
             log_domain=self.log_domain,
             masses=self.masses,
             log=True,
+            log_b0=self._log_b if self.warm_start else None,
         )
         self.log_p = log_p
-        self.n_steps += 1
-        self._records = info["records"]
+        self._log_b = info["log_b"]
+        records = info["records"]
+        self._records = {k: records[k] for k in ("violation", "F", "mass", "prox_iters")}
         self._last = {"inner_iters": info["n_inner"], "violation": info["violation"]}
+
+    def _step_newton(self):
+        point, info = newton_jko_step(
+            self.log_p,
+            self.kernel_,
+            self.energy,
+            self.sigma,
+            tol=self.inner_tol,
+            max_iter=self.max_inner,
+            lam0=self._lam if self.warm_start else None,
+        )
+        # Peyre's row error: the KL prox of K b against the coupling's row marginal
+        prox_p, prox_log_p = marginal_prox(self.energy, point, self.sigma, self.prox_, self.masses)
+        q_norm = float(np.linalg.norm(np.exp(self.log_p))) or 1.0
+        violation = float(np.linalg.norm(prox_p - point["p"]) / q_norm)
+        self.log_p = point["log_p"] if self.masses == "coupling" else prox_log_p
+        self._lam = point["lam"]
+        self._records = info["records"]
+        self._last = {"inner_iters": info["n_iter"], "violation": violation}
 
     def loss(self):
         return self.energy.loss(self.p)
@@ -381,20 +479,24 @@ class JKO(Algorithm):
         return out
 
     def records(self):
-        if self._records is None:
-            return None
-        return {
-            "violation": self._records["violation"],
-            "F": self._records["F"],
-            "mass": self._records["mass"],
-            "prox_iters": self._records["prox_iters"],
-        }
+        return self._records
 
     def state_dict(self):
-        return {"log_p": self.log_p.copy(), "n_steps": self.n_steps, "last": dict(self._last)}
+        empty = np.zeros(0)
+        return {
+            "log_p": self.log_p.copy(),
+            "n_steps": self.n_steps,
+            "last": dict(self._last),
+            "lam": empty if self._lam is None else self._lam.copy(),
+            "log_b": empty if self._log_b is None else self._log_b.copy(),
+        }
 
     def load_state_dict(self, state):
         self.log_p = np.array(state["log_p"], dtype=np.float64)
         self.n_steps = int(state["n_steps"])
         self._last = dict(state["last"])
         self._records = None
+        lam = np.asarray(state.get("lam", np.zeros(0)), dtype=np.float64)
+        log_b = np.asarray(state.get("log_b", np.zeros(0)), dtype=np.float64)
+        self._lam = lam if lam.size else None
+        self._log_b = log_b if log_b.size else None

@@ -115,6 +115,9 @@ def log_matmul(U, L, K, block=1 << 20):
     with np.errstate(divide="ignore"):
         V = np.log(R) + s
     bad = R < SAFE_SUM
+    empty = np.all(U == -np.inf, axis=-1)  # rows of zero mass: -inf exactly, nothing to repair
+    if np.any(empty):
+        bad &= ~empty[..., None]
     if np.any(bad):
         U2 = U.reshape(-1, U.shape[-1])
         V2 = V.reshape(-1, V.shape[-1])
@@ -400,17 +403,17 @@ class BlockKernel:
     def _map(self, method, v):
         if self._single:
             return getattr(self.blocks[0][1], method)(v)
-        out = np.empty(self.size)
+        out = np.empty(v.shape[:-1] + (self.size,))
         for kernel, ids in self._batches:  # ids: (copies, group size)
-            out[ids] = getattr(kernel, method)(v[ids])
+            out[..., ids] = getattr(kernel, method)(v[..., ids])
         return out
 
     def apply(self, v):
-        """``K v``, shape ``(N,)``."""
+        """``K v`` for ``v`` of shape ``(..., N)`` (several vectors at once)."""
         return self._map("apply", v)
 
     def log_apply(self, u):
-        """``log(K exp(u))``, shape ``(N,)``."""
+        """``log(K exp(u))`` for ``u`` of shape ``(..., N)``."""
         return self._map("log_apply", u)
 
     def flops(self):

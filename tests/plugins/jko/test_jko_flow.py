@@ -13,23 +13,37 @@ from jko_cases import grid_problem, make_jko, spacing
 from core.store import load_state, save_state
 from plugins.jko import entropic_jko_step
 
+SOLVERS = ["newton", "sinkhorn"]
 
-def test_tau_to_zero_leaves_masses_unchanged_for_small_gamma():
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_tau_to_zero_leaves_masses_unchanged_for_small_gamma(solver):
     """gamma = 0.02 h^2 (neighbour weight exp(-50)), converged inner iterations."""
     problem = grid_problem(per_axis=6, jitter=1.0)
     h = spacing(6, 1.0)
     for tau in (1e-6, 1e-10):
-        algo = make_jko(problem, tau=tau, gamma=0.02 * h**2, inner_tol=1e-14, max_inner=100)
+        algo = make_jko(
+            problem, tau=tau, gamma=0.02 * h**2, inner_tol=1e-14, max_inner=100, solver=solver
+        )
         p0 = algo.p.copy()
         algo.step()
         assert np.allclose(algo.p, p0, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("masses", ["prox", "coupling"])
-def test_tau_to_zero_is_the_entropic_blur(masses):
+def test_tau_to_zero_is_the_entropic_blur(masses, solver):
     problem = grid_problem(per_axis=6, signs="positive", jitter=1.0)
     h = spacing(6, 1.0)
-    algo = make_jko(problem, tau=1e-13, gamma=h**2, masses=masses, inner_tol=1e-13, max_inner=50)
+    algo = make_jko(
+        problem,
+        tau=1e-13,
+        gamma=h**2,
+        masses=masses,
+        inner_tol=1e-13,
+        max_inner=50,
+        solver=solver,
+    )
     q = algo.p.copy()
     algo.step()
     K = algo.kernel_
@@ -38,7 +52,14 @@ def test_tau_to_zero_is_the_entropic_blur(masses):
     assert not np.allclose(blur, q, rtol=1e-3)
 
 
-@pytest.mark.parametrize("options", [{}, {"max_inner": 300, "inner_tol": 1e-10}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"solver": "sinkhorn", "max_inner": 10, "warm_start": False, "masses": "prox"},
+        {"solver": "sinkhorn", "max_inner": 300, "inner_tol": 1e-10},
+    ],
+)
 def test_energy_decreases_along_the_flow(options):
     problem = grid_problem(per_axis=10, extent=2.0, n=10, mass=0.5)
     h = spacing(10, 2.0)
@@ -57,7 +78,15 @@ def test_log_domain_and_plain_agree_where_both_are_stable(masses):
     h = spacing(8, 1.5)
     runs = {}
     for log_domain in (True, False):
-        algo = make_jko(problem, tau=0.2, gamma=0.5 * h**2, log_domain=log_domain, masses=masses)
+        algo = make_jko(
+            problem,
+            tau=0.2,
+            gamma=0.5 * h**2,
+            log_domain=log_domain,
+            masses=masses,
+            solver="sinkhorn",
+            max_inner=10,
+        )
         for _ in range(3):
             algo.step()
         runs[log_domain] = algo
@@ -67,12 +96,13 @@ def test_log_domain_and_plain_agree_where_both_are_stable(masses):
     )
 
 
-def test_separable_and_dense_flows_agree():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_separable_and_dense_flows_agree(solver):
     problem = grid_problem(per_axis=7, signs="random", jitter=1.0)
     h = spacing(7, 1.0)
     flows = []
     for kernel in ("separable", "dense"):
-        algo = make_jko(problem, tau=0.1, gamma=h**2, kernel=kernel)
+        algo = make_jko(problem, tau=0.1, gamma=h**2, kernel=kernel, solver=solver)
         assert set(algo.kernel_.kinds) == {kernel}
         for _ in range(2):
             algo.step()
@@ -80,13 +110,14 @@ def test_separable_and_dense_flows_agree():
     assert np.allclose(flows[0], flows[1], rtol=1e-10, atol=0)
 
 
-def test_small_gamma_stays_finite_and_conserves_mass_per_sign():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_small_gamma_stays_finite_and_conserves_mass_per_sign(solver):
     """gamma = 1e-3 h^2 and masses spanning 260 orders of magnitude."""
     problem = grid_problem(per_axis=8, extent=1.0, n=8)
     h = spacing(8, 1.0)
     rng = np.random.default_rng(0)
     problem.a0 = np.sign(problem.a0) * np.exp(rng.uniform(-600.0, 0.0, problem.a0.size))
-    algo = make_jko(problem, tau=0.1, gamma=1e-3 * h**2, masses="coupling")
+    algo = make_jko(problem, tau=0.1, gamma=1e-3 * h**2, masses="coupling", solver=solver)
     before = algo.scalars()
     for _ in range(3):
         algo.step()
@@ -105,7 +136,12 @@ def test_log_domain_keeps_mass_the_plain_product_loses():
     logs = {}
     for log_domain in (True, False):
         algo = make_jko(
-            problem, tau=0.05, gamma=0.02 * h**2, log_domain=log_domain, masses="coupling"
+            problem,
+            tau=0.05,
+            gamma=0.02 * h**2,
+            log_domain=log_domain,
+            masses="coupling",
+            solver="sinkhorn",
         )
         algo.step()
         logs[log_domain] = algo.log_p
@@ -137,8 +173,9 @@ def _exact_step_cvxpy(algo, q):
 
 
 @pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("sigma", [1.0, 5.0])
-def test_one_step_equals_the_exact_entropic_jko_program(sigma):
+def test_one_step_equals_the_exact_entropic_jko_program(sigma, solver):
     problem = grid_problem(per_axis=6, signs="positive", mass=0.1, jitter=1.0)
     gamma = 0.5 * spacing(6, 1.0) ** 2
     algo = make_jko(
@@ -149,6 +186,7 @@ def test_one_step_equals_the_exact_entropic_jko_program(sigma):
         inner_tol=1e-12,
         prox_options={"tol": 1e-12},
         weight_decay=0.05,
+        solver=solver,
     )
     q = algo.p.copy()
     algo.step()
@@ -158,9 +196,11 @@ def test_one_step_equals_the_exact_entropic_jko_program(sigma):
     assert np.max(np.abs(algo.p - q)) > 1e-2 * np.max(q)  # the step moved mass
 
 
-def test_resume_mid_flow_equals_uninterrupted_flow(tmp_path):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_resume_mid_flow_equals_uninterrupted_flow(tmp_path, solver):
+    """Warm starts (lambda, log b) are part of the state: a resumed flow is bit-equal."""
     problem = grid_problem(per_axis=8, extent=1.5, jitter=1.0)
-    params = {"tau": 0.2, "gamma": 0.3 * spacing(8, 1.5) ** 2}
+    params = {"tau": 0.2, "gamma": 0.3 * spacing(8, 1.5) ** 2, "solver": solver}
     straight = make_jko(problem, **params)
     for _ in range(6):
         straight.step()
@@ -181,7 +221,15 @@ def test_resume_mid_flow_equals_uninterrupted_flow(tmp_path):
 
 def test_state_scalars_and_records_layout():
     problem = grid_problem(per_axis=5)
-    algo = make_jko(problem, tau=0.1, gamma=0.1, weight_decay=0.01, max_inner=4, inner_tol=0.0)
+    algo = make_jko(
+        problem,
+        tau=0.1,
+        gamma=0.1,
+        weight_decay=0.01,
+        max_inner=4,
+        inner_tol=0.0,
+        solver="sinkhorn",
+    )
     assert algo.records() is None
     algo.step()
     state = algo.state()
@@ -240,16 +288,21 @@ def test_steps_with_each_prox_plugin_agree(proxf, tol):
             proxf=name,
             max_inner=3,
             prox_options={"max_iter": 5000},
+            solver="sinkhorn",
+            masses="prox",
         )
         algo.step()
         runs[name] = algo.p
     assert np.max(np.abs(runs[proxf] - runs["scipy"])) <= tol * np.max(runs["scipy"])
 
 
-def test_coupled_signs_exchange_mass_and_conserve_the_total():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_coupled_signs_exchange_mass_and_conserve_the_total(solver):
     problem = grid_problem(per_axis=6, extent=1.5, signs="random", jitter=1.0)
     gamma = spacing(6, 1.5) ** 2
-    algo = make_jko(problem, tau=0.3, gamma=gamma, couple_signs=True, masses="coupling")
+    algo = make_jko(
+        problem, tau=0.3, gamma=gamma, couple_signs=True, masses="coupling", solver=solver
+    )
     assert len(algo.kernel_.blocks) == 1
     before = algo.scalars()
     for _ in range(3):
