@@ -18,8 +18,12 @@ with ``X = randn(n, d) / sqrt(n)`` and the authors' variants (code
 
 Draw order from the run's data stream: ``X``, then ``w`` (``gaussian`` only), then
 the noise (nothing when ``noise = 0``). No bias column (the planted neuron has
-none). The planted ``w`` is ``Data.extras["w_star"]`` (stored as ``extra.w_star``,
-given to the algorithm as ``Problem.extras``).
+none). ``n_test > 0`` adds fresh inputs ``X_test`` (``randn(n_test, d) / sqrt(n)``,
+cubed for the cubed variants; not whitened: whitening is a property of the
+training matrix) with noiseless labels ``Y_test = X_test w``, drawn from their
+own stream (the first child of the data stream's seed sequence), so the training
+data do not depend on ``n_test``. The planted ``w`` is ``Data.extras["w_star"]``
+(stored as ``extra.w_star``, given to the algorithm as ``Problem.extras``).
 """
 
 import numpy as np
@@ -84,6 +88,7 @@ class PlantedLinear(DataSet):
             choices=PLANTED,
         ),
         Param("noise", float, 0.0, "sigma: labels get sigma / sqrt(n) N(0, 1)", low=0),
+        Param("n_test", int, 0, "fresh test points (X_test, Y_test = X_test w)", low=0),
     )
 
     def load(self, rng):
@@ -92,4 +97,11 @@ class PlantedLinear(DataSet):
         y = X @ w
         if self.noise:
             y = y + self.noise / np.sqrt(self.n) * rng.standard_normal(self.n)
-        return Data(X, y, extras={"w_star": w})
+        X_test = Y_test = None
+        if self.n_test:
+            test_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+            X_test = test_rng.standard_normal((self.n_test, self.d)) / np.sqrt(self.n)
+            if self.inputs.startswith("cubed"):
+                X_test = X_test**3
+            Y_test = X_test @ w
+        return Data(X, y, X_test=X_test, Y_test=Y_test, extras={"w_star": w})

@@ -70,7 +70,7 @@ __all__ = [
     "normalization_factors",
     "solve_min_norm_ipm",
     "dual_bound",
-    "test_distance",
+    "fresh_distance",
     "MinNorm",
     "MinNormIndicator",
 ]
@@ -228,7 +228,7 @@ def dual_bound(X, y, masks, theta, network="skip"):
     return abs(float(np.asarray(y, float) @ theta)) / max(1.0, worst)
 
 
-def solve_min_norm_ipm(X, y, masks, network="skip", tol=1e-9, feas_tol=1e-10, max_iter=100):
+def solve_min_norm_ipm(X, y, masks, network="skip", tol=1e-8, feas_tol=1e-10, max_iter=100):
     """The gated min-norm program by the certified interior point (group basis pursuit).
 
     Parameters
@@ -507,7 +507,7 @@ def network_of(w0, V, Wn=None, tol=0.0):
     return np.hstack([S, U]), np.concatenate([b * np.array([1.0, -1.0])[: b.size], a])
 
 
-def test_distance(X_test, w, w0, V, Wn=None):
+def fresh_distance(X_test, w, w0, V, Wn=None):
     r"""RMS distance between the recovered ReLU network and the planted ``x . w`` on fresh points.
 
     :math:`\big(\frac1{n_t}\sum_i (f(x_i) - x_i^\top w)^2\big)^{1/2}` with ``f`` the
@@ -564,7 +564,7 @@ class MinNorm(Algorithm):
         Param(
             "tol",
             float,
-            1e-9,
+            1e-8,
             "relative duality gap that certifies an interior_point solve",
             low=0,
             low_open=True,
@@ -698,7 +698,7 @@ class MinNorm(Algorithm):
                 out["planted_excess_max"] = out["planted_norm"] - dual
                 out["planted_excess_min"] = out["planted_norm"] - value
             if p.X_test is not None:
-                out["test_distance"] = test_distance(
+                out["test_distance"] = fresh_distance(
                     p.X_test, self.w_star, self.w0, self.V, self.Wn
                 )
         return out

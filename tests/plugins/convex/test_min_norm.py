@@ -11,8 +11,10 @@ from plugins.convex._min_norm import (  # noqa: E402
     all_ones_attainable,
     all_ones_index,
     cone_violation,
+    fresh_distance,
     interpolation_error,
     min_norm_objective,
+    network_objective,
     network_of,
     recovery,
     solve_min_norm,
@@ -217,3 +219,152 @@ def test_exact_run_records_recovery_and_a_relu_network_that_fits(registry, tmp_p
     resumed = resume_run(run.path, registry, overrides=["stoppers.max_steps.steps=9"])
     assert resumed.meta["steps"] == run.meta["steps"]
     np.testing.assert_array_equal(resumed.snapshots["W"][-1], W)
+
+
+# -- plain and normalisation-layer programs -------------------------------------------
+
+
+@pytest.mark.parametrize("network", ["plain", "normalization"])
+@pytest.mark.parametrize("cones", [False, True])
+def test_every_network_interpolates_meets_cones_and_its_network_fits(network, cones):
+    X, y, _, masks = planted(12, 4, 8)
+    y = np.maximum(X @ np.array([1.0, -0.5, 0.3, 0.2]), 0) - 0.5 * y  # a ReLU teacher too
+    sol = solve_min_norm(X, y, masks, cones=cones, network=network)
+    W = sol["V"] - sol["Wn"]
+    assert np.allclose(sol["W"], W) and np.all(sol["w0"] == 0)
+    assert interpolation_error(X, y, masks, sol["w0"], W) < 1e-7
+    assert sol["objective"] == pytest.approx(
+        network_objective(X, masks, sol["w0"], sol["V"], sol["Wn"], network), rel=1e-9
+    )
+    if cones:
+        assert cone_violation(X, masks, sol["V"]) < 1e-8
+        assert cone_violation(X, masks, sol["Wn"]) < 1e-8
+        U, a = network_of(sol["w0"], sol["V"], sol["Wn"])
+        assert np.allclose(np.maximum(X @ U, 0) @ a, y, atol=1e-7)
+    else:  # the gated program is a relaxation; its dual bound certifies it
+        exact = solve_min_norm(X, y, masks, cones=True, network=network)
+        assert sol["objective"] <= exact["objective"] + 1e-7
+        assert sol["gap"] <= 1e-6 * sol["objective"]
+
+
+def _unreduced_normalization(X, y, masks, cones):
+    """The normalisation program before the SVD: norms ||D_i X v_i||, first-layer v_i.
+
+    Exact form: v_i in the row space of D_i X (the reduced program's parametrisation
+    v_i = V_i S_i^-1 a_i), cones (2 D_i - I) X v_i >= 0.
+    """
+    n, d = X.shape
+    P = masks.shape[1]
+    M = masks.astype(float)
+    groups = [cp.Variable((d, P)) for _ in range(2 if cones else 1)]
+    fit, cost, constraints = 0, 0, []
+    for Z, sign in zip(groups, (1.0, -1.0)):
+        for i in range(P):
+            A = M[:, i, None] * X
+            fit = fit + sign * (A @ Z[:, i])
+            cost = cost + cp.norm(A @ Z[:, i], 2)
+            if cones:
+                _, s, vt = np.linalg.svd(A)
+                null = vt[int(np.sum(s > 1e-10 * s[0])) :]
+                constraints.append(cp.multiply(2 * M[:, i] - 1, X @ Z[:, i]) >= 0)
+                if null.size:
+                    constraints.append(null @ Z[:, i] == 0)
+    problem = cp.Problem(cp.Minimize(cost), [fit == y, *constraints])
+    problem.solve(solver="CLARABEL")
+    return problem.value
+
+
+cp = pytest.importorskip("cvxpy")
+
+
+@pytest.mark.parametrize("cones", [False, True])
+def test_normalization_program_equals_its_unreduced_form(cones):
+    X, y, _, masks = planted(8, 3, 9)
+    masks = masks[:, :10]
+    y = np.maximum(X @ np.array([1.0, -0.5, 0.3]), 0)
+    reduced = solve_min_norm(X, y, masks, cones=cones, network="normalization")
+    assert reduced["objective"] == pytest.approx(
+        _unreduced_normalization(X, y, masks, cones), rel=1e-6
+    )
+
+
+# -- solver choice, fallback, test distance -------------------------------------------
+
+
+def test_fresh_distance_closed_form():
+    rng = np.random.default_rng(0)
+    X_test, w = rng.standard_normal((50, 4)), rng.standard_normal(4)
+    masks = np.ones((3, 2), dtype=bool)
+    assert fresh_distance(X_test, w, w, np.zeros((4, 2))) == pytest.approx(0.0, abs=1e-12)
+    delta = 0.1 * rng.standard_normal(4)
+    V = np.zeros((4, 2))
+    V[:, 1] = np.abs(X_test).sum(axis=0)  # a ReLU neuron: relu(X_test v) adds to the fit
+    f = X_test @ (w + delta) + np.maximum(X_test @ V[:, 1], 0)
+    expected = np.sqrt(np.mean((f - X_test @ w) ** 2))
+    assert fresh_distance(X_test, w, w + delta, V) == pytest.approx(expected, rel=1e-12)
+    assert masks.shape == (3, 2)
+
+
+def test_planted_linear_test_points_come_from_their_own_stream():
+    base = planted_linear(n=30, d=5, planted="gaussian").load(np.random.default_rng(4))
+    with_test = planted_linear(n=30, d=5, planted="gaussian", n_test=200).load(
+        np.random.default_rng(4)
+    )
+    assert base.X_test is None
+    np.testing.assert_array_equal(with_test.X, base.X)  # training data unchanged
+    np.testing.assert_array_equal(with_test.Y, base.Y)
+    w = with_test.extras["w_star"]
+    assert with_test.X_test.shape == (200, 5)
+    assert np.allclose(with_test.Y_test, with_test.X_test @ w)
+    assert not np.allclose(with_test.X_test[:30], with_test.X)
+    again = planted_linear(n=30, d=5, planted="gaussian", n_test=200).load(np.random.default_rng(4))
+    np.testing.assert_array_equal(again.X_test, with_test.X_test)  # from the seed
+
+
+def test_run_records_the_interior_point_and_the_test_distance(registry, tmp_path):
+    from core.config import resolve
+    from core.loop import start_run
+
+    cfg = _run_config(tmp_path, 40, 5)
+    cfg["data"]["n_test"] = 100
+    run = start_run(resolve(cfg, registry), "", registry)
+    s = run.scalars
+    assert s["solver_code"][-1] == 0  # the interior point answered, certified
+    assert 0 <= s["relative_gap"][-1] <= 1e-8
+    assert s["interpolation_error"][-1] < 1e-8
+    # the planted point's norm lies between the certified bounds when recovered
+    assert s["recovered_merged"][-1] == 1
+    assert s["planted_excess_min"][-1] <= 1e-8 and s["planted_excess_max"][-1] >= -1e-12
+    W, a = run.snapshots["W"][-1], run.snapshots["a"][-1]
+    X_test, w = run.problem["X_test"], run.problem["extra.w_star"]
+    f = np.maximum(X_test @ W, 0) @ a
+    assert s["test_distance"][-1] == pytest.approx(
+        np.sqrt(np.mean((f - X_test @ w) ** 2)), abs=1e-12
+    )
+    assert s["test_distance"][-1] < 1e-6  # recovered: the planted function on fresh points
+
+
+def test_uncertified_interior_point_falls_back_to_cvxpy(registry, tmp_path):
+    from core.config import resolve
+    from core.loop import start_run
+
+    # a gap of 1e-16 is beyond rounding: never certified, cvxpy answers
+    cfg = _run_config(tmp_path, 20, 5, solver="interior_point", tol=1e-16)
+    run = start_run(resolve(cfg, registry), "", registry)
+    s = run.scalars
+    assert s["solver_code"][-1] == 1  # cvxpy's first choice (Clarabel)
+    assert s["interpolation_error"][-1] < 1e-7
+    from core.store import RunStore
+
+    tried = RunStore(run.path).read_checkpoint()["algorithm"]["tried"]
+    assert tried[0].startswith("interior_point (not certified")
+
+
+def test_interior_point_with_cones_is_refused_naming_the_key(registry, tmp_path):
+    from core.config import resolve
+    from core.errors import ConfigError
+    from core.loop import start_run
+
+    cfg = _run_config(tmp_path, 20, 5, solver="interior_point", relaxation="none")
+    with pytest.raises(ConfigError, match="solver='interior_point'"):
+        start_run(resolve(cfg, registry), "", registry)
