@@ -22,4 +22,5 @@ BUILTIN_PLUGINS = (
     "plugins.live",
     "plugins.indicators",
     "plugins.sweep_analyses",
+    "plugins.dynamics",
 )
