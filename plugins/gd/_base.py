@@ -110,7 +110,10 @@ class CachedGradientDescent(Algorithm):
         self._cache = None
 
     def scalars(self):
-        out = {"grad_norm": self._grad_norm(self._current()[1])}
+        norm = None if self._ensemble is None else self._ensemble.grad_norm(self)
+        if norm is None:
+            norm = self._grad_norm(self._current()[1])
+        out = {"grad_norm": norm}
         if self.lr_schedule != "constant":
             out["lr"] = self.current_lr()
         return out

@@ -68,5 +68,11 @@ class OPS:
         return A[np.arange(len(batches))[:, None], np.stack(batches)]
 
     @staticmethod
+    def norms(grads):
+        """Frobenius norm over the named stacked gradients, per member (a list)."""
+        total = sum(np.sum(g * g, axis=tuple(range(1, g.ndim))) for g in grads.values())
+        return np.sqrt(total).tolist()
+
+    @staticmethod
     def update(optimizer, params, grads):
         optimizer.step(params, grads)

@@ -71,6 +71,12 @@ class OPS:
         return A[rows, index]
 
     @staticmethod
+    def norms(grads):
+        """Frobenius norm over the named stacked gradients, per member (a list)."""
+        total = sum(torch.sum(g * g, dim=tuple(range(1, g.ndim))) for g in grads.values())
+        return total.sqrt().tolist()
+
+    @staticmethod
     def update(optimizer, params, grads):
         with torch.no_grad():
             optimizer.step(params, grads)

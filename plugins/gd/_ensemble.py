@@ -39,6 +39,8 @@ the matrix-vector products of a one-output network (``relu(Z) a`` and
 gradient in the ensemble: equal to float rounding (about 1e-15 relative per step).
 """
 
+from collections.abc import Mapping
+
 __all__ = ["Ensemble", "step_together"]
 
 
@@ -147,9 +149,21 @@ class Ensemble:
 
     def _set_caches(self, values, grads):
         for i, member in enumerate(self.members):
-            own = None if grads is None else {k: g[i] for k, g in grads.items()}
-            member._cache = (values[i], own)
+            member._cache = (values[i], None if grads is None else _Slice(grads, i))
         self.grads, self.caches = grads, [m._cache for m in self.members]
+        self._norms = None
+
+    def grad_norm(self, member):
+        """The gradient norm of ``member``'s cached point, computed for all members at
+        once; None when ``member``'s cache is not this ensemble's."""
+        i = next((j for j, m in enumerate(self.members) if m is member), None)
+        if i is None or self.caches is None or member._cache is not self.caches[i]:
+            return None
+        if self.grads is None:
+            return None
+        if self._norms is None:
+            self._norms = self.ops.norms(self.grads)
+        return self._norms[i]
 
     def _current_grads(self):
         members = self.members
@@ -184,3 +198,19 @@ class Ensemble:
             member.n_steps += 1
         self.steps = [m.n_steps for m in self.members]
         self._set_caches(*self._evaluate(full))
+
+
+class _Slice(Mapping):
+    """Member ``i``'s gradients, views of the stacked ones made when read."""
+
+    def __init__(self, grads, i):
+        self.grads, self.i = grads, i
+
+    def __getitem__(self, key):
+        return self.grads[key][self.i]
+
+    def __iter__(self):
+        return iter(self.grads)
+
+    def __len__(self):
+        return len(self.grads)
