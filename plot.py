@@ -4,6 +4,7 @@ Usage::
 
     python plot.py [RUN] [--runs-dir DIR] [--show] [--only NAME ...] [--debug]
     python plot.py [RUN] --animate [--frames N] [--fps F] [--dpi D] [--format gif|mp4]
+    python plot.py --compare RUN RUN ... | --compare --experiment NAME [--out FILE.png]
 
 ``RUN`` is a run directory, an experiment directory (its newest run) or ``latest``
 (default). Every plot plugin whose ``applies(run)`` is true draws its figures
@@ -11,6 +12,9 @@ Usage::
 writing files. Prints the files written. For a sweep folder, draws the sweep's figures
 (:func:`core.sweep.plot_sweep`) into ``SWEEP/plots/``. ``--animate`` writes
 ``RUN/plots/animation.gif`` (or ``.mp4``) instead: :func:`core.animation.animate`.
+``--compare`` draws the loss curves of several runs on one figure, labelled by their
+differing config values, runs differing only by seed as a mean with a min-max band
+(:func:`core.runs_index.save_comparison`; default file ``EXPERIMENT/plots/compare_loss.png``).
 
 The drawing lives in :mod:`core.analysis` (:func:`~core.analysis.draw_plots`,
 :func:`~core.analysis.save_figures`); this script parses arguments and prints.
@@ -64,8 +68,25 @@ def _parser():
     animation.add_argument(
         "--format", choices=("gif", "mp4"), default="gif", help="gif (Pillow) or mp4 (ffmpeg)"
     )
+    parser.add_argument(
+        "--compare", nargs="*", metavar="RUN", help="loss curves of runs (or --experiment NAME)"
+    )
+    parser.add_argument("--experiment", help="with --compare: every run of this experiment")
+    parser.add_argument("--out", help="with --compare: the PNG file to write")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _compare(args):
+    """``--compare``: one figure of several runs' loss curves; print the file written."""
+    import os
+
+    from core.runs_index import runs_of, save_comparison
+
+    root = args.runs_dir or os.environ.get("RELULAB_RUNS_DIR", "runs")
+    targets = list(args.compare) + ([args.run] if args.run != "latest" else [])
+    print(save_comparison(runs_of(targets, root, args.experiment), args.out))
+    return 0
 
 
 def _animate(args):
@@ -93,6 +114,8 @@ def main(argv=None):
     try:
         if args.animate:
             return _animate(args)
+        if args.compare is not None:
+            return _compare(args)
         registry = get_registry()
         for name in args.only or ():  # unknown names fail before the run is read
             if name not in registry.names("plot") and Path(name).exists():

@@ -3,6 +3,8 @@
 Usage::
 
     python postprocess.py [RUN] [--runs-dir DIR] [--json] [--debug]
+    python postprocess.py --list [--experiment NAME] [--runs-dir DIR] [--json]
+    python postprocess.py --compare RUN RUN ... | --compare --experiment NAME [--json]
 
 ``RUN`` is a run directory, an experiment directory (its newest run), a sweep folder
 or ``latest`` (default). For a run, every indicator plugin whose ``applies(run)`` is
@@ -18,12 +20,18 @@ For a sweep, writes ``summary.csv`` (one row per run) and ``groups.csv`` (statis
 over seeds) with :func:`core.sweep.summarize_sweep`, the tables of the applicable
 ``sweep_analysis`` plugins (:func:`core.sweep.analyse_sweep`), and prints the groups.
 
-The computations live in :mod:`core.analysis`; this script parses arguments and prints.
+``--list`` prints the runs index (every run and sweep under the runs root, newest
+first, from their ``meta.json``); ``--compare`` groups runs by their differing config
+values, seeds pooled, and prints one row per group (:mod:`core.runs_index`).
+
+The computations live in :mod:`core.analysis` and :mod:`core.runs_index`; this script
+parses arguments and prints.
 """
 
 import argparse
 import json
 import math
+import os
 import sys
 
 from core.analysis import json_safe, write_indicators
@@ -133,14 +141,50 @@ def _parser():
     parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of a table"
     )
+    parser.add_argument(
+        "--list", action="store_true", help="list the runs and sweeps under the runs root"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        metavar="RUN",
+        help="compare runs (or sweeps, or --experiment NAME): one row per config, seeds pooled",
+    )
+    parser.add_argument("--experiment", help="with --list or --compare: only this experiment")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _runs_index(args):
+    """``--list`` and ``--compare``: tables of :mod:`core.runs_index`."""
+    from core import runs_index
+
+    root = args.runs_dir or os.environ.get("RELULAB_RUNS_DIR", "runs")
+    if args.list:
+        entries = runs_index.list_runs(root, args.experiment)
+        if args.json:
+            plain = [{k: v for k, v in e.items() if k != "values"} for e in entries]
+            print(json.dumps(json_safe(plain), indent=2))
+        else:
+            runs_index.print_runs_table(entries, root)
+        return 0
+    targets = list(args.compare) + ([args.run] if args.run != "latest" else [])
+    runs = runs_index.runs_of(targets, root, args.experiment)
+    keys, groups = runs_index.compare(runs)
+    rows = runs_index.comparison_rows(groups)
+    if args.json:
+        print(json.dumps(json_safe({"keys": keys, "groups": rows}), indent=2))
+    else:
+        runs_index.print_comparison_table(keys, rows)
+    return 0
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        if args.list or args.compare is not None:
+            return _runs_index(args)
         target = resolve_target(args.run, runs_dir=args.runs_dir)
         if is_sweep_dir(target):
             return _postprocess_sweep(target, args.json)

@@ -41,6 +41,7 @@ __all__ = [
     "reopen_run_folder",
     "check_resume_changes",
     "config_changes",
+    "config_values",
 ]
 
 RESUME_SAFE_SECTIONS = ("stoppers", "loggers", "savers")
@@ -118,6 +119,8 @@ def create_run_folder(config, source, arrays, problem, runs_dir=None, config_pat
             "n": problem.n,
             "d": problem.d,
             "width": problem.m,
+            "algorithm": config["algorithm"]["name"],
+            "config_values": config_values(config),
             "resumes": [],
         }
         atomic_save_npz(store.path / "problem.npz", arrays)
@@ -230,6 +233,7 @@ def reopen_run_folder(path, registry, overrides=(), lock=None):
     }
     if changes:
         entry["changes"] = changes
+        meta["config_values"] = config_values(config)
     meta.setdefault("resumes", []).append(entry)
     return Reopened(store, config, changes, problem, checkpoint, meta, lock)
 
@@ -248,6 +252,19 @@ def _flatten(tree, prefix=""):
         else:
             out[name] = value
     return out
+
+
+def config_values(config):
+    """The resolved config as one flat dict ``{dotted key: value}`` (kept in ``meta.json``).
+
+    Lets a runs index compare runs from ``meta.json`` alone (:mod:`core.runs_index`).
+
+    Examples
+    --------
+    >>> config_values({"seed": 0, "model": {"width": 10}, "loggers": {"scalars": {}}})
+    {'seed': 0, 'model.width': 10, 'loggers.scalars': {}}
+    """
+    return _flatten(config)
 
 
 def config_changes(old, new):
