@@ -23,4 +23,5 @@ BUILTIN_PLUGINS = (
     "plugins.indicators",
     "plugins.sweep_analyses",
     "plugins.dynamics",
+    "plugins.optimizers",
 )
