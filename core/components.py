@@ -22,6 +22,8 @@ indicator   :class:`Indicator` -> ``summary(run)`` and ``per_snapshot(run, W, a)
 prox        :class:`Prox`      -> a proximal solver an algorithm selects by name
 distance    :class:`Distance`  -> ``value(W, W_prev, a)``: a proximal step's distance
 solver      :class:`Solver`    -> a steppable solver of a convex program
+optimizer   :class:`Optimizer` -> ``create(params, lr)``: an update rule on named tensors
+schedule    :class:`Schedule`  -> ``create()``: a learning-rate factor over steps
 """
 
 from dataclasses import dataclass, field
@@ -45,6 +47,8 @@ __all__ = [
     "Prox",
     "Distance",
     "Solver",
+    "Optimizer",
+    "Schedule",
     "LoopContext",
 ]
 
@@ -577,3 +581,99 @@ class Solver(Component):
 
     def load_state_dict(self, state):
         pass
+
+
+class Optimizer(Component):
+    """An optimizer an algorithm selects by name: an update rule on named torch tensors.
+
+    An algorithm declares ``Param("optimizer", str, ..., plugin_kind="optimizer")`` and
+    ``Param("optimizer_options", dict, {}, ..., options_of="optimizer")``, builds the
+    plugin with ``problem.build("optimizer", name, options)`` and binds it to its
+    parameters with :meth:`create`. The learning rate belongs to the algorithm (its
+    ``lr``, decay or schedule), so it is not one of the plugin's parameters.
+
+    Contract
+    --------
+    create(params, lr) -> optimizer
+        ``params`` is ``{name: tensor}``, the trained parameters in order (leaf
+        tensors, updated in place); ``lr`` the first learning rate. The object
+        returned has:
+
+        ``lr``
+            The learning rate of the next update, a float the algorithm may set
+            before any update.
+        ``step(params, grads)``
+            Update ``params[name]`` in place (under ``torch.no_grad()``) from
+            ``grads[name]`` for every trained name; the optimizer may consume
+            (modify) ``grads``.
+        ``needs_closure`` (optional, default False)
+            True for optimizers that evaluate the objective themselves within a
+            step (L-BFGS's line search, schedule-free's extrapolated point): they
+            are called as ``step(params, grads, closure)``, where ``closure()``
+            re-evaluates the objective at the current ``params`` and returns
+            ``(value, grads)``; ``grads`` may then be empty.
+        ``state_dict()``
+            The buffers as numpy arrays and JSON values (no pickle): the layout
+            of ``torch.optim``'s ``state_dict()`` made plain.
+        ``load_state_dict(state, params)``
+            Restore the buffers of :meth:`state_dict` onto ``params``' dtype and
+            device; hyperparameters stay those of the config.
+
+    torch_optimizer(params, lr) -> torch.optim.Optimizer
+        A plugin that wraps a ``torch.optim.Optimizer`` subclass implements only
+        this (``params`` a list of tensors): the default :meth:`create` adapts it
+        (:class:`core.optim_torch.TorchOptimizerAdapter`), and a class attribute
+        ``needs_closure = True`` marks optimizers whose ``step`` takes a closure.
+    """
+
+    kind = "optimizer"
+    needs_closure = False
+
+    def create(self, params, lr):
+        """The optimizer bound to ``params`` (``{name: tensor}``), first rate ``lr``."""
+        from .optim_torch import TorchOptimizerAdapter
+
+        return TorchOptimizerAdapter.wrap(self, params, lr)
+
+    def torch_optimizer(self, params, lr):
+        raise NotImplementedError(
+            f"optimizer {self.name!r} implements neither create() nor torch_optimizer()"
+        )
+
+
+class Schedule(Component):
+    """A learning-rate schedule an algorithm selects by name: a factor over steps.
+
+    An algorithm declares ``Param("schedule", str, None, ..., plugin_kind="schedule",
+    nullable=True)`` and ``Param("schedule_options", dict, {}, ...,
+    options_of="schedule")``; its learning rate at a step is its ``lr`` times the
+    schedule's ``factor``. What a step is (an outer step, an update) the algorithm
+    documents.
+
+    Contract
+    --------
+    create() -> schedule
+        An object with ``factor`` (the multiplier of the current step, 1 at the
+        start for most schedules), ``step(loss=None)`` (advance one step;
+        ``loss`` is the objective of the step just done, for schedules that
+        react to it), ``state_dict()`` (numpy arrays and JSON values) and
+        ``load_state_dict(state)``.
+    torch_scheduler(optimizer) -> torch.optim.lr_scheduler.LRScheduler
+        A plugin that wraps a ``torch.optim.lr_scheduler`` class implements only
+        this: the default :meth:`create` runs the scheduler on a one-parameter
+        optimizer of learning rate 1, whose rate is then the factor
+        (:class:`core.optim_torch.TorchScheduleAdapter`).
+    """
+
+    kind = "schedule"
+
+    def create(self):
+        """A fresh schedule, at its first step."""
+        from .optim_torch import TorchScheduleAdapter
+
+        return TorchScheduleAdapter.wrap(self)
+
+    def torch_scheduler(self, optimizer):
+        raise NotImplementedError(
+            f"schedule {self.name!r} implements neither create() nor torch_scheduler()"
+        )

@@ -84,3 +84,13 @@ def relulab_distances():
 @hookspec
 def relulab_solvers():
     """Return a list of :class:`core.components.Solver` subclasses."""
+
+
+@hookspec
+def relulab_optimizers():
+    """Return a list of :class:`core.components.Optimizer` subclasses."""
+
+
+@hookspec
+def relulab_schedules():
+    """Return a list of :class:`core.components.Schedule` subclasses."""

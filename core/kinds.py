@@ -5,7 +5,8 @@ returns them (its spec lives in :mod:`core.hookspecs`) and where a config select
 them: ``section`` names the config key and ``several`` says whether the section
 holds one plugin (``{"name": ..., **params}``) or several (``{name: params}``).
 Kinds without a section are chosen otherwise: by another plugin's parameter
-(``prox``, ``distance``, ``solver``, ``metric``), or all at once by :mod:`core.analysis` (``plot``,
+(``prox``, ``distance``, ``solver``, ``metric``,
+``optimizer``, ``schedule``), or all at once by :mod:`core.analysis` (``plot``,
 ``indicator``) and :mod:`core.sweep` (``sweep_analysis``).
 
 Adding a kind is one entry here, its base class in :mod:`core.components` and its
@@ -66,6 +67,8 @@ KIND_TABLE = (
     Kind("prox", c.Prox, "relulab_proxes"),
     Kind("distance", c.Distance, "relulab_distances"),
     Kind("solver", c.Solver, "relulab_solvers"),
+    Kind("optimizer", c.Optimizer, "relulab_optimizers"),
+    Kind("schedule", c.Schedule, "relulab_schedules"),
 )
 
 KIND = {kind.name: kind for kind in KIND_TABLE}

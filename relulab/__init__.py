@@ -21,7 +21,7 @@ Component base classes, one per plugin kind
     :class:`Algorithm`, :class:`DataSet`, :class:`Init`, :class:`Stopper`,
     :class:`Logger`, :class:`Saver`, :class:`Metric`, :class:`Plot`,
     :class:`Indicator`, :class:`SweepAnalysis`, :class:`Prox`, :class:`Distance`,
-    :class:`Solver`.
+    :class:`Solver`, :class:`Optimizer`, :class:`Schedule`.
 What components receive
     :class:`Data` (returned by a data set), :class:`Problem` (given to
     ``Algorithm.setup``), :class:`LoopContext` (given to stoppers, loggers,
@@ -58,10 +58,12 @@ from core.components import (
     Logger,
     LoopContext,
     Metric,
+    Optimizer,
     Plot,
     Problem,
     Prox,
     Saver,
+    Schedule,
     Solver,
     Stopper,
     SweepAnalysis,
@@ -101,6 +103,8 @@ __all__ = [
     "Prox",
     "Distance",
     "Solver",
+    "Optimizer",
+    "Schedule",
     "Data",
     "Problem",
     "LoopContext",

@@ -35,6 +35,8 @@ PUBLIC = {
     "Prox": core.components.Prox,
     "Distance": core.components.Distance,
     "Solver": core.components.Solver,
+    "Optimizer": core.components.Optimizer,
+    "Schedule": core.components.Schedule,
     "Data": core.components.Data,
     "Problem": core.components.Problem,
     "LoopContext": core.components.LoopContext,

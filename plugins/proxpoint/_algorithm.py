@@ -11,8 +11,11 @@ where :math:`L` is the network's loss (:func:`core.model_torch.loss`) plus, when
 ``weight_decay`` is set, :math:`\tfrac{\lambda}{2}` times the squared norm of the
 trained parameters, and :math:`D` is a distance plugin (``frobenius``,
 ``wasserstein``, ``sliced``...). The inner problem is solved by ``inner_steps``
-updates of one of ``gd``'s optimizers (:mod:`plugins.gd._torch_optim`: SGD, heavy-ball
-or Nesterov momentum, AdamW; their buffers persist across outer steps); with
+updates of an optimizer plugin (:mod:`plugins.optimizers`: ``sgd``, ``momentum`` and
+``adamw``, relulab's fast torch updates; every ``torch.optim`` class by name; Prodigy,
+schedule-free AdamW; a third-party one), with its options in ``optimizer_options``;
+its buffers persist across outer steps. An optimizer that evaluates the objective
+within its step (``LBFGS``, ``AdamWScheduleFree``) gets a closure of :math:`J_k`. With
 ``train="both"`` the inner loop also moves the second layer ``a``, on which
 :math:`D` does not depend (the distances compare neuron positions ``W``).
 
@@ -29,6 +32,9 @@ update is an explicit gradient step of :math:`L`):
   rate :math:`\eta` is multiplied by ``lr_decay`` for the next updates; the factor
   is never reset (it carries over to later outer steps). Equality counts, so an inner
   loop that has stalled to rounding keeps shrinking the rate;
+- ``schedule`` (a schedule plugin, :mod:`plugins.optimizers`; none by default):
+  the rate of the updates of outer step ``k`` is also multiplied by the schedule's
+  factor after ``k`` schedule steps (one per outer step, fed the step's loss);
 - ``inner_tol``: the loop stops early when
   :math:`|J_{i-1} - J_i| < \texttt{inner\_tol}\,|J_{i-1}|` (0: never);
 - a non-finite :math:`J_i` ends the loop and makes :meth:`ProximalPoint.loss`
@@ -73,11 +79,28 @@ __all__ = ["ProximalPoint"]
 
 _GD = {p.name: p for p in COMMON_PARAMS}
 
+LEGACY_OPTIMIZER_KEYS = ("momentum", "nesterov", "betas", "eps")
+"""Flat keys of configs saved before the optimizer kind (``optimizer_options`` since)."""
+
 
 def _optimizer_params():
-    """gd's optimizer parameters, with ``lr`` and ``weight_decay`` documented for this loop."""
+    """The inner optimizer, its learning rate and schedule, the trained parameters."""
     return (
-        _GD["optimizer"],
+        Param(
+            "optimizer",
+            str,
+            "sgd",
+            "inner optimizer (an optimizer plugin: sgd, momentum, adamw, a torch.optim "
+            "class name such as Adam or LBFGS, ...)",
+            plugin_kind="optimizer",
+        ),
+        Param(
+            "optimizer_options",
+            dict,
+            {},
+            "parameters of the optimizer plugin (see --help-plugin), lr excepted",
+            options_of="optimizer",
+        ),
         replace(_GD["lr"], default=0.01, doc="learning rate of the inner optimizer"),
         Param(
             "lr_decay",
@@ -89,10 +112,22 @@ def _optimizer_params():
             high=1,
             low_open=True,
         ),
-        _GD["momentum"],
-        _GD["nesterov"],
-        _GD["betas"],
-        _GD["eps"],
+        Param(
+            "schedule",
+            str,
+            None,
+            "learning-rate schedule over outer steps (a schedule plugin such as StepLR; "
+            "None: none)",
+            nullable=True,
+            plugin_kind="schedule",
+        ),
+        Param(
+            "schedule_options",
+            dict,
+            {},
+            "parameters of the schedule plugin (see --help-plugin)",
+            options_of="schedule",
+        ),
         replace(
             _GD["weight_decay"],
             doc="lambda: L includes lambda/2 * squared norm of the trained parameters",
@@ -122,9 +157,14 @@ class ProximalPoint(Algorithm):
         Relative change of the inner objective below which the inner loop stops.
     distance, distance_options : str, dict
         The distance plugin and its parameters.
-    optimizer, lr, lr_decay, momentum, nesterov, betas, eps, weight_decay, train, dtype
-        As for ``gd`` (:mod:`plugins.gd._params`), ``lr_decay`` and ``weight_decay``
-        as described above.
+    optimizer, optimizer_options : str, dict
+        The inner optimizer plugin and its parameters.
+    lr, lr_decay : float
+        The inner learning rate and its decay rule (above).
+    schedule, schedule_options : str or None, dict
+        A schedule plugin over outer steps and its parameters.
+    weight_decay, train, dtype
+        As described above, and as for ``gd`` (:mod:`plugins.gd._params`).
     device : {"cpu", "cuda"}
     """
 
@@ -180,7 +220,6 @@ class ProximalPoint(Algorithm):
         import torch
 
         from core.model_torch import check_device
-        from plugins.gd._torch_optim import make_torch_optimizer
 
         check_device(self.device)
         self._torch = torch
@@ -200,9 +239,22 @@ class ProximalPoint(Algorithm):
         self.names_ = ("W", "a") if self.train == "both" else ("W",)
         for name in self.names_:
             getattr(self, name).requires_grad_(True)
-        # weight decay is part of L, not of the optimizer
-        self.optimizer_ = make_torch_optimizer(self.names_, {**self.config, "weight_decay": 0.0})
         self.lr_factor = 1.0
+        self.schedule_ = None
+        if self.config.get("schedule") is not None:
+            self.schedule_ = problem.build(
+                "schedule",
+                self.schedule,
+                self.schedule_options,
+                owner=f"algorithm (proxpoint).schedule_options ({self.schedule})",
+            ).create()
+        # weight decay is part of L; the optimizer's own (its options) comes on top
+        self.optimizer_ = problem.build(
+            "optimizer",
+            self.optimizer,
+            self._optimizer_options(problem),
+            owner=f"algorithm (proxpoint).optimizer_options ({self.optimizer})",
+        ).create({name: getattr(self, name) for name in self.names_}, self.inner_lr)
         self.n_steps = 0
         with torch.no_grad():
             loss, penalty = self._loss_terms()
@@ -215,11 +267,28 @@ class ProximalPoint(Algorithm):
         }
         self._records = None
 
+    def _optimizer_options(self, problem):
+        """``optimizer_options``; for a config saved before them, its flat keys that
+        the optimizer declares."""
+        if "optimizer_options" in self.config:
+            return self.optimizer_options
+        registry = problem.registry
+        if registry is None:
+            from core.registry import get_registry
+
+            registry = get_registry()
+        declared = {p.name for p in registry.get("optimizer", self.optimizer).params}
+        return {
+            k: self.config[k] for k in LEGACY_OPTIMIZER_KEYS if k in declared & self.config.keys()
+        }
+
     # -- the inner problem ---------------------------------------------------------
     @property
     def inner_lr(self):
-        """The current inner learning rate: ``lr`` times the accumulated decay."""
-        return self.lr * self.lr_factor
+        """The current inner learning rate: ``lr`` times the accumulated decay (times
+        the schedule's factor when there is a schedule)."""
+        lr = self.lr * self.lr_factor
+        return lr if self.schedule_ is None else lr * self.schedule_.factor
 
     def _loss_terms(self):
         """``(loss, penalty)``: the network's loss and the weight-decay term, tensors."""
@@ -250,11 +319,22 @@ class ProximalPoint(Algorithm):
         J, loss, D = self._objective(None)
         previous = float(J.detach())
         rows = {"objective": [], "distance": [], "lr": []}
+        optimizer = self.optimizer_
+        needs_closure = getattr(optimizer, "needs_closure", False)
+
+        def closure():  # J_k and its gradient at the current parameters
+            value = self._objective(W_prev)[0]
+            return value.detach(), dict(zip(self.names_, torch.autograd.grad(value, trained)))
+
         for _ in range(self.inner_steps):
-            lr = self.optimizer_.lr = self.inner_lr
-            grads = torch.autograd.grad(J, trained)
-            with torch.no_grad():
-                self.optimizer_.step(params, dict(zip(self.names_, grads)))
+            lr = optimizer.lr = self.inner_lr
+            if needs_closure:
+                with torch.no_grad():
+                    optimizer.step(params, {}, closure)
+            else:
+                grads = torch.autograd.grad(J, trained)
+                with torch.no_grad():
+                    optimizer.step(params, dict(zip(self.names_, grads)))
             J, loss, D = self._objective(W_prev)
             current = float(J.detach())
             rows["objective"].append(current)
@@ -276,6 +356,8 @@ class ProximalPoint(Algorithm):
             "distance": D,
             "inner_iters": len(rows["objective"]),
         }
+        if self.schedule_ is not None and math.isfinite(current):
+            self.schedule_.step(self._last["loss"])
 
     # -- the Algorithm contract ----------------------------------------------------
     def loss(self):
@@ -308,8 +390,9 @@ class ProximalPoint(Algorithm):
         return None if self._records is None else dict(self._records)
 
     def state_dict(self):
-        """Parameters, optimizer buffers, learning-rate factor, the distance's state."""
-        return {
+        """Parameters, optimizer buffers, learning-rate factor, the distance's and the
+        schedule's state."""
+        state = {
             "n_steps": self.n_steps,
             "params": self.state(),
             "optimizer": self.optimizer_.state_dict(),
@@ -318,6 +401,9 @@ class ProximalPoint(Algorithm):
             "last": dict(self._last),
             "distance": self.distance_.state_dict(),
         }
+        if self.schedule_ is not None:
+            state["schedule"] = self.schedule_.state_dict()
+        return state
 
     def load_state_dict(self, state):
         torch = self._torch
@@ -335,6 +421,8 @@ class ProximalPoint(Algorithm):
             "inner_iters": int(last["inner_iters"]),
         }
         self.distance_.load_state_dict(state["distance"])
+        if self.schedule_ is not None and "schedule" in state:
+            self.schedule_.load_state_dict(state["schedule"])
         self._records = None
 
 

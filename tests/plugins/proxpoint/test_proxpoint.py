@@ -27,6 +27,7 @@ MODULES = [
     "plugins.data",
     "plugins.inits",
     "plugins.proxpoint",
+    "plugins.optimizers",
 ]
 
 
