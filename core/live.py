@@ -24,6 +24,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections import deque
 from pathlib import Path
 
@@ -45,6 +46,9 @@ READY = b"\x01"
 
 _HEADER = struct.Struct(">Q")
 _MAX_HISTORY = 50_000  # loss points the viewer keeps; older ones are thinned
+SHARE = 0.25
+"""Most fraction of one core the viewer spends drawing: after a drawing that took ``t``
+seconds it asks for the next state no sooner than ``t / SHARE`` seconds after it began."""
 _LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from core.live import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
 
 
@@ -244,12 +248,25 @@ class _Viewer:
             self.view.fig.canvas.draw_idle()
             self.view.fig.canvas.flush_events()
 
+    def idle(self, seconds):
+        """Let ``seconds`` pass, the window responsive; False once it is closed."""
+        end = time.perf_counter() + seconds
+        while True:
+            left = end - time.perf_counter()
+            if self.file:
+                time.sleep(max(left, 0.0))
+                return True
+            if not self.plt.fignum_exists(self.view.fig.number):
+                return False
+            if left <= 0:
+                return True
+            self.view.fig.canvas.start_event_loop(min(left, 0.05))
+
     def wait_for_input(self):
         """Keep the window responsive until a message is there; False once it is closed."""
         while not select.select([0], [], [], 0)[0]:
-            if not self.plt.fignum_exists(self.view.fig.number):
+            if not self.idle(0.05):
                 return False
-            self.view.fig.canvas.start_event_loop(0.05)
         return True
 
     def run(self):
@@ -276,9 +293,13 @@ class _Viewer:
             return 0
         self.open(message)
         while True:
+            began, cpu = time.perf_counter(), time.process_time()
             self.draw(message)
             if "status" in message:
                 break
+            spent = time.process_time() - cpu  # CPU time: what other processes lose
+            if not self.idle(began + spent / SHARE - time.perf_counter()):
+                return 0  # the window was closed: the run goes on without it
             self.ready()
             if not self.file and not self.wait_for_input():
                 return 0  # the window was closed: the run goes on without it
