@@ -1,0 +1,138 @@
+r"""Algorithm plugin ``population_gd``: gradient descent on the Gaussian population loss.
+
+Minimises :math:`F(W) = \tfrac12 E[(\sum_i \mathrm{relu}(w_i \cdot x) - \sum_j
+\mathrm{relu}(v_j \cdot x))^2]`, :math:`x \sim N(0, I_d)`, in closed form
+(:mod:`plugins.population._objective`), from the run's initial first layer ``W0``
+(d, n) against the data's teacher ``V`` (``Problem.extras["V"]``, data
+``gaussian_teacher``), as Safran & Shamir (ICML 2018) do: ``W <- W - lr grad F(W)``
+with ``lr = 5 / k`` (k teacher neurons) until :math:`\|\nabla F(W)\|_F \le` ``tol``
+(1e-12, their README's value).
+
+One run step is up to ``iterations`` gradient steps; the run's loss is :math:`F`
+(float64), its scalars ``grad_norm`` and ``iterations`` (gradient steps so far), and
+``done`` turns True once the gradient norm is at most ``tol``: the ``solved``
+stopper then ends the run, ``max_steps`` caps it at ``steps * iterations`` gradient
+steps. The network is ``W`` with a second layer of ones (``state()``), so the
+neuron figures and the run indicators see the student; ``a0`` of the init is not
+used. The student width is ``model.width`` (``n = k`` in the paper; ``n > k`` is mild
+over-parameterisation). Requires ``model.scaling = "standard"`` and
+``model.loss = "half_mse"`` (the sample loss of ``postprocess.py`` then estimates
+:math:`F`).
+
+Batchable: runs equal but for their seed advance as one stack
+(:func:`plugins.population._objective.descend`); inside a step each member leaves
+the stack as soon as its gradient norm reaches ``tol``, so a slow member does not
+hold the others, and a member gets the same iterates as when run alone.
+"""
+
+import numpy as np
+
+from core.components import Algorithm
+from core.errors import ConfigError
+from core.params import Param
+
+from ._objective import descend, population_loss
+
+__all__ = ["PopulationGD"]
+
+
+class PopulationGD(Algorithm):
+    """Gradient descent on the closed-form Gaussian population loss against a ReLU teacher."""
+
+    name = "population_gd"
+    batchable = True
+    params = (
+        Param(
+            "lr",
+            float,
+            None,
+            "step size (None: 5 / k, k the teacher's width)",
+            low=0,
+            low_open=True,
+            nullable=True,
+        ),
+        Param("tol", float, 1e-12, "stop once ||grad F||_F <= tol", low=0),
+        Param("iterations", int, 100, "gradient steps per run step (at most)", low=1),
+    )
+
+    def setup(self, problem):
+        if "V" not in problem.extras:
+            raise ConfigError(
+                "algorithm population_gd needs a teacher: data with extra 'V' "
+                f"(data 'gaussian_teacher'); this data has extras {sorted(problem.extras)}"
+            )
+        if problem.scaling != "standard":
+            raise ConfigError(
+                "algorithm population_gd trains f(x) = sum_i relu(w_i . x): model.scaling must "
+                f"be 'standard'; got {problem.scaling!r}"
+            )
+        if problem.loss != "half_mse":
+            raise ConfigError(
+                "algorithm population_gd minimises F = 1/2 E[(f - g)^2]: model.loss must be "
+                f"'half_mse'; got {problem.loss!r}"
+            )
+        if problem.bias:
+            raise ConfigError("algorithm population_gd takes data without a bias column")
+        self.V = np.asarray(problem.extras["V"], dtype=np.float64)
+        self.W = np.array(problem.W0, dtype=np.float64)
+        if self.W.shape[0] != self.V.shape[0]:
+            raise ConfigError(
+                f"algorithm population_gd: W0 has {self.W.shape[0]} rows but the teacher "
+                f"V has d = {self.V.shape[0]}"
+            )
+        self.step_size = self.lr if self.lr is not None else 5.0 / self.V.shape[1]
+        self.n_iterations = 0
+        self._measure()
+
+    def _measure(self, grad_norm=None):
+        """Loss and gradient norm at ``W`` (the norm as :func:`descend` computes it)."""
+        if grad_norm is None:
+            grad_norm = descend(self.W[None], self.V[None], self.step_size, self.tol, 0)[2][0]
+        self.grad_norm = float(grad_norm)
+        self._loss = population_loss(self.W, self.V)
+
+    @property
+    def done(self):
+        """Whether the gradient norm is at most ``tol``."""
+        return self.grad_norm <= self.tol
+
+    @classmethod
+    def step_together(cls, algorithms):
+        """Up to ``iterations`` gradient steps for every member, as one stack per shape."""
+        groups = {}
+        for algorithm in algorithms:
+            if not algorithm.done:
+                key = (algorithm.W.shape, algorithm.V.shape, algorithm.tol, algorithm.iterations)
+                groups.setdefault(key, []).append(algorithm)
+        for (_, _, tol, iterations), members in groups.items():
+            W, steps, grad_norm = descend(
+                np.stack([a.W for a in members]),
+                np.stack([a.V for a in members]),
+                np.array([a.step_size for a in members]),
+                tol,
+                iterations,
+            )
+            for algorithm, W_end, taken, g in zip(members, W, steps, grad_norm):
+                algorithm.W = W_end
+                algorithm.n_iterations += int(taken)
+                algorithm._measure(g)
+
+    def step(self):
+        type(self).step_together([self])
+
+    def loss(self):
+        return self._loss
+
+    def state(self):
+        return {"W": self.W.copy(), "a": np.ones(self.W.shape[1])}
+
+    def scalars(self):
+        return {"grad_norm": self.grad_norm, "iterations": self.n_iterations}
+
+    def state_dict(self):
+        return {"W": self.W.copy(), "iterations": self.n_iterations}
+
+    def load_state_dict(self, state):
+        self.W = np.array(state["W"], dtype=np.float64)
+        self.n_iterations = int(state["iterations"])
+        self._measure()
