@@ -18,6 +18,7 @@ BUILTIN_PLUGINS = (
     "plugins.jko",
     "plugins.proxpoint",
     "plugins.convex",
+    "plugins.population",
     "plugins.plots",
     "plugins.live",
     "plugins.indicators",
