@@ -9,6 +9,7 @@ the methods that need them, and declare ``requires`` / ``extra`` on the class).
 BUILTIN_PLUGINS = (
     "plugins.stoppers",
     "plugins.loggers",
+    "plugins.tracking",
     "plugins.savers",
     "plugins.metrics",
     "plugins.data",
