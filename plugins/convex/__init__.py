@@ -11,6 +11,13 @@ _program        :class:`ConvexProgram` and its functions (objective, prediction,
 _patterns       exact, sampled and neuron patterns
 _solver_cvxpy   solver plugin ``cvxpy``: the program as a cone program, with
                 solver fallback (Clarabel, SCS, ECOS)
+_first_order    solver plugins ``first_order`` and ``interior_point``: certified
+                iterative solvers of the regularised program
+_basis_pursuit  certified interior point for group basis pursuit (the gated
+                min-norm programs)
+_min_norm       algorithm ``min_norm`` (skip / plain / normalisation-layer min-norm
+                programs, recovery of a planted neuron) and its indicator
+_data           data plugin ``planted_linear``
 _algorithm      algorithm plugin ``convex``: patterns -> program -> solver steps ->
                 recovered network
 _stoppers       stopper plugin ``solved``: stop when the algorithm is done
@@ -22,9 +29,10 @@ Everything imports without cvxpy (it is imported inside the solver's methods;
 from core.hookspecs import hookimpl
 
 from ._algorithm import Convex
+from ._basis_pursuit import GroupBasisPursuit, solve_group_bp
 from ._data import PlantedLinear
 from ._first_order import FirstOrder, InteriorPoint
-from ._min_norm import MinNorm, MinNormIndicator
+from ._min_norm import MinNorm, MinNormIndicator, solve_min_norm, solve_min_norm_ipm
 from ._patterns import exact_patterns, neuron_patterns, sampled_patterns, unique_masks
 from ._program import (
     ConvexProgram,
@@ -44,6 +52,10 @@ __all__ = [
     "Convex",
     "MinNorm",
     "MinNormIndicator",
+    "GroupBasisPursuit",
+    "solve_group_bp",
+    "solve_min_norm",
+    "solve_min_norm_ipm",
     "PlantedLinear",
     "ConvexProgram",
     "ConvexSolverError",

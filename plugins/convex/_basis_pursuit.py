@@ -156,6 +156,9 @@ class GroupBasisPursuit:
     STEP = 0.99
     #: relative regularisation of the Schur complement's diagonal
     REGULARIZATION = 1e-14
+    #: steps of iterative refinement of each Newton solve (rounding in the
+    #: ill-conditioned ``N`` otherwise lets the interpolation residual grow near the end)
+    REFINE = 1
 
     def __init__(self, groups, y, tol=1e-8, feas_tol=1e-10):
         import scipy.linalg  # imported on first use
@@ -270,11 +273,15 @@ class GroupBasisPursuit:
         def direction(dc):
             # dx = W dc - W^2 rd + W^2 A^T dtheta;  A dx = rp;  dlam = rd - A^T dtheta
             base = eta * _boost(v, dc) - self._w2(v, eta, self.rd)
-            rhs = self.rp - g.apply(base[1:]).sum(axis=1)
-            dtheta = self._linalg.cho_solve(chol, rhs, check_finite=False)
-            At = np.zeros_like(base)
+            dx, dtheta = base, np.zeros_like(self.rp)
+            for _ in range(1 + self.REFINE):  # iterative refinement of A dx = rp
+                rhs = self.rp - g.apply(dx[1:]).sum(axis=1)
+                step = self._linalg.cho_solve(chol, rhs, check_finite=False)
+                dtheta = dtheta + step
+                At = np.zeros_like(base)
+                At[1:] = g.adjoint(step)
+                dx = dx + self._w2(v, eta, At)
             At[1:] = g.adjoint(dtheta)
-            dx = base + self._w2(v, eta, At)
             dlq = self.rd - At
             return dx, dlq, dtheta
 
