@@ -45,6 +45,13 @@ def test_phase_transition_shortened_recovers_above_the_transition_only(tmp_path)
         scalars = Run(path / f"runs/{row['id']}").scalars
         assert row["min_norm.recovered_strict"] == scalars["recovered_strict"][-1]
         assert row["min_norm.interpolation_error"] < 1e-7
+        # the certified interior point answered (no fallback), to a gap of 1e-8
+        assert row["min_norm.solver_code"] == 0 and 0 <= row["min_norm.relative_gap"] <= 1e-8
+        if row["data.n"] == 80:  # recovered: the planted function on fresh points
+            assert row["min_norm.test_distance"] < 1e-6
+            assert row["min_norm.planted_excess_max"] <= 1e-8
+        else:  # n = d: the interpolant is provably shorter than w (by more than the gap)
+            assert row["min_norm.planted_excess_min"] > 1e-6
     by_n = {g["data.n"]: g for g in groups}
     assert by_n[80]["success"] == 1.0 and by_n[80]["min_norm.recovered_merged_mean"] == 1.0
     assert by_n[10]["success"] == 0.0  # n = d: the min-norm interpolant is not w
