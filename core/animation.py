@@ -136,8 +136,10 @@ def subsample(steps, n_frames):
 
     Examples
     --------
-    >>> subsample(np.arange(0, 1001, 100), 4).tolist()
-    [0, 1, 3, 10]
+    >>> subsample(np.arange(0, 10001), 5).tolist()
+    [0, 9, 99, 999, 10000]
+    >>> subsample(np.arange(0, 1001, 100), 4).tolist()  # crowded early: the next ones
+    [0, 1, 2, 10]
     >>> subsample(np.array([0, 1, 2]), 10).tolist()
     [0, 1, 2]
     """

@@ -115,7 +115,7 @@ def input_grid(x, bias, n_grid=400):
     Examples
     --------
     >>> grid, X = input_grid(np.array([0.0, 1.0]), True, n_grid=3)
-    >>> grid.tolist(), X.shape
+    >>> grid.round(6).tolist(), X.shape
     ([-0.1, 0.5, 1.1], (3, 2))
     """
     x = np.asarray(x, dtype=float)

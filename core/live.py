@@ -47,8 +47,12 @@ READY = b"\x01"
 _HEADER = struct.Struct(">Q")
 _MAX_HISTORY = 50_000  # loss points the viewer keeps; older ones are thinned
 SHARE = 0.25
-"""Most fraction of one core the viewer spends drawing: after a drawing that took ``t``
-seconds it asks for the next state no sooner than ``t / SHARE`` seconds after it began."""
+"""Most fraction of the time the viewer spends drawing: after a drawing that took ``t``
+seconds (wall clock) it asks for the next state no sooner than ``t / SHARE`` seconds
+after it began. It also runs at a lower priority (``nice`` 10) with one BLAS thread, so
+on a busy machine the run's loop keeps the processors."""
+NICE = 10
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 _LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from core.live import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
 
 
@@ -142,7 +146,13 @@ def spawn(run_dir, file=False, trail=8):
     argv = [sys.executable, "-c", _LAUNCH, root, str(run_dir), "--trail", str(int(trail))]
     if file:
         argv.append("--file")
-    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        close_fds=True,
+        env={**os.environ, **_ONE_THREAD},
+    )
 
 
 class _History:
@@ -293,12 +303,11 @@ class _Viewer:
             return 0
         self.open(message)
         while True:
-            began, cpu = time.perf_counter(), time.process_time()
+            began = time.perf_counter()
             self.draw(message)
             if "status" in message:
                 break
-            spent = time.process_time() - cpu  # CPU time: what other processes lose
-            if not self.idle(began + spent / SHARE - time.perf_counter()):
+            if not self.idle((time.perf_counter() - began) * (1.0 / SHARE - 1.0)):
                 return 0  # the window was closed: the run goes on without it
             self.ready()
             if not self.file and not self.wait_for_input():
@@ -320,6 +329,8 @@ def main(argv=None):
     parser.add_argument("--file", action="store_true", help="write RUN/plots/live.png")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, not the view
+    if hasattr(os, "nice"):
+        os.nice(NICE)  # the run's loop first
     try:
         return _Viewer(args.run_dir, args.file, args.trail).run()
     except BrokenPipeError:  # the run's process is gone

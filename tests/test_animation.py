@@ -1,8 +1,10 @@
 """Animations (core/animation.py, plot.py --animate), the live view (core/live.py,
 plugins/live.py, runner.py --live) and the neurons figure of a measure-valued run."""
 
+import importlib.util
 import io
 import math
+import shutil
 import subprocess
 import sys
 import types
@@ -209,8 +211,8 @@ def test_display_problem():
     )
 
 
-def test_live_file_view_draws_the_final_state(tmp_path, registry):
-    config = {
+def _tiny_live_config(**live_params):
+    return {
         "experiment": "tiny",
         "seed": 1,
         "model": {"width": 6},
@@ -218,15 +220,53 @@ def test_live_file_view_draws_the_final_state(tmp_path, registry):
         "init": {"name": "tiny_init"},
         "algorithm": {"name": "toy_sgd", "lr": 0.02, "batch": 10},
         "stoppers": {"max_steps": {"steps": 30}},
-        "loggers": {"snapshots": {"every": 10}, "scalars": {}, "live": {"file": True}},
+        "loggers": {"snapshots": {"every": 10}, "scalars": {}, "live": live_params},
         "savers": {"periodic": {"every_seconds": 0.0}},
         "run": {"display": "off"},
     }
+
+
+def test_live_file_view_draws_the_final_state(tmp_path, registry):
+    config = _tiny_live_config(file=True)
     run = start_run(resolve(config, registry), "", registry, runs_dir=tmp_path)
     assert run.meta["status"] == "finished"
     with Image.open(run.path / "plots" / "live.png") as image:
         assert image.format == "PNG"
         assert image.size == (round(3 * PANEL_WIDTH * 80), round(4.0 * 80))
+
+
+@pytest.mark.skipif(
+    shutil.which("Xvfb") is None or importlib.util.find_spec("tkinter") is None,
+    reason="needs Xvfb (a virtual X display) and tkinter",
+)
+def test_live_window_opens_and_stays_open_after_the_run(tmp_path, registry, monkeypatch, capfd):
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", "1", "-screen", "0", "1280x480x24"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    started = []
+    try:
+        monkeypatch.setenv("DISPLAY", ":" + xvfb.stdout.readline().decode().strip())
+        monkeypatch.delenv("MPLBACKEND", raising=False)
+        spawn = live.spawn
+
+        def spawn_and_keep(*args, **kwargs):
+            started.append(spawn(*args, **kwargs))
+            return started[-1]
+
+        monkeypatch.setattr(live, "spawn", spawn_and_keep)
+        run = start_run(resolve(_tiny_live_config(), registry), "", registry, runs_dir=tmp_path)
+        assert run.meta["status"] == "finished"
+        assert len(started) == 1
+        assert started[0].poll() is None  # the window shows the last state until closed
+        assert "live view" not in capfd.readouterr().err  # no fallback line: a window opened
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait()
+        xvfb.terminate()
+        xvfb.wait()
 
 
 class _Clock:
