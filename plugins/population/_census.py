@@ -47,7 +47,7 @@ import numpy as np
 
 from core.components import Indicator, SweepAnalysis
 
-from ._objective import population_grad, population_hessian
+from ._objective import population_grad, population_hessian, population_loss
 
 __all__ = [
     "compact_form",
@@ -493,7 +493,7 @@ class Census(SweepAnalysis):
             low = np.array([c["fraction_low"] for c in group])
             high = np.array([c["fraction_high"] for c in group])
             label = "n = k" if excess == 0 else f"n = k + {excess}"
-            bars = [frac - low, high - frac]
+            bars = [np.maximum(frac - low, 0.0), np.maximum(high - frac, 0.0)]
             ax.errorbar(ks, frac, yerr=bars, marker="o", capsize=3, label=label)
             bx.plot(ks, [c["distinct_minima"] for c in group], marker="o", label=label)
         runs = sorted({c["runs"] for c in cells})
@@ -557,10 +557,9 @@ class PopulationIndicator(Indicator):
         W = np.asarray(W, dtype=np.float64)
         if not np.allclose(a, 1.0):
             return {}
-        G, loss = population_grad(W, V, return_loss=True)
         return {
-            "loss": float(loss),
-            "grad_norm": float(np.linalg.norm(G)),
+            "loss": population_loss(W, V),
+            "grad_norm": float(np.linalg.norm(population_grad(W, V))),
             "global": float(is_global(W, V)),
         }
 
