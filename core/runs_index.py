@@ -191,6 +191,13 @@ def _folders(runs_dir, experiment=None):
     return found
 
 
+def _canonical(value):
+    """A hashable, comparable stand-in for a config value (1 and True stay apart)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return (type(value).__name__, value)
+
+
 def differing_keys(entries, ignore=("seed",)):
     """The config keys whose values are not the same in every entry, sorted.
 
@@ -209,10 +216,10 @@ def differing_keys(entries, ignore=("seed",)):
         keys.update(entry["values"])
     out = []
     for key in keys:
-        if _ignored(key) or key in ignore:
+        if _ignored(key) or key in ignore or not entries:
             continue
-        seen = {json.dumps(e["values"].get(key), sort_keys=True) for e in entries}
-        if len(seen) > 1:
+        first = _canonical(entries[0]["values"].get(key))
+        if any(_canonical(e["values"].get(key)) != first for e in entries[1:]):
             out.append(key)
     return sorted(out)
 

@@ -178,3 +178,30 @@ def test_compare_command_lines(three_runs, capsys, tmp_path):
     assert capsys.readouterr().out.strip() == str(runs_dir / "toy" / "plots" / "compare_loss.png")
     assert postprocess.main(["--compare", str(tmp_path)]) == 2
     assert "not a run or sweep folder" in capsys.readouterr().err
+
+
+def test_index_reads_meta_only(three_runs, tmp_path):
+    runs_dir, runs = three_runs
+    copy = tmp_path / "copy" / "toy" / runs[0].path.name
+    shutil.copytree(runs[0].path, copy)
+    for name in ("config.json", "problem.npz", "checkpoint.npz"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "trace")
+    (entry,) = runs_index.list_runs(tmp_path / "copy")
+    assert entry["status"] == "finished" and entry["algorithm"] == "toy_sgd"
+    assert entry["values"]["model.width"] == 16
+
+
+def test_sweeps_are_listed_with_their_counts(tmp_path):
+    sweep = tmp_path / "runs" / "wsweep" / "20260101T000000Z-aaaaaa"
+    (sweep / "runs").mkdir(parents=True)
+    atomic_write_json(sweep / "config.json", {"seed": 0, "algorithm": {"name": "gd"}})
+    points = [{"index": i} for i in range(3)]
+    atomic_write_json(
+        sweep / "sweep.json", {"experiment": "wsweep", "keys": ["model.width"], "points": points}
+    )
+    atomic_write_json(sweep / "status.json", {"counts": {"finished": 2}})
+    (entry,) = runs_index.list_runs(tmp_path / "runs")
+    assert entry["kind"] == "sweep" and entry["algorithm"] == "gd"
+    assert entry["status"] == "2 finished, 1 pending" and entry["steps"] == 3
+    assert entry["differs"] == {"model.width": "swept"}

@@ -6,10 +6,9 @@ from core import config as config_module
 from core.loop import start_run
 from core.registry import Registry
 
-pytest.importorskip("sklearn")
-
 
 def test_gd_digits_fits(tmp_path):
+    pytest.importorskip("sklearn")
     registry = Registry(entry_points=False)
     overrides = ["stoppers.max_steps.steps=300", f"run.runs_dir={tmp_path}", "run.display=off"]
     config, source, _ = config_module.load(
