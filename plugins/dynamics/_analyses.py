@@ -203,6 +203,8 @@ class NtkWidth(SweepAnalysis):
             right.plot(w, mu[0] * np.sqrt(w[0] / w), "k--", label="reference m^(-1/2)")
             right.set_xscale("log")
             right.set_yscale("log")
+            right.set_xticks(w, [f"{x:g}" for x in w], minor=False)
+            right.xaxis.set_minor_formatter("")
             right.set_title(
                 f"final largest move vs width: slope {fit_slope(w, mu):.3f}", fontsize=9
             )
@@ -293,7 +295,9 @@ class CornerGrid(SweepAnalysis):
             if Z.size <= 144:
                 for (i, j), z in np.ndenumerate(Z):
                     if math.isfinite(z):
-                        ax.text(j, i, f"{z:.3g}", ha="center", va="center", fontsize=7, color="w")
+                        r, g, b, _ = image.cmap(image.norm(z))
+                        color = "k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w"
+                        ax.text(j, i, f"{z:.3g}", ha="center", va="center", fontsize=7, color=color)
             fig.colorbar(image, ax=ax, label="mean final corner count")
             where = ", ".join(f"{k}={v}" for k, v in combo)
             ax.set_title(

@@ -1,0 +1,110 @@
+"""Over-parameterisation success grid of Polaczyk & Cyranka (TMLR), Fig. 2.
+
+What it shows: how often full-batch SGD with momentum 0.9 and lr 0.15 fits ``N = 200``
+random +-1 labels, as a function of the input dimension ``d0`` (``data.d``) and the
+width ``d1`` (``model.width``), for the paper's two architectures, swept together
+(``sweep.zip``):
+
+* BasicNet1L (``algorithm.train=first``, ``init.second_layer=signed``): one
+  trainable layer ``W`` (iid ``N(0, 1)``, no bias), the second layer fixed at
+  ``+-1/sqrt(d1)`` with exactly ``floor(d1 / 2)`` negative entries at random
+  positions;
+* BasicNet2L (``algorithm.train=both``, ``init.second_layer=uniform``): ``W`` iid
+  ``N(0, 1)``, second layer uniform in ``+-1/sqrt(d1)`` (torch's default for a
+  bias-free ``nn.Linear``), both trained.
+
+Data (``uniform``): inputs uniform in ``[-1, 1]^d0`` then each row scaled to unit norm
+(not uniform on the sphere), labels the sign of a uniform draw (the paper's ``d2 = 1``
+normalisation: exactly +-1), a fresh data set per run drawn from the run's seed
+(config seed + 0, 1, ...; the original seeds nothing). Loss: mean-squared error,
+float32 parameters (the authors' torch default). Success (``sweep.success``): the last
+recorded loss over ``sqrt(N)`` below 2.5e-3, i.e. ``final_loss < THRESHOLD =
+2.5e-3 sqrt(200) = 0.03536``; a run that diverges (the two-layer net at small
+``d0``, as with the authors' code) is ``diverged`` and counts as a failure. The
+authors record the loss before each step, so their last recorded loss (of 49 999) is
+that after 49 998 updates: ``stoppers.max_steps.steps=49998`` here.
+
+Outputs: ``python postprocess.py latest`` writes ``groups.csv`` (per cell: success
+fraction, mean and std of the final loss) and, by the ``corner_grid`` sweep
+analysis, ``corner_grid.csv`` (per cell: success fraction, mean and std of the final
+loss and of the final corner count, ``|x_i . w_r| < 1e-8`` from the metric
+``corners``); ``python plot.py latest`` draws heat maps over ``(d0, d1)`` of the
+success fraction (and its contours), of the mean final loss and of the mean corner
+count (``sweep_corners_*``), one per architecture.
+
+Default (scaled down): ``d0`` in 4, 10, 16, 22, 28, ``d1`` in 4, 12, 20, 40, 60, both
+architectures, 3 runs, 3000 steps: 150 runs, RUNTIME_DEFAULT
+RESULTS_DEFAULT
+
+The paper's grid, as overrides (``PAPER_OVERRIDES``)::
+
+    python runner.py configs/overparam_grid.py --jobs 2 sweep.seeds=10 \\
+        "sweep.grid={'data.d': [$(seq -s, 2 2 60)], 'model.width': [$(seq -s, 2 2 60)]}" \\
+        stoppers.max_steps.steps=49998
+
+is 30 x 30 cells x 2 architectures x 10 runs = 18 000 runs of 49 998 steps.
+RUNTIME_PAPER
+"""
+
+import math
+
+from configs.base import config as base
+from relulab import merge
+
+N = 200
+THRESHOLD = 2.5e-3 * math.sqrt(N)
+"""Success: the last recorded loss (MSE) below this, i.e. loss / sqrt(N) below 2.5e-3."""
+
+_PAPER_SIZES = list(range(2, 61, 2))
+PAPER_OVERRIDES = [
+    f"sweep.grid={{'data.d': {_PAPER_SIZES}, 'model.width': {_PAPER_SIZES}}}",
+    "sweep.seeds=10",
+    "stoppers.max_steps.steps=49998",
+]
+"""The paper's grid (Fig. 2): d0, d1 in 2..60 step 2, 10 runs, 49 999 recorded steps."""
+
+config = merge(
+    base,
+    {
+        "experiment": "overparam_grid",
+        "seed": 0,
+        "model": {"width": 20, "scaling": "standard", "loss": "mse"},
+        "data": {
+            "name": "uniform",
+            "n": N,
+            "d": 20,
+            "normalize_rows": True,
+            "labels": "sign",
+            "bias": False,
+        },
+        "init": {
+            "name": "normal",
+            "scale": 1.0,
+            "second_layer": "signed",
+            "a_scale": 1.0,
+            "a_scale_mode": "inv_sqrt_m",
+        },
+        "algorithm": {
+            "name": "gd_numpy",
+            "optimizer": "momentum",
+            "momentum": 0.9,
+            "lr": 0.15,
+            "train": "first",
+            "dtype": "float32",
+        },
+        "stoppers": {"max_steps": {"steps": 3000}},
+        "loggers": {
+            "scalars": {"every": 100, "metrics": {"corners": {"threshold": 1e-8}}},
+            "snapshots": {"every": 0},
+        },
+        "sweep": {
+            "grid": {"data.d": [4, 10, 16, 22, 28], "model.width": [4, 12, 20, 40, 60]},
+            "zip": {
+                "algorithm.train": ["first", "both"],
+                "init.second_layer": ["signed", "uniform"],
+            },
+            "seeds": 3,
+            "success": {"key": "final_loss", "below": THRESHOLD},
+        },
+    },
+)
