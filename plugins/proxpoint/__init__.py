@@ -3,7 +3,8 @@
 Modules
 -------
 _algorithm  algorithm plugin ``proxpoint``: W <- argmin L(W) + D(W, W_k) / gamma,
-            solved by an inner loop of ``gd``'s optimizers
+            solved by an inner loop of an optimizer plugin (:mod:`plugins.optimizers`),
+            optionally with a learning-rate schedule plugin
 _plots      plot plugin ``inner_loop``: objective, distance and learning rate of
             every inner iteration
 _distances  distance plugins ``frobenius``, ``wasserstein`` (exact, signs apart, plan
