@@ -436,12 +436,20 @@ def spectral_norm(g):
     """Largest singular value of a matrix; the Euclidean norm of a vector.
 
     A second layer ``a`` of shape ``(m,)`` is torch's ``(1, m)`` weight, whose
-    spectral norm is its Euclidean norm.
+    spectral norm is its Euclidean norm. A matrix ``(p, q)`` goes through the
+    largest eigenvalue of its ``min(p, q)``-sided Gram matrix (``d x d`` for a
+    first-layer gradient, not an SVD of ``d x m``).
+
+    Examples
+    --------
+    >>> spectral_norm(np.array([[3.0, 0.0, 0.0], [0.0, 4.0, 0.0]]))
+    4.0
     """
     g = np.asarray(g, dtype=np.float64)
     if g.ndim < 2 or 1 in g.shape:
         return float(np.linalg.norm(g))
-    return float(np.linalg.norm(g, 2))
+    gram = g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
+    return float(np.sqrt(max(np.linalg.eigvalsh(gram)[-1], 0.0)))
 
 
 def gradient_change(grads, previous):

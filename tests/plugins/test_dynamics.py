@@ -179,6 +179,15 @@ def test_gradient_change_uses_spectral_norms_maximised_over_tensors():
     assert quantities.gradient_norm_sum(now) == pytest.approx(math.sqrt(10.0) + 1.0)
 
 
+def test_spectral_norm_is_the_largest_singular_value():
+    rng = np.random.default_rng(2)
+    for shape in ((3, 40), (40, 3), (5, 5)):
+        g = rng.normal(size=shape)
+        assert quantities.spectral_norm(g) == pytest.approx(np.linalg.norm(g, 2), rel=1e-12)
+    assert quantities.spectral_norm(np.array([3.0, -4.0])) == 5.0
+    assert quantities.spectral_norm(np.zeros((2, 3))) == 0.0
+
+
 def test_loss_gradients_match_finite_differences():
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(12, 3)), rng.normal(size=12)
