@@ -38,6 +38,7 @@ __all__ = ["Live"]
 
 _FINAL_WAIT = 60.0  # seconds the last state waits for a busy (living) viewer
 _SENT = frozenset({"W", "a", "p"})  # state arrays the view draws
+_MAX_PENDING = 200_000  # losses kept for a viewer not ready yet; beyond, every other one
 
 
 class Live(Logger):
@@ -114,6 +115,8 @@ class Live(Logger):
             return
         self._steps.append(ctx.step)
         self._losses.append(ctx.loss)
+        if len(self._steps) > _MAX_PENDING:
+            self._steps, self._losses = self._steps[1::2], self._losses[1::2]
         if ctx.final:
             deadline = time.perf_counter() + _FINAL_WAIT
             while self._proc is not None and time.perf_counter() < deadline:
