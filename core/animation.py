@@ -326,7 +326,7 @@ class _NeuronPanel:
         if len(path) > 1:
             stacked = np.stack(path, axis=1)  # (2, T, m)
             segments = np.stack([stacked[:, :-1], stacked[:, 1:]], axis=-1)  # (2, T-1, m, 2)
-            segments = segments.transpose(2, 1, 3, 0).reshape(-1, 2, 2)
+            segments = segments.transpose(1, 2, 3, 0).reshape(-1, 2, 2)  # time-major
             age = np.repeat(np.arange(1, len(path)) / (len(path) - 1), points.shape[1])
             from matplotlib.colors import to_rgba_array
 
@@ -443,7 +443,7 @@ class _LossPanel:
         values = np.log10(losses[keep]) if self.log else losses[keep]
         if self.bounds.include(np.vstack([steps[keep], values])):
             lo, hi = self.bounds.lo, self.bounds.hi
-            self.ax.set_xlim(max(lo[0], 0.0) if lo[0] < 0 <= steps[keep].min() else lo[0], hi[0])
+            self.ax.set_xlim(max(lo[0], 0.0), hi[0])  # steps are never negative
             self.ax.set_ylim(*((10 ** lo[1], 10 ** hi[1]) if self.log else (lo[1], hi[1])))
 
     def fix(self, steps, losses):
@@ -566,7 +566,7 @@ def _writer(fmt, fps):
     raise RelulabError(f"format must be one of {set(FORMATS)}; got {fmt!r}")
 
 
-def _progress(enabled, total):
+def _progress(enabled):
     """A rich progress bar on stderr (a no-op context when not ``enabled``)."""
     from contextlib import nullcontext
 
@@ -643,7 +643,7 @@ def animate(run, fmt="gif", frames=100, fps=10.0, dpi=80, trail=8, progress=True
 
     target = Path(path) if path is not None else run.path / "plots" / f"animation.{fmt}"
     target.parent.mkdir(exist_ok=True)
-    with _progress(progress, len(shown)) as bar, tempfile.TemporaryDirectory() as tmp:
+    with _progress(progress) as bar, tempfile.TemporaryDirectory() as tmp:
         task = bar.add_task("frames", total=len(shown)) if bar is not None else None
         out = Path(tmp) / target.name
         with writer.saving(view.fig, str(out), dpi):

@@ -106,6 +106,25 @@ def test_projection_is_the_top_principal_plane(tmp_path):
     assert np.allclose(setting.basis.T @ setting.basis, np.eye(2))
 
 
+def test_trails_join_each_neuron_to_its_earlier_positions():
+    X = np.column_stack([np.linspace(-1, 1, 5), np.ones(5)])
+    frames = [
+        animation.Frame(t, np.array([[t, -t], [1.0, 2.0]]), np.array([1.0, -1.0])) for t in range(3)
+    ]
+    setting = animation.setting_of(X, X[:, 0], True, "standard", [f.W for f in frames], False)
+    view = RunView(setting)
+    view.show(frames[2], frames[:2], [0, 1, 2], [1.0, 0.5, 0.2])
+    trails = view.neurons.trails
+    segments, colours = trails.get_segments(), trails.get_colors()
+    assert len(segments) == 4  # two neurons, two steps back
+    for segment, colour in zip(segments, colours):
+        neuron = 0 if segment[0][1] == 1.0 else 1  # its bias tells the neuron
+        assert segment[1][0] - segment[0][0] == (1 if neuron == 0 else -1)  # one step on
+        assert np.allclose(
+            colour[:3], [0.839, 0.153, 0.157] if neuron == 0 else [0.122, 0.467, 0.706], atol=1e-3
+        )
+
+
 def test_jko_animation_draws_the_mass_on_the_grid(jko_run):
     frames = animation.frames_of_run(jko_run, [0, len(jko_run.snapshots) - 1])
     setting = animation.setting_from_run(jko_run, frames)
