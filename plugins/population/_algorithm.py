@@ -84,10 +84,9 @@ class PopulationGD(Algorithm):
         self.n_iterations = 0
         self._measure()
 
-    def _measure(self, grad_norm=None):
+    def _measure(self):
         """Loss and gradient norm at ``W`` (the norm as :func:`descend` computes it)."""
-        if grad_norm is None:
-            grad_norm = descend(self.W[None], self.V[None], self.step_size, self.tol, 0)[2][0]
+        grad_norm = descend(self.W[None], self.V[None], self.step_size, self.tol, 0)[2][0]
         self.grad_norm = float(grad_norm)
         self._loss = population_loss(self.W, self.V)
 
@@ -112,10 +111,11 @@ class PopulationGD(Algorithm):
                 tol,
                 iterations,
             )
-            for algorithm, W_end, taken, g in zip(members, W, steps, grad_norm):
+            losses = population_loss(W, np.stack([a.V for a in members]))
+            for algorithm, W_end, taken, g, loss in zip(members, W, steps, grad_norm, losses):
                 algorithm.W = W_end
                 algorithm.n_iterations += int(taken)
-                algorithm._measure(g)
+                algorithm.grad_norm, algorithm._loss = float(g), float(loss)
 
     def step(self):
         type(self).step_together([self])

@@ -312,46 +312,45 @@ class _Teacher:
 
 def _descent_direction(W, teacher):
     """Gradient (B, d, m) of a stack, with as few array passes as the formula allows."""
-    sq = np.einsum("bdm,bdm->bm", W, W)
-    nW = np.sqrt(sq)
+    nW = np.sqrt(np.einsum("bdm,bdm->bm", W, W))
     zero = not nW.all()
     U = W / (np.where(nW > 0, nW, 1.0) if zero else nW)[:, None, :]
     C = np.swapaxes(U, 1, 2) @ U
     np.clip(C, -1.0, 1.0, out=C)
     S = np.sqrt(1.0 - C * C)
     T = np.arccos(C)
-    np.subtract(np.pi, T, out=T)
     if teacher.identity:
         CV = np.clip(U[:, : teacher.k, :], -1.0, 1.0)  # CV[b, j, i] = cos(w_i, e_j)
-        SVsum = np.sqrt(1.0 - CV * CV).sum(axis=1)  # (B, m)
-        TV = np.pi - np.arccos(CV)
+        radial = (S @ nW[:, :, None])[:, :, 0] - np.sqrt(1.0 - CV * CV).sum(axis=1)
     else:
         CV = np.clip(np.swapaxes(teacher.units, 1, 2) @ U, -1.0, 1.0)  # (B, k, m)
-        SVsum = np.einsum("bjm,bj->bm", np.sqrt(1.0 - CV * CV), teacher.norms)
-        TV = np.pi - np.arccos(CV)
-    radial = np.einsum("bij,bj->bi", S, nW) - SVsum
-    G = W @ T
+        SV = np.sqrt(1.0 - CV * CV)
+        radial = (S @ nW[:, :, None])[:, :, 0] - (teacher.norms[:, None, :] @ SV)[:, 0, :]
+    G = W @ (np.pi - T)
     G += U * radial[:, None, :]
     if teacher.identity:
-        G[:, : teacher.k, :] -= TV
+        G[:, : teacher.k, :] += np.arccos(CV)
+        G[:, : teacher.k, :] -= np.pi
     else:
-        G -= teacher.V @ TV
+        G -= teacher.V @ (np.pi - np.arccos(CV))
     if zero:
         G *= (nW > 0)[:, None, :]
-    G /= TWO_PI
+    G *= 1.0 / TWO_PI
     return G
 
 
-def descend(W, V, lr, tol, max_iterations):
+def descend(W, V, lr, tol, max_iterations, slots=None):
     r"""Gradient descent on :math:`F` for a stack of points, each leaving when it converges.
 
     Every point takes steps ``W <- W - lr * grad F(W)`` until its gradient's
     Frobenius norm is at most ``tol`` (checked before each step, so a converged
     point is not moved) or it has taken ``max_iterations`` steps. Points that
     converged leave the stack: the batched program only computes the others, so a
-    slow point never costs the fast ones. Point ``b`` follows the iterates of
-    ``descend(W[b:b+1], V[b:b+1], ...)`` (the same operations on its slice of the
-    stack, equal to rounding).
+    slow point never costs the fast ones. With ``slots``, at most that many points
+    are in the stack at a time and a waiting point takes the place of each one that
+    leaves (a stream of initialisations through a batch of fixed size). Point ``b``
+    follows the iterates of ``descend(W[b:b+1], V[b:b+1], ...)`` whatever its
+    batchmates (the same operations on its slice of the stack, equal to rounding).
 
     Parameters
     ----------
@@ -365,6 +364,8 @@ def descend(W, V, lr, tol, max_iterations):
         Gradient-norm tolerance.
     max_iterations : int
         Most steps any point takes in this call.
+    slots : int, optional
+        Most points computed at once (default: all ``B``).
 
     Returns
     -------
@@ -391,20 +392,32 @@ def descend(W, V, lr, tol, max_iterations):
     lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), (B,)).copy()
     steps = np.zeros(B, dtype=np.int64)
     grad_norm = np.empty(B)
-    active = np.arange(B)
-    Wa, teacher, lra = W, _Teacher(V), lr
-    for _ in range(max_iterations + 1):
+    slots = B if slots is None else max(1, int(slots))
+    tol2 = float(tol) ** 2
+    active = np.arange(min(slots, B))
+    queue = len(active)  # the next waiting point
+    start = np.zeros(len(active), dtype=np.int64)  # the iteration each point entered at
+    Wa, teacher, lra = W[active], _Teacher(V[active]), lr[active, None, None]
+    it = 0
+    while len(active):
         G = _descent_direction(Wa, teacher)
-        g = np.sqrt(np.einsum("bdm,bdm->b", G, G))
-        moving = (g > tol) & (steps[active] < max_iterations)
+        g2 = np.einsum("bdm,bdm->b", G, G)
+        age = it - start  # steps taken
+        moving = (g2 > tol2) & (age < max_iterations)
         if not moving.all():
             left = ~moving
-            W[active[left]], grad_norm[active[left]] = Wa[left], g[left]
-            if not moving.any():
-                break
-            active, Wa, lra, G = active[moving], Wa[moving], lra[moving], G[moving]
-            teacher = teacher.take(moving)
-        G *= lra[:, None, None]
-        Wa = Wa - G
-        steps[active] += 1
+            done = active[left]
+            W[done], grad_norm[done], steps[done] = Wa[left], np.sqrt(g2[left]), age[left]
+            active, Wa, G, start = active[moving], Wa[moving], G[moving], start[moving]
+            lra, teacher = lra[moving], teacher.take(moving)
+        if len(active):
+            Wa = Wa - lra * G
+        it += 1
+        if queue < B and len(active) < slots:
+            entering = np.arange(queue, min(B, queue + slots - len(active)))
+            queue += len(entering)
+            active = np.concatenate([active, entering])
+            Wa = np.concatenate([Wa, W[entering]])
+            start = np.concatenate([start, np.full(len(entering), it)])
+            lra, teacher = lr[active, None, None], _Teacher(V[active])
     return W, steps, grad_norm
