@@ -405,11 +405,11 @@ class _Wrapped:
         module = importlib.import_module(cls.module)
         target = getattr(module, cls.class_name, None)
         if target is None:
-            version = getattr(module, "__version__", "")
+            package = cls.module.split(".")[0]
+            version = getattr(importlib.import_module(package), "__version__", "?")
             raise PluginError(
-                f"{cls.kind} {cls.name!r}: {cls.module} {version} has no {cls.class_name}".replace(
-                    "  ", " "
-                )
+                f"{cls.kind} {cls.name!r}: {cls.module} ({package} {version}) has no "
+                f"{cls.class_name}"
             )
         return target
 

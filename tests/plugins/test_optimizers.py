@@ -301,6 +301,17 @@ def test_an_optimizer_that_needs_a_closure_says_so_without_one(registry):
         optimizer.step(params, grads)
 
 
+def test_a_class_the_installed_torch_lacks_is_named():
+    from plugins.optimizers import _torch_optimizer_class
+
+    lion = _torch_optimizer_class("Lion")  # as a torch older than the list would lack one
+    assert lion.params == ()
+    with pytest.raises(
+        PluginError, match=r"optimizer 'Lion': torch.optim \(torch .*\) has no Lion"
+    ):
+        lion().create({"W": torch.zeros(2, 2)}, 0.1)
+
+
 # -- bad options ------------------------------------------------------------------------------
 def _config(runs_dir, **algorithm):
     return {
