@@ -188,12 +188,19 @@ class Neurons(Plot):
 
 
 class Trajectories(Plot):
-    """Path of every neuron in the plane over the snapshots, coloured by the sign of a_r."""
+    """Path of every neuron in the plane over the snapshots, coloured by the sign of a_r.
+
+    Not for a measure-valued run whose positions never move (``jko``'s grid): its
+    masses move instead (``neurons``, ``jko_mass``).
+    """
 
     name = "trajectories"
 
     def applies(self, run):
-        return _plane_applies(run) and len(run.snapshots) >= 2
+        if not (_plane_applies(run) and len(run.snapshots) >= 2):
+            return False
+        W = run.snapshots["W"]
+        return "p" not in run.snapshots or not np.array_equal(W[0], W[-1])
 
     def draw(self, run):
         from matplotlib.collections import LineCollection

@@ -23,7 +23,7 @@ from core.loop import start_run
 from core.registry import Registry
 from core.store import load_run
 from plugins.live import Live
-from plugins.plots import MASS_AREA, Neurons
+from plugins.plots import MASS_AREA, Neurons, Trajectories
 
 DPI = 20
 
@@ -168,6 +168,10 @@ def test_jko_neurons_figure_sizes_markers_by_mass(jko_run):
         assert np.allclose(dots.get_sizes(), MASS_AREA * p[pick] / top)
         assert np.allclose(dots.get_array(), p[pick])  # colour is the mass too
     assert p.max() - p.min() > 0.05  # the masses moved: sizes differ
+
+
+def test_jko_run_has_no_trajectories_figure(jko_run):
+    assert not Trajectories().applies(jko_run)  # fixed positions: nothing to trace
 
 
 # -- the live view -------------------------------------------------------------------
