@@ -94,10 +94,17 @@ Certificate (every iteration, both solvers)
     \odot X`, so their :math:`[B_j^{-1}]_{zz} = K_j^\top K_j` (:math:`K_j` the ``z``
     columns of :math:`L_j^{-1}`, :math:`B_j = L_j L_j^\top`) are merged by a QR
     factorisation of the stacked :math:`K_j` (a Gram form: the condition number is
-    not squared): the Schur complement is :math:`I + F F^\top` with ``P d`` columns
-    (``P (d + 1)`` for the gated form), :math:`2 n^2 P d` flops, formed in chunks of
-    32 MB. Per iteration that product dominates; then the blocks
-    (:math:`n d^2 G` flops), an ``n x n`` Cholesky factorisation and two solves
+    not squared): the Schur complement is :math:`I + F F^\top` with ``P d`` columns,
+    :math:`n^2 P d` flops (numpy's ``F @ F.T`` is a symmetric rank-k update), formed
+    in chunks of 32 MB. The gated form needs no block factorisation: without cones
+    :math:`B_j^{-1} = W_j^2 = \eta_j^2 (2 \bar v_j \bar v_j^\top - J)` exactly, whose
+    ``z`` block is a scaled identity plus rank one, so :math:`N = I + (X X^\top)
+    \odot (M\,\mathrm{diag}(\eta^2) M^\top) + Q Q^\top` (:meth:`_gated_schur`,
+    :math:`4 n^2 G` flops, ``d / 2`` times fewer; the identity of
+    :mod:`plugins.convex._basis_pursuit`): at (n, d, P) = (1000, 50, 200) 3.6 s
+    instead of 21 s on a loaded machine. With cones, per iteration that product
+    dominates; then the blocks (:math:`n d^2 G` flops), an ``n x n`` Cholesky
+    factorisation and two solves
     (predictor, corrector) of four matmuls each. Memory: a few ``n x G`` arrays, the
     ``n x n`` matrix and one chunk. About 25-55 iterations to a relative gap of 1e-6
     whatever ``beta`` (as many as Clarabel on the same problems), with iterates
@@ -842,8 +849,8 @@ class ConicInteriorPoint(_Engine):
         zq = eta * _boost(v, self.lq)  # the scaled point W lam = W^-1 s
         W_inv = _boost_matrices(Jv) / eta[:, None, None]
         W_inv2 = W_inv @ W_inv  # (G, m, m), positive semi-definite as computed
-        B = W_inv2.copy()
         if cones:
+            B = W_inv2.copy()
             Dinv = self.lo / self.so
             wo = np.sqrt(self.so / self.lo)
             zo = np.sqrt(self.so * self.lo)
@@ -851,42 +858,50 @@ class ConicInteriorPoint(_Engine):
             XtDX[:, self._iu[0], self._iu[1]] = Dinv.T @ self.Xk
             XtDX[:, self._iu[1], self._iu[0]] = XtDX[:, self._iu[0], self._iu[1]]
             B[:, 1:, 1:] += XtDX
-        diag = np.einsum("gii->gi", B)
-        diag += self.REGULARIZATION * diag.max(axis=1, keepdims=True)
-        try:
-            L = np.linalg.cholesky(B)
-        except np.linalg.LinAlgError:
-            raise self._stalled("a Newton block is not positive definite") from None
-        L_inv = np.linalg.inv(L)  # (G, m, m), lower triangular: B^-1 = L_inv^T L_inv
+            diag = np.einsum("gii->gi", B)
+            diag += self.REGULARIZATION * diag.max(axis=1, keepdims=True)
+            try:
+                L = np.linalg.cholesky(B)
+            except np.linalg.LinAlgError:
+                raise self._stalled("a Newton block is not positive definite") from None
+            L_inv = np.linalg.inv(L)  # (G, m, m), lower triangular: B^-1 = L_inv^T L_inv
         # N = I + sum_j (M_j * X) C_j (M_j * X)^T with C_j = [B_j^-1]_zz = K_j^T K_j,
         # K_j = L_inv_j[:, 1:] (m, d). The groups of one pattern are merged (v_i and w_i:
         # half the columns) through a QR factorisation of their stacked K_j (a Gram form:
         # no squared condition number), giving F_p = (|M_p| * X) T_p with T_p (d, c)
-        n, P = self.patterns.shape
-        K = np.zeros((P, self._slots, m, d))
-        K[self.pattern_of, self._slot] = L_inv[:, :, 1:]
-        if self._slots == 1:
-            T = K[:, 0]  # (P, m, d): T_p^T
+        if cones:
+            n, P = self.patterns.shape
+            K = np.zeros((P, self._slots, m, d))
+            K[self.pattern_of, self._slot] = L_inv[:, :, 1:]
+            if self._slots == 1:
+                T = K[:, 0]  # (P, m, d): T_p^T
+            else:
+                T = np.linalg.qr(K.reshape(P, self._slots * m, d), mode="r")  # (P, d, d)
+            c = T.shape[1]
+            T = np.transpose(T, (2, 0, 1))  # (d, P, c): T_p = T[:, p]
+            N = np.eye(n)
+            chunk = max(1, self.CHUNK_BYTES // (8 * n * c))
+            F = None
+            for first in range(0, P, chunk):
+                last = min(P, first + chunk)
+                F = (X @ T[:, first:last].reshape(d, -1)).reshape(n, last - first, c)
+                F *= self.patterns[:, first:last, None]
+                F = F.reshape(n, -1)
+                N += F @ F.T
+            del F
         else:
-            T = np.linalg.qr(K.reshape(P, self._slots * m, d), mode="r")  # (P, d, d)
-        c = T.shape[1]
-        T = np.transpose(T, (2, 0, 1))  # (d, P, c): T_p = T[:, p]
-        N = np.eye(n)
-        chunk = max(1, self.CHUNK_BYTES // (8 * n * c))
-        F = None
-        for first in range(0, P, chunk):
-            last = min(P, first + chunk)
-            F = (X @ T[:, first:last].reshape(d, -1)).reshape(n, last - first, c)
-            F *= self.patterns[:, first:last, None]
-            F = F.reshape(n, -1)
-            N += F @ F.T
-        del F
+            N = self._gated_schur(X, M, v, eta)
         try:
             N_chol = self._linalg.cho_factor(N, lower=True, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             raise self._stalled("the Schur complement is not positive definite") from None
 
         def block_solve(b):  # B^-1 b per column, b (m, G)
+            if not cones:  # B^-1 = W^2 = eta^2 (2 v v^T - J), exactly
+                out = 2.0 * v * np.einsum("ig,ig->g", v, b)
+                out[0] -= b[0]
+                out[1:] += b[1:]
+                return out * (eta * eta)
             u = np.matmul(L_inv, b.T[:, :, None])
             return np.matmul(np.transpose(L_inv, (0, 2, 1)), u)[:, :, 0].T
 
@@ -953,6 +968,25 @@ class ConicInteriorPoint(_Engine):
         self.iteration += 1
         self._refresh()
         return self.report()
+
+    def _gated_schur(self, X, M, v, eta):
+        r"""``N`` without cones in closed form: ``4 n^2 G`` flops instead of ``2 n^2 G (d + 1)``.
+
+        Without the cone constraints :math:`B_j = W_j^{-2}`, so :math:`[B_j^{-1}]_{zz}
+        = [W_j^2]_{zz} = \eta_j^2 (I + 2 v_j v_j^\top)` (``v_j`` the tail of the NT
+        scaling point; the module :mod:`plugins.convex._basis_pursuit` uses the same
+        identity): :math:`N = I + (X X^\top) \odot (M\, \mathrm{diag}(\eta^2) M^\top) +
+        Q Q^\top` with :math:`Q = \sqrt2\, \eta \odot (M \odot X V)`; the block
+        solves use the same :math:`W_j^2` (no block factorisation, no regularisation:
+        the Woodbury identity holds with the same blocks on both sides).
+        """
+        if getattr(self, "_gram", None) is None:
+            self._gram = X @ X.T
+        Q = (M * (X @ v[1:])) * (math.sqrt(2.0) * eta)
+        N = self._gram * ((M * (eta * eta)) @ M.T)
+        N += Q @ Q.T
+        N[np.diag_indices_from(N)] += 1.0
+        return N
 
     def _stalled(self, why):
         return ConvexSolverError(

@@ -294,3 +294,29 @@ def test_refusals():
         GroupLassoAPG(X, y, masks, 0.0, cones=False)
     with pytest.raises(ConvexSolverError, match="tol >= 1e-07"):
         ConicInteriorPoint(X, y, masks, 1.0, cones=False, tol=1e-9)
+
+
+def test_gated_schur_complement_closed_form_equals_its_definition():
+    """Without cones N = I + sum_j A_j [B_j^-1]_zz A_j^T with B_j = W_j^-2 (NT scaling)."""
+    from plugins.convex._first_order import _boost_matrices, _jnorm
+
+    rng = np.random.default_rng(0)
+    n, d, G = 8, 3, 5
+    X = rng.standard_normal((n, d))
+    M = (rng.random((n, G)) < 0.5) * rng.choice([-1.0, 1.0], size=G)  # signed masks
+    engine = ConicInteriorPoint(X, rng.standard_normal(n), M, 0.1, False)
+    engine.step()
+    engine.step()
+    s = np.vstack([engine.t[None], engine.Z])
+    sb, lb = s / _jnorm(s), engine.lq / _jnorm(engine.lq)
+    gamma = np.sqrt(0.5 * (1 + np.einsum("ig,ig->g", sb, lb)))
+    v = (sb + engine.J[:, None] * lb) / (2 * gamma)
+    eta = np.sqrt(_jnorm(s) / _jnorm(engine.lq))
+    W_inv = _boost_matrices(engine.J[:, None] * v) / eta[:, None, None]
+    B_inv = np.linalg.inv(W_inv @ W_inv)
+    expected = np.eye(n)
+    for j in range(G):
+        A = M[:, j, None] * X
+        expected += A @ B_inv[j][1:, 1:] @ A.T
+    N = engine._gated_schur(X, M, v, eta)
+    np.testing.assert_allclose(N, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
