@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import plugin_builder
 
-from core.errors import ConfigError
+from core.errors import ConfigError, PluginError
 from core.registry import Registry
 from plugins.realdata import pca_project, read_idx
 
@@ -167,3 +167,15 @@ def test_missing_files_say_what_to_put_where(make, tmp_path):
     np.savez(tmp_path / "other.npz", X=np.zeros((2, 4)), Y=np.zeros(2))
     with pytest.raises(ConfigError, match="has no array 'x'"):
         make("mnist", path=str(tmp_path / "other.npz")).load(np.random.default_rng(0))
+
+
+def test_digits_is_unavailable_with_the_install_hint_without_sklearn(registry, monkeypatch):
+    import core.registry
+
+    importable = core.registry._importable
+    monkeypatch.setattr(core.registry, "_importable", lambda m: m != "sklearn" and importable(m))
+    entry = next(e for e in registry.entries("data") if e.name == "digits")
+    assert not entry.available and entry.missing == ["sklearn"]
+    with pytest.raises(PluginError, match=r'pip install "relulab\[sklearn\]"'):
+        registry.get("data", "digits")
+    assert registry.get("data", "mnist")  # needs nothing optional

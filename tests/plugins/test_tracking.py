@@ -9,6 +9,7 @@ import pytest
 from conftest import CORE_PLUGINS, ROOT, subprocess_env, toy_config, wait_for_steps
 
 from core.config import resolve
+from core.errors import PluginError
 from core.loop import resume_run, start_run
 from core.registry import Registry
 from core.store import load_run, read_json
@@ -190,3 +191,13 @@ def test_killed_run_resumed_holds_every_step_once(tmp_path, registry, tracking_u
     steps, values = _tb_series(_tensorboard(run_dir), "loss")
     np.testing.assert_array_equal(steps, np.arange(61))
     np.testing.assert_allclose(values, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, module", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+def test_unavailable_without_their_extra(registry, monkeypatch, name, module):
+    import core.registry
+
+    importable = core.registry._importable
+    monkeypatch.setattr(core.registry, "_importable", lambda m: m != module and importable(m))
+    with pytest.raises(PluginError, match=rf'pip install "relulab\[{name}\]"'):
+        registry.get("logger", name)
