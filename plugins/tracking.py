@@ -221,14 +221,18 @@ class MLflow(_Mirror):
 
     ``tracking_uri``: any MLflow tracking URI; default ``sqlite:///<runs
     root>/mlflow.db`` (one database for all the runs of the runs root; a sweep's
-    points share ``SWEEP/mlflow.db``). ``mlflow ui --backend-store-uri
-    sqlite:///runs/mlflow.db`` shows them. (MLflow 3 refuses the ``./mlruns`` file
-    store unless ``MLFLOW_ALLOW_FILE_STORE=true``.) The MLflow experiment is the
+    points share ``SWEEP/mlflow.db``). To browse them, install the full ``mlflow``
+    (its server is not in ``mlflow-skinny``) and run ``mlflow ui --backend-store-uri
+    sqlite:///runs/mlflow.db``. (MLflow 3 refuses the ``./mlruns`` file store unless
+    ``MLFLOW_ALLOW_FILE_STORE=true``.) The MLflow experiment is the
     run's experiment (or ``experiment``), the MLflow run is named after the run's
     folder and tagged ``relulab.run_dir``; the config is logged as params when the
     MLflow run is made. Metrics are buffered and sent every ``flush_seconds`` and at
     the end; the run's final status becomes the MLflow run's (``FINISHED``,
-    ``FAILED``, ``KILLED``; ``RUNNING`` again while resumed). The ids are kept in
+    ``FAILED``, ``KILLED``; ``RUNNING`` again while resumed). A resume that changes
+    ``tracking_uri`` starts a new MLflow run in the new store. SQLite serialises
+    writers: for sweeps on many workers, an MLflow tracking server's ``http://`` URI
+    scales better. The ids are kept in
     ``RUN/mlflow.json``, which a resume reads to continue the same MLflow run.
     """
 
@@ -291,7 +295,8 @@ class MLflow(_Mirror):
     def _log_params(self, values):
         from mlflow.entities import Param as MlflowParam
 
-        params = [MlflowParam(k, str(v)) for k, v in values.items()]
+        # MLflow refuses param values over 6000 characters: long lists are cut there
+        params = [MlflowParam(k, str(v)[:6000]) for k, v in values.items()]
         for start in range(0, len(params), 100):  # MLflow takes 100 params per batch
             self._client.log_batch(self._run_id, params=params[start : start + 100])
 
