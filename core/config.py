@@ -233,7 +233,8 @@ def _check_plugin_params(section, params, resolved, registry):
     the parameter also accepts a dict) becomes ``{name: parameters}`` with each
     plugin's parameters validated and defaults filled. A parameter with
     ``options_of`` holds the parameters of the plugin named by that other
-    parameter: validated, defaults filled. The plugin using them instantiates
+    parameter: validated, defaults filled, and checked by the plugin's
+    :meth:`~core.components.Component.check`. The plugin using them instantiates
     them as they are (:meth:`core.registry.Registry.build`).
     """
     by_name = {p.name: p for p in params}
@@ -254,6 +255,7 @@ def _check_plugin_params(section, params, resolved, registry):
                     options = {}
                 cls = registry.get(p.plugin_kind, name, owner=owner)
                 out[name] = validate_params(f"{owner}.{name}", options, cls.params)
+                cls.check(out[name])
             resolved[p.name] = out
         else:
             for name in value:
@@ -269,6 +271,7 @@ def _check_plugin_params(section, params, resolved, registry):
         resolved[p.name] = validate_params(
             f"{section}.{p.name} ({resolved[target]})", resolved[p.name] or {}, cls.params
         )
+        cls.check(resolved[p.name])
 
 
 def _accepts(param, typ):

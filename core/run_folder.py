@@ -209,7 +209,7 @@ def reopen_run_folder(path, registry, overrides=(), lock=None):
         changes = {}
         if overrides:
             new = resolve(apply_overrides(config, overrides), registry)
-            changes = check_resume_changes(config, new, registry)
+            changes = check_resume_changes(_as_resolved_today(config, registry), new, registry)
             config = new
         problem_path = path / "problem.npz"
         if not problem_path.is_file():
@@ -271,6 +271,18 @@ def config_changes(old, new):
     """``{dotted key: [old value, new value]}`` of two resolved configs (None: absent)."""
     a, b = _flatten(old), _flatten(new)
     return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _as_resolved_today(config, registry):
+    """A saved config resolved by today's plugins: parameters added since the run was
+    made take their defaults, so they do not count as changes of a resume.
+
+    Falls back to the config as saved when today's plugins no longer accept it.
+    """
+    try:
+        return resolve(config, registry)
+    except ConfigError:
+        return config
 
 
 def check_resume_changes(old, new, registry):

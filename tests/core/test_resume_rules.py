@@ -107,6 +107,20 @@ def test_accepted_changes_are_recorded_in_the_resume_entry(tmp_path, toy_registr
     assert resumed.config["algorithm"]["lr"] == 0.02 and resumed.meta["steps"] == 250
 
 
+def test_a_parameter_added_since_the_run_was_made_is_not_a_change(tmp_path, toy_registry):
+    """A run saved before a plugin gained a parameter resumes with overrides: the new
+    parameter takes its default, and only what the override changes is a change."""
+    run = _run(tmp_path, toy_registry)
+    config = json.loads((run.path / "config.json").read_text())
+    del config["algorithm"]["nan_at"]  # as if saved before toy_sgd declared it
+    (run.path / "config.json").write_text(json.dumps(config))
+    resumed = resume_run(run.path, toy_registry, overrides=["stoppers.max_steps.steps=210"])
+    assert resumed.meta["resumes"][-1]["changes"] == {"stoppers.max_steps.steps": [200, 210]}
+    assert resumed.config["algorithm"]["nan_at"] == -1
+    with pytest.raises(ConfigError, match=r"cannot change algorithm\.nan_at \(-1 -> 5\)"):
+        resume_run(run.path, toy_registry, overrides=["algorithm.nan_at=5"])
+
+
 def test_the_config_is_rewritten_only_once_the_resume_started(tmp_path, toy_registry):
     run = _run(tmp_path, toy_registry)
     config_before = (run.path / "config.json").read_bytes()

@@ -568,3 +568,13 @@ def test_a_run_with_a_torch_optimizer_and_a_schedule_resumes_exactly(registry, t
     for key in ("loss", "inner_lr", "objective"):
         np.testing.assert_array_equal(resumed.scalars[key], straight.scalars[key])
     assert len(set(straight.scalars["inner_lr"])) > 3  # the schedule moved the rate
+
+
+def test_a_missing_required_schedule_argument_fails_at_resolve_time():
+    """The linked plugin's own check runs when the config is resolved (``--dry-run``)."""
+    from conftest import ROOT
+
+    from core.config import load
+
+    with pytest.raises(ConfigError, match="schedule 'StepLR' needs step_size"):
+        load(ROOT / "configs" / "prox_frobenius.py", ["algorithm.schedule=StepLR"])
