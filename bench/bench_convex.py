@@ -33,6 +33,13 @@ first_order
     :class:`plugins.convex._first_order.GroupLassoAPG` (FISTA gated, augmented
     Lagrangian exact) with a time budget (10 s; ``quick``: 1 s).
 
+min-norm rows
+    The skip program of Wang et al. (``plugins/convex/_min_norm.py``) on a
+    phase-transition trial (planted ``w``, ``max(n, 50)`` gates and the all-ones
+    pattern) at (n, d) = (100, 20), (200, 50), (400, 100) (``quick``: (40, 10)):
+    the certified interior point of ``plugins/convex/_basis_pursuit.py`` against
+    Clarabel (skipped at the largest size unless ``RELULAB_BENCH_CLARABEL_ALL=1``).
+
 Rows
 ----
 ``<form> n,d,P: <solver> ...`` in seconds with Clarabel's time as baseline (ratio < 1:
@@ -63,6 +70,8 @@ SIZES = [(100, 10, 50), (300, 20, 100), (1000, 50, 200)]
 QUICK_SIZES = [(60, 6, 30)]
 CHECKPOINTS = (1e-4, 1e-6)
 TIGHT = 1e-7  # the interior point's smallest tol: its reference objective
+MIN_NORM_SIZES = [(100, 20), (200, 50), (400, 100)]
+QUICK_MIN_NORM_SIZES = [(40, 10)]
 
 
 def make_problem(n, d, P, seed=0):
@@ -87,7 +96,42 @@ def make_problem(n, d, P, seed=0):
     return X, y, masks, beta
 
 
+def make_min_norm_problem(n, d, seed=0):
+    """A phase-transition trial: planted ``y = X w``, ``max(n, 50)`` gates, the all-ones pattern.
+
+    Returns ``X`` (n, d), ``y`` (n,), ``masks`` (n, P) of bool.
+    """
+    from plugins.convex._data import planted_inputs, planted_vector
+    from plugins.convex._min_norm import all_ones_attainable, all_ones_index
+    from plugins.convex._patterns import sampled_patterns
+
+    rng = np.random.default_rng(seed)
+    X = planted_inputs(n, d, "gaussian", rng)
+    w = planted_vector(X, "smallest_singular", rng)
+    masks = sampled_patterns(X, max(n, 50), rng)
+    if all_ones_attainable(X) and all_ones_index(masks) is None:
+        masks = np.hstack([masks, np.ones((n, 1), dtype=bool)])
+    return X, X @ w, masks
+
+
 # ------------------------------------------------------------------------- the child
+
+
+def _min_norm(X, y, masks, solver):
+    from plugins.convex._min_norm import solve_min_norm, solve_min_norm_ipm
+
+    start = time.perf_counter()
+    if solver == "min_norm_ipm":
+        sol = solve_min_norm_ipm(X, y, masks)
+    else:
+        sol = solve_min_norm(X, y, masks)
+    return {
+        "seconds": time.perf_counter() - start,
+        "objective": float(sol["objective"]),
+        "gap": float(sol["gap"] / sol["objective"]),
+        "status": sol["status"],
+        "iterations": int(sol["iterations"]),
+    }
 
 
 def _peak_rss_mb():
@@ -177,8 +221,21 @@ def child(spec):
 
     with np.load(spec["npz"], allow_pickle=False) as data:
         X, y, masks, beta = data["X"], data["y"], data["masks"], float(data["beta"])
+    # every BLAS library loaded before the limit (scipy's OpenBLAS is not numpy's: one
+    # loaded inside limit_threads keeps its default threads)
+    import scipy.linalg  # noqa: F401
+
+    import plugins.convex  # noqa: F401
+
     with limit_threads(1):
-        if spec["solver"] == "clarabel":
+        if spec["solver"].startswith("min_norm"):
+            import cvxpy  # noqa: F401  (imported before the memory baseline)
+
+            import plugins.convex._min_norm  # noqa: F401
+
+            rss = _peak_rss_mb()
+            out = _min_norm(X, y, masks, spec["solver"])
+        elif spec["solver"] == "clarabel":
             import cvxpy  # noqa: F401  (imported before the memory baseline)
 
             rss = _peak_rss_mb()
@@ -318,6 +375,45 @@ def run(quick):
                 if size != SIZES[-1] or clarabel_all:
                     results["clarabel"] = _run_child(npz, "clarabel", cones)
                 rows.extend(_rows_for(size, form, results, budget))
+        for n, d in QUICK_MIN_NORM_SIZES if quick else MIN_NORM_SIZES:
+            X, y, masks = make_min_norm_problem(n, d)
+            npz = Path(tmp) / f"min_norm_{n}_{d}.npz"
+            np.savez(npz, X=X, y=y, masks=masks, beta=0.0)
+            ipm = _run_child(npz, "min_norm_ipm", False)
+            clar = None
+            if (n, d) != MIN_NORM_SIZES[-1] or clarabel_all:
+                clar = _run_child(npz, "min_norm_clarabel", False)
+            rows.extend(_min_norm_rows(n, d, masks.shape[1], ipm, clar))
+    return rows
+
+
+def _min_norm_rows(n, d, P, ipm, clar):
+    """Rows of the skip min-norm program (Wang et al.): interior point vs Clarabel."""
+    label = f"min-norm skip gated n={n} d={d} P={P}"
+    rows = []
+    if clar:
+        rows.append(
+            row(
+                f"{label}: Clarabel (cvxpy)",
+                clar["seconds"],
+                "s",
+                note=f"objective {clar['objective']:.10f}, {clar['iterations']} its, "
+                f"{clar['status']}, RSS +{clar['rss_mb']:.0f} MB",
+            )
+        )
+    agree = ""
+    if clar:
+        agree = f", vs Clarabel {_rel(ipm['objective'], clar['objective']):+.1e}"
+    rows.append(
+        row(
+            f"{label}: min_norm interior point, certified 1e-8",
+            ipm["seconds"],
+            "s",
+            baseline=clar["seconds"] if clar else None,
+            note=f"objective {ipm['objective']:.10f}{agree}, gap {ipm['gap']:.1e}, "
+            f"{ipm['iterations']} its, {ipm['status']}, RSS +{ipm['rss_mb']:.0f} MB",
+        )
+    )
     return rows
 
 
