@@ -1,34 +1,52 @@
-r"""Entropic JKO step and Gibbs-kernel products: separable vs dense, on m x m grids.
+r"""Entropic JKO steps: converged vs today's default, large grids, kernel products, prox.
 
 Problem: Gradient-Work's ``sinus`` data (n = 15, bias), a grid of m x m positions in
 [-2, 2]^2 with both signs (N = 2 m^2, one kernel block per sign, as the ``jko``
-default), tau = 0.3, gamma = h^2 / 2 (h the spacing), prox ``scipy`` (Newton on the
-dual), log domain, and a *fixed* 10 inner iterations per step (``inner_tol = 0``).
-Grids m = 30, 50, 100 (``quick``: 30 and 50).
+default), tau = 0.3, gamma = h^2 / 2 (h the spacing; the flagship's 0.01 at m = 30),
+log domain, separable kernel.
 
 Rows
 ----
-jko step
-    Seconds per step, separable kernel with the dense kernel as baseline (ratio < 1:
-    the separable step is faster). The dense kernel is run up to 50 x 50: at
-    100 x 100 one sign's block has 10^4 x 10^4 entries, 0.8 GB per matrix, and the
-    log-domain product keeps K and log K, 3.2 GB for both signs: above the plugin's
-    2 GiB limit (``plugins.jko._kernel.MAX_DENSE_BYTES``) and more than a shared
-    2-core box should hold, so that row is left out.
+jko step, today's default (baseline)
+    Peyré's scaling iterations as the flagship ran them until now: a fixed 10
+    iterations from b = 1 (``solver=sinkhorn max_inner=10 inner_tol=0
+    warm_start=False masses=prox``), each calling the ``scipy`` prox.
+jko step, converged (``solver=newton``, the default)
+    Newton on the step's n-dimensional dual to ``inner_tol = 1e-9``, warm-started
+    from the previous step's multiplier and Hessian. Target of issue 18: masses
+    within 1e-6 (relative L1) of the converged step in at most 3x the baseline's
+    time. ``cold``: the same from lambda = 0 without a Hessian (a first step).
+jko step, sinkhorn warm-started to 1e-7
+    Peyré's iterations started from the previous step's b, stopped on the marginal
+    errors (m = 30 only: thousands of iterations).
+    Every step row is timed on the same mid-flow step (step 6 of the converged flow,
+    each variant warm-started by its own step 5), and its note gives the relative L1
+    distance of its masses from that step iterated to rounding.
+large grids
+    The converged step at 200 x 200 and 300 x 300 (not ``quick``) with the peak of
+    memory allocated during one step (tracemalloc: numpy's arrays), against today's
+    default at 200 x 200 (one timed call). Where the time went at 200 x 200 before
+    issue 18 (1.2 s per step on a quiet machine, 27 times 100 x 100's for 4 times
+    the positions), by cProfile: (1) the scipy prox's Newton iterated at the
+    rounding floor of its residual (the cancellation in ``A p`` between 80 000
+    masses of both signs leaves ~1e-8 against its tolerance 1e-9): 78 iterations per
+    prox instead of 3, about two thirds of the step; it now also stops once a
+    Newton step changes no log-mass by more than its tolerance. (2) The kernel
+    products: ``np.moveaxis`` then ``@`` on 4-D stacks made numpy run strided or
+    many small products, 10 to 20 times below the rate of one BLAS product; each
+    axis is now one product on a contiguous ``(m, L R)`` view.
 kernel products
-    One product with the kernel of both blocks. Its flops: separable
-    ``2 * 2 m^2 * 2 m = 8 m^3`` (two 1-D passes per block, two blocks), dense
-    ``2 * 2 (m^2)^2 = 4 m^4``. The rate is compared with a measured float64 matmul of
-    the shape of one separable pass, ``(m, m) @ (m, m)`` (``2 m^3`` flops); the
-    dense product is a matrix-vector product, memory-bound, and is compared with
-    the same matmul. ``log`` rows time ``log(K exp(u))`` as the iteration runs it
-    (a shifted product with exact repair of underflowed entries), with the flops of
-    the plain product; ``log, pure log-sum-exp`` rows time the textbook log-sum-exp
-    over all ``m`` terms (the repair's fallback) for comparison.
+    One product with the kernel of both blocks, separable vs dense, plain and log
+    domain, as a fraction of a measured float64 matmul ``(m, m) @ (m, m)``.
+prox 30 x 30
+    One KL prox at the flagship's first step: ``torch`` (the same dual Newton in
+    torch float64 on CPU) against ``scipy``, with their agreement.
 
 Times are best-of-k after a warm-up, over two passes (:mod:`bench.timing`).
 """
 
+import time
+import tracemalloc
 from functools import partial
 
 import numpy as np
@@ -38,7 +56,17 @@ from core.params import validate_params
 
 from .timing import best_of, best_of_passes, row
 
-INNER = 10
+TODAY = {
+    "solver": "sinkhorn",
+    "max_inner": 10,
+    "inner_tol": 0.0,
+    "warm_start": False,
+    "masses": "prox",
+}
+CONVERGED = {}
+COLD = {"warm_start": False}
+SINKHORN_WARM = {"solver": "sinkhorn", "max_inner": 5000, "inner_tol": 1e-7, "masses": "coupling"}
+EXACT = {"inner_tol": 0.0, "max_inner": 30, "warm_start": False}
 
 
 def _problem(m, extent=2.0, n=15):
@@ -57,18 +85,140 @@ def _problem(m, extent=2.0, n=15):
     )
 
 
-def _jko(m, kernel):
+def _jko(m, problem=None, kernel="separable", **options):
     from plugins.jko import JKO
 
     h = 4.0 / (m - 1)
     params = validate_params(
         "algorithm (jko)",
-        {"tau": 0.3, "gamma": 0.5 * h * h, "kernel": kernel, "inner_tol": 0.0, "max_inner": INNER},
+        {"tau": 0.3, "gamma": 0.5 * h * h, "kernel": kernel, **options},
         JKO.params,
     )
     algo = JKO(**params)
-    algo.setup(_problem(m))
+    algo.setup(problem if problem is not None else _problem(m))
     return algo
+
+
+def _mid_flow(m, variants, steps=5):
+    """Each variant ready to take step ``steps + 1`` of the converged flow, warm from its own.
+
+    Returns the algorithms, a callable per variant that restores that state and
+    steps, and the exact masses of that step.
+    """
+    problem = _problem(m)
+    flow = _jko(m, problem)
+    for _ in range(steps - 1):
+        flow.step()
+    before = flow.state_dict()
+    flow.step()
+    start = flow.state_dict()
+    algos, calls = {}, {}
+    for name, options in variants.items():
+        algo = _jko(m, problem, **options)
+        algo.load_state_dict(before if options.get("warm_start", True) else start)
+        if options.get("warm_start", True):
+            algo.step()  # its own warm start from step `steps`
+        algo.log_p = start["log_p"].copy()
+        state = algo.state_dict()
+
+        def call(algo=algo, state=state):
+            algo.load_state_dict(state)
+            algo.step()
+
+        algos[name], calls[name] = algo, call
+    exact = _jko(m, problem, **EXACT)
+    exact.load_state_dict(start)
+    exact.step()
+    return algos, calls, exact.p
+
+
+def _rel_l1(p, ref):
+    return float(np.sum(np.abs(p - ref)) / np.sum(ref))
+
+
+def _step_rows(m, repeats, sinkhorn_warm):
+    variants = {"today": TODAY, "converged": CONVERGED, "cold": COLD}
+    if sinkhorn_warm:
+        variants["sinkhorn_warm"] = SINKHORN_WARM
+    algos, calls, exact = _mid_flow(m, variants)
+    times = best_of_passes(calls, repeats=repeats, warmup=1)
+    base = times["today"]
+    labels = {
+        "today": "today's default (sinkhorn, 10 iterations from b=1)",
+        "converged": "converged (newton, warm; the default)",
+        "cold": "converged from cold (newton, lambda=0)",
+        "sinkhorn_warm": "sinkhorn warm-started, marginal errors < 1e-7",
+    }
+    rows = []
+    for name in variants:
+        algo = algos[name]
+        calls[name]()
+        s = algo.scalars()
+        note = (
+            f"{m}x{m} x 2 signs, N={2 * m * m}; masses {_rel_l1(algo.p, exact):.1e} from the "
+            f"converged step (relative L1); {s['inner_iters']} inner iterations, "
+            f"marginal violation {s['violation']:.1e}"
+        )
+        if name == "today":
+            note += "; baseline"
+        rows.append(
+            row(
+                f"jko step {m}x{m}, {labels[name]}",
+                times[name],
+                "s",
+                baseline=None if name == "today" else base,
+                note=note,
+            )
+        )
+    return rows
+
+
+def _peak_bytes(fn):
+    """Peak bytes allocated (tracemalloc, numpy's arrays included) during ``fn()``."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _large_rows(repeats):
+    rows = []
+    base = None
+    for m in (200, 300):
+        variants = {"converged": CONVERGED}
+        if m == 200:
+            variants["today"] = TODAY
+        algos, calls, exact = _mid_flow(m, variants, steps=3)
+        t = best_of(calls["converged"], repeats=repeats, warmup=1)
+        peak = _peak_bytes(calls["converged"])
+        s = algos["converged"].scalars()
+        if m == 200:
+            start = time.perf_counter()
+            calls["today"]()
+            base = time.perf_counter() - start
+            rows.append(
+                row(
+                    "jko step 200x200, today's default (sinkhorn, 10 iterations)",
+                    base,
+                    "s",
+                    note=f"one call; masses {_rel_l1(algos['today'].p, exact):.1e} from the "
+                    "converged step; baseline of the large-grid rows",
+                )
+            )
+        rows.append(
+            row(
+                f"jko step {m}x{m}, converged (newton, warm)",
+                t,
+                "s",
+                baseline=base,
+                note=f"N={2 * m * m}; {s['inner_iters']} Newton iterations, masses "
+                f"{_rel_l1(algos['converged'].p, exact):.1e} from the converged step; "
+                f"peak memory during a step {peak / 2**20:.0f} MiB",
+            )
+        )
+    return rows
 
 
 def _matmul_rate(m, repeats):
@@ -99,74 +249,85 @@ def _pure_lse(kernel):
     return apply
 
 
+def _kernel_rows(m, repeats, dense):
+    rows = []
+    matmul = _matmul_rate(m, repeats)
+    rows.append(
+        row(
+            f"matmul ({m},{m})x({m},{m}) float64",
+            matmul,
+            "GFLOP/s",
+            note="baseline of the kernel-product rates",
+        )
+    )
+    kinds = ["separable"] + (["dense"] if dense else [])
+    N = 2 * m * m
+    rng = np.random.default_rng(1)
+    u = np.log(rng.random(N))
+    for kind in kinds:
+        K = _jko(m, kernel=kind).kernel_
+        flops = K.flops()
+        products = {
+            "plain": partial(K.apply, np.exp(u)),
+            "log": partial(K.log_apply, u),
+            "log, pure log-sum-exp": partial(_pure_lse(K), u),
+        }
+        times = best_of_passes(products, repeats=max(repeats, 5), warmup=1)
+        for label, t in times.items():
+            rows.append(
+                row(
+                    f"K product {m}x{m}, {kind}, {label}",
+                    flops / t / 1e9,
+                    "GFLOP/s",
+                    baseline=matmul,
+                    note=f"{1e3 * t:.3g} ms, {flops / 1e6:.3g} MFLOP per product;"
+                    " ratio = fraction of matmul",
+                )
+            )
+    return rows
+
+
+def _prox_rows(repeats):
+    """scipy vs torch dual Newton on the flagship's first prox (K b with b = 1)."""
+    from plugins.jko import ScipyProx, TorchProx
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return [row("prox 30x30, torch", None, "s", note="skipped: torch not installed")]
+    algo = _jko(30)
+    log_Kb = algo.kernel_.log_apply(np.zeros_like(algo.log_p))
+    proxes = {"scipy": ScipyProx(), "torch": TorchProx()}
+    solves = {k: partial(P.solve, algo.energy, log_Kb, algo.sigma) for k, P in proxes.items()}
+    times = best_of_passes(solves, repeats=max(repeats, 5), warmup=1)
+    results = {k: f() for k, f in solves.items()}
+    agree = float(
+        np.max(np.abs(results["torch"].p - results["scipy"].p)) / results["scipy"].p.max()
+    )
+    return [
+        row("prox 30x30 (first flagship step), scipy dual Newton", times["scipy"], "s"),
+        row(
+            "prox 30x30 (first flagship step), torch dual Newton (CPU, float64)",
+            times["torch"],
+            "s",
+            baseline=times["scipy"],
+            note=f"max |p_torch - p_scipy| / max p = {agree:.1e}; "
+            f"{results['torch'].n_iter} vs {results['scipy'].n_iter} Newton iterations",
+        ),
+    ]
+
+
 def run(quick):
     """Rows for ``python -m bench`` (see :mod:`bench.__main__`)."""
-    grids = (30, 50) if quick else (30, 50, 100)
-    dense_max = 50
     repeats = 2 if quick else 3
     rows = []
-    for m in grids:
-        N = 2 * m * m
-        size = f"{m}x{m} grid x 2 signs, N={N}, n=15, {INNER} inner iterations"
-        kinds = ["separable"] + (["dense"] if m <= dense_max else [])
-        algos = {kind: _jko(m, kind) for kind in kinds}
-        step_times = best_of_passes(
-            {k: a.step for k, a in algos.items()}, repeats=repeats, warmup=1
-        )
-        base = step_times.get("dense")
-        for kind in kinds:
-            rows.append(
-                row(
-                    f"jko step {m}x{m}, {kind} kernel",
-                    step_times[kind],
-                    "s",
-                    baseline=base if kind == "separable" else None,
-                    note=size + ("; baseline: dense" if base and kind == "separable" else ""),
-                )
-            )
-        if "dense" not in kinds:
-            rows.append(
-                row(
-                    f"jko step {m}x{m}, dense kernel",
-                    None,
-                    "s",
-                    note="skipped: K and log K of both signs need "
-                    f"{16 * 2 * (m * m) ** 2 / 1e9:.1f} GB",
-                )
-            )
-
-        matmul = _matmul_rate(m, repeats)
-        rows.append(
-            row(
-                f"matmul ({m},{m})x({m},{m}) float64",
-                matmul,
-                "GFLOP/s",
-                note="baseline of the kernel-product rates",
-            )
-        )
-        rng = np.random.default_rng(1)
-        u = np.log(rng.random(N)) + algos["separable"].log_p
-        for kind, algo in algos.items():
-            K = algo.kernel_
-            flops = K.flops()
-            products = {
-                "plain": partial(K.apply, np.exp(u)),
-                "log": partial(K.log_apply, u),
-                "log, pure log-sum-exp": partial(_pure_lse(K), u),
-            }
-            times = best_of_passes(products, repeats=max(repeats, 5), warmup=1)
-            for label, t in times.items():
-                rate = flops / t / 1e9
-                rows.append(
-                    row(
-                        f"K product {m}x{m}, {kind}, {label}",
-                        rate,
-                        "GFLOP/s",
-                        baseline=matmul,
-                        note=f"{1e3 * t:.3g} ms, {flops / 1e6:.3g} MFLOP per product;"
-                        " ratio = fraction of matmul",
-                    )
-                )
+    for m in (30,) if quick else (30, 100):
+        rows += _step_rows(m, repeats, sinkhorn_warm=m == 30)
+    if not quick:
+        rows += _large_rows(repeats)
+    for m in (30,) if quick else (30, 100):
+        rows += _kernel_rows(m, repeats, dense=m <= 50)
+    rows += _prox_rows(repeats)
     return rows
 
 
@@ -176,4 +337,4 @@ if __name__ == "__main__":  # python -m bench.bench_jko [--quick]
     for r in run("--quick" in sys.argv):
         value = "" if r["value"] is None else f"{r['value']:.4g}"
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3g}"
-        print(f"{r['name']:<48} {value:>10} {r['unit']:<8} {ratio:>8}  {r['note']}")
+        print(f"{r['name']:<64} {value:>10} {r['unit']:<8} {ratio:>8}  {r['note']}")

@@ -55,7 +55,7 @@ iterations after 4 on this problem. On this config's data the losses at steps
 - relulab (separate signs, converged): 1.2790e-1, 7.624e-3, 5.330e-3;
 - coupled signs, converged steps: 1.23066e-2, 1.22962e-2, 1.23319e-2;
 - Gradient-Work's convention and rule (``configs/jko_gradient_work.py``):
-  1.23066e-2, 1.22961e-2, 1.23316e-2 (its own code: 1.23075e-2, 1.22968e-2,
+  1.23066e-2, 1.22961e-2, 1.23311e-2 (its own code: 1.23075e-2, 1.22968e-2,
   1.23319e-2).
 
 With coupled signs the first step already cancels most of the two measures, the

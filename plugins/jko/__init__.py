@@ -13,8 +13,9 @@ _kernel      Gibbs kernels: dense, separable (grid, axis by axis), block per sig
 _prox        the KL prox problem, its result, shared plumbing
 _prox_scipy  prox plugin ``scipy``: Newton on the dual, or L-BFGS-B on p >= 0
 _prox_cvxpy  prox plugin ``cvxpy``: exponential-cone program, solver fallback
-_prox_torch  prox plugin ``torch``: mirror descent, CPU or CUDA
-_jko         algorithm plugin ``jko`` and :func:`entropic_jko_step`
+_prox_torch  prox plugin ``torch``: Newton on the dual (or mirror descent), CPU or CUDA
+_step_newton the whole step by Newton on its n-dimensional dual (``solver="newton"``)
+_jko         algorithm plugin ``jko`` and :func:`entropic_jko_step` (scaling iterations)
 _plots       plot plugin ``jko_mass``: heat maps of the mass per sign over steps
 """
 
@@ -29,10 +30,13 @@ from ._prox import KLProx, ProxResult, ProxSolverError, kkt_residual, prox_objec
 from ._prox_cvxpy import CvxpyProx
 from ._prox_scipy import ScipyProx
 from ._prox_torch import TorchProx
+from ._step_newton import StepDual, newton_jko_step
 
 __all__ = [
     "JKO",
     "entropic_jko_step",
+    "newton_jko_step",
+    "StepDual",
     "build_prox",
     "QuadraticEnergy",
     "SignedMeasure",

@@ -81,9 +81,6 @@ class StepDual:
         self.rho = 0.0 if self.linear else 1.0 / (2.0 * self.sigma * energy.c)
         self.base = -self.sigma * energy.beta
         A = energy.A
-        with np.errstate(divide="ignore"):
-            self.log_A_pos = np.log(np.maximum(A, 0.0))
-            self.log_A_neg = np.log(np.maximum(-A, 0.0))
         self._has_neg = bool(np.any(A < 0))
         self._has_pos = bool(np.any(A > 0))
 
@@ -143,11 +140,13 @@ class StepDual:
     def _means_log(self, log_a, log_KTa):
         """``M`` by log-domain products of the positive and negative parts of ``A``."""
         n = self.energy.A.shape[0]
+        A = self.energy.A
         parts = []
-        if self._has_pos:
-            parts.append(self.log_A_pos + log_a)
-        if self._has_neg:
-            parts.append(self.log_A_neg + log_a)
+        with np.errstate(divide="ignore"):
+            if self._has_pos:
+                parts.append(np.log(np.maximum(A, 0.0)) + log_a)
+            if self._has_neg:
+                parts.append(np.log(np.maximum(-A, 0.0)) + log_a)
         L = self.kernel.log_apply(np.concatenate(parts))  # (n or 2n, N)
         s = self.support
         with np.errstate(invalid="ignore", over="ignore"):
@@ -158,8 +157,17 @@ class StepDual:
         return np.nan_to_num(M, nan=0.0)
 
 
-def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=None):
-    r"""One entropic JKO step by damped Newton on the ``n``-dimensional dual.
+def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=None, hessian0=None):
+    r"""One entropic JKO step by damped (quasi-)Newton on the ``n``-dimensional dual.
+
+    The Hessian (``n`` stacked kernel products, most of an iteration's cost) is
+    reused while it still contracts: an iteration with a stale Hessian is a chord
+    step, accepted when it shrinks the log-mass change at least tenfold over the
+    previous iteration and needs no backtracking; otherwise the Hessian is
+    recomputed at the current point and the iteration redone. ``hessian0`` (the
+    previous step's last Hessian) lets a warm-started step take chord steps from
+    its first iteration: consecutive steps are close, so a step then costs a few
+    pairs of kernel products of single vectors.
 
     Parameters
     ----------
@@ -167,17 +175,18 @@ def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=N
         Log of the current masses.
     kernel : BlockKernel
     energy : QuadraticEnergy
-        With ``c > 0`` (a linear energy has no dual of this form; see
-        :func:`plugins.jko._jko.entropic_jko_step`).
+        A linear energy (``c = 0``) is solved in closed form (``a = e^{-sigma beta}``).
     sigma : float
         :math:`\tau / \gamma`.
     tol : float
-        Stop once a Newton step changes no log-mass by more than ``tol``
-        (``max |A^T delta|``, the step being taken).
+        Stop once an iteration (full step) changes no log-mass by more than ``tol``
+        (``max |A^T delta|`` over masses above ``1e-12`` of the largest).
     max_iter : int
-        Most Newton iterations.
+        Most iterations.
     lam0 : ndarray, shape (n,), optional
         Starting multiplier (the previous step's: consecutive steps are close).
+    hessian0 : ndarray, shape (n, n), optional
+        A Hessian to start with (the previous step's).
 
     Returns
     -------
@@ -185,33 +194,43 @@ def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=N
         ``p``, ``log_p`` (row marginal, shape ``(N,)``), ``log_a``, ``log_b``,
         ``log_Kb``, ``lam`` (shape ``(n,)``), ``grad``, ``value``.
     info : dict
-        ``n_iter``, ``change`` (last ``max |A^T delta|``), ``success``, and per
-        iteration ``records``: ``change``, ``grad_norm``, ``t`` (step length),
-        ``F``, ``mass``.
+        ``n_iter``, ``n_hessian`` (Hessians computed), ``hessian`` (the last one),
+        ``change`` (last ``max |A^T delta|``), ``success``, and per iteration
+        ``records``: ``change``, ``grad_norm``, ``t`` (step length), ``fresh``
+        (1 if the Hessian was computed at that iterate), ``F``, ``mass``.
     """
     import scipy.linalg  # imported on first use: keeps start-up light
 
     dual = StepDual(log_q, kernel, energy, sigma)
     A = energy.A
-    lam = np.zeros(A.shape[0]) if lam0 is None else np.array(lam0, dtype=np.float64)
+    n = A.shape[0]
+    lam = np.zeros(n) if lam0 is None else np.array(lam0, dtype=np.float64)
     point = dual.evaluate(lam)
     if not np.isfinite(point["value"]):  # a bad warm start: from 0
-        point = dual.evaluate(np.zeros(A.shape[0]))
+        point = dual.evaluate(np.zeros(n))
     eps = np.finfo(float).eps
-    rows = {k: [] for k in ("change", "grad_norm", "t", "F", "mass")}
-    n_iter, change, success = 0, np.inf, False
+    rows = {k: [] for k in ("change", "grad_norm", "t", "fresh", "F", "mass")}
+    n_iter, n_hessian, change, success = 0, 0, np.inf, False
     if dual.linear:  # the Gibbs reweighting a = exp(-sigma beta): solved in closed form
         n_iter, change, success, max_iter = 0, 0.0, True, 0
-    best, stalled = np.inf, 0
+    H, fresh = None, False
+    if hessian0 is not None and np.shape(hessian0) == (n, n) and np.all(np.isfinite(hessian0)):
+        H = np.array(hessian0, dtype=np.float64)
+    best, stalled, previous = np.inf, 0, np.inf
     while n_iter < max_iter and stalled < 3:
+        if H is None:
+            H, fresh = dual.hessian(point), True
+            n_hessian += 1
         grad = point["grad"]
-        H = dual.hessian(point)
         try:
             delta = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), grad)
         except np.linalg.LinAlgError:
             delta = -np.linalg.lstsq(H, grad, rcond=None)[0]
         heavy = point["p"] > 1e-12 * np.max(point["p"])
         change = float(np.max(np.abs(A.T[heavy] @ delta), initial=0.0))
+        if not fresh and change > 0.1 * previous:  # the stale Hessian no longer contracts
+            H = None
+            continue
         slope = float(grad @ delta)
         value = point["value"]
         t, accepted = 1.0, None
@@ -228,7 +247,12 @@ def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=N
             ):
                 accepted = trial
                 break
+            if not fresh:  # a stale Hessian that needs backtracking: recompute it
+                break
             t *= 0.5
+        if accepted is None and not fresh:
+            H = None
+            continue
         if accepted is None:  # no decrease left at machine precision
             success = change <= max(tol, 1e3 * eps)
             break
@@ -237,8 +261,11 @@ def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=N
         rows["change"].append(change * t)
         rows["grad_norm"].append(float(np.linalg.norm(point["grad"])))
         rows["t"].append(t)
+        rows["fresh"].append(float(fresh))
         rows["F"].append(energy.value(point["p"]))
         rows["mass"].append(float(np.sum(point["p"])))
+        fresh = False
+        previous = change * t
         if change * t <= tol and t == 1.0:
             success = True
             break
@@ -246,4 +273,12 @@ def newton_jko_step(log_q, kernel, energy, sigma, tol=1e-10, max_iter=50, lam0=N
         stalled = 0 if change * t < 0.5 * best else stalled + 1
         best = min(best, change * t)
     records = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
-    return point, {"n_iter": n_iter, "change": change, "success": success, "records": records}
+    info = {
+        "n_iter": n_iter,
+        "n_hessian": n_hessian,
+        "hessian": H,
+        "change": change,
+        "success": success,
+        "records": records,
+    }
+    return point, info

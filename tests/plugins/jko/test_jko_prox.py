@@ -10,6 +10,7 @@ solver                   vs reference  residual
 scipy, dual (Newton)     reference     1e-10
 scipy, primal (L-BFGS-B) 1e-6          1e-6
 cvxpy (Clarabel)         1e-6          1e-6
+torch, dual (Newton)     1e-10         1e-10
 torch (mirror descent)   1e-8          1e-8
 =======================  ============  ==========
 """
@@ -25,8 +26,14 @@ SOLVERS = {
     "scipy-dual": ("scipy", {}, None, 1e-10),
     "scipy-primal": ("scipy", {"formulation": "primal"}, 1e-6, 1e-6),
     "cvxpy": ("cvxpy", {}, 1e-6, 1e-6),
-    "torch-closed-form": ("torch", {"max_iter": 20000}, 1e-8, 1e-8),
-    "torch-autograd": ("torch", {"max_iter": 20000, "gradient": "autograd"}, 1e-8, 1e-8),
+    "torch-newton": ("torch", {}, 1e-10, 1e-10),
+    "torch-closed-form": ("torch", {"method": "mirror", "max_iter": 20000}, 1e-8, 1e-8),
+    "torch-autograd": (
+        "torch",
+        {"method": "mirror", "max_iter": 20000, "gradient": "autograd"},
+        1e-8,
+        1e-8,
+    ),
 }
 
 
@@ -95,7 +102,7 @@ def test_dual_newton_is_exact_on_tiny_masses():
     assert kkt_residual(energy, log_q, 5.0, result.p, result.log_p, rel_mass=0.0) < 1e-10
 
 
-@pytest.mark.parametrize("key", ["scipy-dual", "scipy-primal", "torch-closed-form"])
+@pytest.mark.parametrize("key", ["scipy-dual", "scipy-primal", "torch-newton", "torch-closed-form"])
 def test_zero_mass_stays_zero(key):
     energy, log_q = _quadratic(seed=4)
     log_q[[3, 7]] = -np.inf
@@ -140,3 +147,30 @@ def test_torch_cuda_without_a_device_is_a_config_error():
     energy, log_q = _quadratic()
     with pytest.raises(ConfigError, match="cuda"):
         build_prox("torch", {"device": "cuda"}).solve(energy, log_q, 1.0)
+
+
+def test_torch_newton_agrees_with_scipy_on_the_flagship_step():
+    """Ten scaling iterations of the flagship's first step (30 x 30, sigma = 30).
+
+    The torch prox runs the scipy prox's dual Newton in float64: the two steps'
+    masses agree to 1e-8 of the largest mass (mirror descent: 3e-6).
+    """
+    pytest.importorskip("torch")
+    from jko_cases import grid_problem, make_jko
+
+    problem = grid_problem(per_axis=30, extent=2.0, n=15)
+    steps = {}
+    for name in ("scipy", "torch"):
+        algo = make_jko(
+            problem,
+            tau=0.3,
+            gamma=0.01,
+            proxf=name,
+            solver="sinkhorn",
+            max_inner=10,
+            inner_tol=0.0,
+            masses="prox",
+        )
+        algo.step()
+        steps[name] = algo.p
+    assert np.max(np.abs(steps["torch"] - steps["scipy"])) <= 1e-8 * np.max(steps["scipy"])
