@@ -58,6 +58,8 @@ networks", COLT 2021 (code ``ItaySafran/Overparameterization``, whose ``grad`` a
 ``hess`` compute the same quantities for ``V = I``).
 """
 
+import functools
+
 import numpy as np
 
 __all__ = [
@@ -310,15 +312,32 @@ class _Teacher:
         return out
 
 
+@functools.lru_cache(maxsize=64)
+def _triangles(m):
+    """Flat indices of the strict upper triangle of an (m, m) matrix and of its mirror."""
+    i, j = np.triu_indices(m, 1)
+    return i * m + j, j * m + i
+
+
 def _descent_direction(W, teacher):
     """Gradient (B, d, m) of a stack, with as few array passes as the formula allows."""
     nW = np.sqrt(np.einsum("bdm,bdm->bm", W, W))
     zero = not nW.all()
     U = W / (np.where(nW > 0, nW, 1.0) if zero else nW)[:, None, :]
-    C = np.swapaxes(U, 1, 2) @ U
-    np.clip(C, -1.0, 1.0, out=C)
-    S = np.sqrt(1.0 - C * C)
-    T = np.arccos(C)
+    B, m = nW.shape
+    upper, lower = _triangles(m)
+    # angles between distinct neurons, once per pair (C is symmetric); t_ii = 0 exactly
+    c = np.clip((np.swapaxes(U, 1, 2) @ U).reshape(B, m * m)[:, upper], -1.0, 1.0)
+    s = np.sqrt(1.0 - c * c)
+    S = np.zeros((B, m * m))
+    S[:, upper] = s
+    S[:, lower] = s
+    S = S.reshape(B, m, m)
+    c = np.pi - np.arccos(c)
+    P = np.full((B, m * m), np.pi)  # pi - t
+    P[:, upper] = c
+    P[:, lower] = c
+    P = P.reshape(B, m, m)
     if teacher.identity:
         CV = np.clip(U[:, : teacher.k, :], -1.0, 1.0)  # CV[b, j, i] = cos(w_i, e_j)
         radial = (S @ nW[:, :, None])[:, :, 0] - np.sqrt(1.0 - CV * CV).sum(axis=1)
@@ -326,7 +345,7 @@ def _descent_direction(W, teacher):
         CV = np.clip(np.swapaxes(teacher.units, 1, 2) @ U, -1.0, 1.0)  # (B, k, m)
         SV = np.sqrt(1.0 - CV * CV)
         radial = (S @ nW[:, :, None])[:, :, 0] - (teacher.norms[:, None, :] @ SV)[:, 0, :]
-    G = W @ (np.pi - T)
+    G = W @ P
     G += U * radial[:, None, :]
     if teacher.identity:
         G[:, : teacher.k, :] += np.arccos(CV)
