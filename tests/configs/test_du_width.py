@@ -84,4 +84,4 @@ def test_report_variant_explodes_and_every_neuron_dies(tmp_path):
     assert len(dead) and dead[-1] == len(s["loss"]) - 1
     # with every ReLU dead on every input the network outputs 0: the loss is mean(y^2)
     Y = Run(run.path).problem["Y"]
-    np.testing.assert_allclose(s["loss"][dead], np.mean(Y**2), rtol=1e-12)
+    np.testing.assert_allclose(s["loss"][dead], np.mean(Y**2), rtol=1e-6)  # float32 run

@@ -39,9 +39,12 @@ def test_overparam_grid_declares_the_papers_setting(tmp_path):
         0.9,
         0.15,
     )
+    _, points = expand_sweep(config, registry)
+    assert len(points) == 5 * 5 * 2 * 3
     paper, _, _ = _load(tmp_path, *PAPER_OVERRIDES)
-    _, points = expand_sweep(paper, registry)
-    assert len(points) == 30 * 30 * 2 * 10
+    spec = paper["sweep"]
+    cells = len(spec["grid"]["data.d"]) * len(spec["grid"]["model.width"])
+    assert cells * len(spec["zip"]["algorithm.train"]) * spec["seeds"] == 30 * 30 * 2 * 10
     assert paper["sweep"]["grid"]["data.d"] == list(range(2, 61, 2))
     assert paper["stoppers"]["max_steps"]["steps"] == 49998
 
