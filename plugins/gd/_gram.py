@@ -18,7 +18,9 @@ with :math:`K = X X^\top` ``(n, n)`` computed once:
         \text{ Nesterov, or } g \text{ without momentum)}
         &&\Rightarrow\quad Z \leftarrow Z - \eta\, X\delta.
 
-So a step costs one ``(n, n) x (n, m)`` product (:math:`2 n^2 m` flops) instead of
+So a step costs one ``(n, n) x (n, m)`` product (fused with the update of
+:math:`Z` or :math:`B_Z` by ``addmm`` when nothing else needs :math:`K G`: the gradient
+norm of ``scalars()`` and weight decay do) (:math:`2 n^2 m` flops) instead of
 the two ``(n, d) x (d, m)`` products of a forward and backward pass (:math:`4 n d m`):
 half the flops at :math:`n = d`, :math:`2d/n` times fewer for :math:`n < d`. The
 second layer's gradient :math:`2 c s_m\, \mathrm{relu}(Z)^\top R` and the loss read
@@ -144,7 +146,7 @@ class GramPath:
 
     # -- one step -----------------------------------------------------------------------
     def evaluate(self, need_grad):
-        """Loss and ``{"G": (n, m), "KG": (n, m), "a": ...}`` from ``Z``."""
+        """Loss and ``{"G": (n, m), "a": ...}`` from ``Z`` (``"KG"`` is added when needed)."""
         alg, problem = self.algorithm, self.algorithm.problem
         torch = alg._torch
         Y, a, Z = alg.Y, alg.params_["a"], self.Z
@@ -162,23 +164,45 @@ class GramPath:
             if alg.train == "both":
                 grads["a"] = g * (H.T @ R)
             R = g * R
-            G = torch.outer(R, a) if vector else R @ a.T
-            G *= Z > 0
-            grads["G"], grads["KG"] = G, self.K @ G
+            # R_i a_j 1[Z_ij > 0]: sign(relu(Z)) is the 0/1 mask as floats (a bool mask
+            # multiplies through a slow type promotion); 1 * R_i * a_j has R_i a_j's bits.
+            mask = torch.sign(H)
+            G = mask.mul_(R[:, None]).mul_(a) if vector else mask.mul_(R @ a.T)
+            grads["G"] = G
         return value, grads
 
     def grad_norm(self, grads):
         """``sqrt(||X^T G||^2 + ||grad_a||^2)``, the norm of the loss gradient."""
-        total = self.algorithm._torch.sum(grads["G"] * grads["KG"])
+        torch = self.algorithm._torch
+        if "KG" not in grads:
+            grads["KG"] = self.K @ grads["G"]  # kept for the update
+        total = torch.sum(grads["G"] * grads["KG"])
         if "a" in grads:
-            total = total + self.algorithm._torch.sum(grads["a"] ** 2)
+            total = total + torch.sum(grads["a"] ** 2)
         return float(total) ** 0.5
 
     def update(self, grads, lr):
         """One SGD / momentum step in ``Z`` and in the coefficients (module docstring)."""
         alg = self.algorithm
-        G, KG = grads["G"], grads["KG"]
+        G, KG = grads["G"], grads.get("KG")
         mu, decay = self.momentum, self.decay
+        fused = not decay and not self.nesterov and KG is None
+        if not mu and fused:  # plain GD: Z <- Z - lr K G in one product
+            self.Z.addmm_(self.K, G, alpha=-lr)
+            self.S.add_(G, alpha=-lr)
+            self._update_a(grads, lr)
+            return
+        if mu and fused and self.Bz is not None:  # heavy ball: B_Z <- mu B_Z + K G
+            self.Bz.addmm_(self.K, G, beta=mu)
+            self.P.mul_(mu).add_(G)
+            self.b1, self.b2 = mu * self.b1, mu * self.b2
+            self.Z.add_(self.Bz, alpha=-lr)
+            self.S.add_(self.P, alpha=-lr)
+            self.w1, self.w2 = self.w1 - lr * self.b1, self.w2 - lr * self.b2
+            self._update_a(grads, lr)
+            return
+        if KG is None:
+            KG = self.K @ G
         if decay:
             gz, gs = KG.add(self.Z, alpha=decay), G.add(self.S, alpha=decay)
             g1, g2 = decay * self.w1, decay * self.w2
@@ -203,6 +227,11 @@ class GramPath:
         self.Z.add_(dz, alpha=-lr)
         self.S.add_(ds, alpha=-lr)
         self.w1, self.w2 = self.w1 - lr * d1, self.w2 - lr * d2
+        self._update_a(grads, lr)
+
+    def _update_a(self, grads, lr):
+        """The plain optimizer's step on ``a``, then the periodic refresh."""
+        alg = self.algorithm
         if "a" in grads:
             alg.optimizer_.lr = lr
             with alg._torch.no_grad():
