@@ -269,3 +269,36 @@ def test_run_loop_members_leave_on_a_stopper_and_on_a_non_finite_loss(tmp_path, 
             np.testing.assert_array_equal(run_a.scalars["loss"], run_b.scalars["loss"])
     diverged = load_run(together[2].path)
     assert 0 < diverged.meta["steps"] < 40
+
+
+@pytest.mark.parametrize("name", ["gd_numpy", "gd"])
+def test_a_sweep_trains_the_seeds_of_a_cell_together(tmp_path, registry, name):
+    """``together_key`` groups the seeds of one cell; ``run_points`` trains them as one
+    ensemble, ending where each seed's own run ends."""
+    from core.store import load_run
+    from core.sweep import together_key
+    from core.sweep._worker import run_points
+
+    configs = [_config(tmp_path / "alone", registry, name, seed, 1.0, 25) for seed in range(3)]
+    keys = {together_key(config, registry) for config in configs}
+    assert len(keys) == 1 and None not in keys
+    other = _config(tmp_path, registry, name, 0, 2.0, 25)
+    assert together_key(other, registry) not in keys
+    results = run_points(
+        [(tmp_path / "sweep" / f"seed{c['seed']}", c) for c in configs], "", registry
+    )
+    assert [r["status"] for r in results] == ["finished"] * 3
+    for config in configs:
+        assert execute([prepare_run(config, "", registry)]) == ["finished"]
+    alone = {}
+    for meta in (tmp_path / "alone").glob("*/*/meta.json"):
+        run = load_run(meta.parent)
+        alone[run.meta["seed"]] = run.final_state()
+    assert sorted(alone) == [0, 1, 2]
+    for seed in range(3):
+        together = load_run(tmp_path / "sweep" / f"seed{seed}").final_state()
+        for key in ("W", "a"):
+            if name == "gd_numpy":
+                np.testing.assert_array_equal(together[key], alone[seed][key])
+            else:
+                np.testing.assert_allclose(together[key], alone[seed][key], rtol=1e-12)
