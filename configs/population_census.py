@@ -21,20 +21,32 @@ non-global minimum against ``k`` (Wilson 95 % intervals), the number of distinct
 minima against ``k`` and the neuron-norm sums of the minima for the largest ``k``
 (``plots/census_*.png``).
 
-Default: k = 6..20, 40 initialisations each (600 runs). Measured with ``--jobs 2`` on
-the two-core development machine (shared with other work): see the table in the
-report of issue 17 (about 2-4 minutes, plus about a minute of ``postprocess.py``).
+Default: k = 6..20, 40 initialisations each (600 runs): measured 5 min 51 s with ``--jobs 2``
+on the two-core development machine while other work kept its load near 10, then 53 s
+for ``python postprocess.py`` (the census's Hessians and every run's indicators) and
+68 s for ``python plot.py``. It shows the rise of spurious minima with ``k``: every
+initialisation reached the global minimum at k = 6, 1 of 40 ended at a non-global
+minimum at k = 7 (the ``p = [1, 6]`` point of the authors' README, to 1e-10), 13 of 40
+at k = 10, 40 of 40 at k = 19 and 20, with 9 distinct minima at k = 20 (blocks ``p =
+[1, k-1]``, ``[2, k-2]``, ...), all strict (smallest Hessian eigenvalue 0.0004 to 0.055)
+and with neuron-norm sums just below k (19.984 to 19.998 at k = 20).
+
 The paper's size, as an override::
 
     python runner.py configs/population_census.py --jobs 2 sweep.seeds=500 \\
         "sweep.zip={'data.k': list(range(6, 101)), 'model.width': list(range(6, 101))}"
 
-is 95 x 500 = 47 500 runs. Extrapolated, not measured: gradient descent costs grow
-like k^2 per step times a step count that grows with k (median about 1000 steps at
-k = 10, 3500 at k = 20, with a heavy tail); see the report for the measured per-run
-cost at k = 10 and 20. Over-parameterised students (never run in the original):
-``"sweep.zip={'data.k': [6, 8, 10], 'model.width': [7, 9, 11]}"``; other teachers:
-``data.teacher='orthonormal'`` (a random orthonormal V, one per seed).
+is 95 x 500 = 47 500 runs. Extrapolated, not measured: the gradient steps to 1e-12
+grow with k (median 1000 at k = 10, 3450 at 20, 5800 at 30, 9300 at 40, with a
+heavy tail: the slowest of 50 takes about 10 times the median) and a step costs about
+k^2 angle evaluations, so about k^3.4 per initialisation: 5.6 s at k = 30 and 10 s at
+k = 40 under the same load (8 at once), about 4 minutes at k = 100, in all about two
+weeks on two cores (the census's Hessians at k = 100 are 10^4 x 10^4, 0.8 GB each).
+Over-parameterised students (never run in the original):
+``"sweep.zip={'data.k': [6, 8, 10], 'model.width': [7, 9, 11]}"``; gradient descent
+converges slowly there (flat directions), so expect runs to end at ``max_steps``
+(counted ``not_converged`` by the census). Other teachers: ``data.teacher='orthonormal'``
+(a random orthonormal V, one per seed). The step 5 / k diverges for k <= 3.
 """
 
 from configs.base import config as base
