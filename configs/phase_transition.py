@@ -36,33 +36,35 @@ contours at levels 0, 0.1, ..., 1 with the line n = d
 min_norm.recovered_merged`` draws the merged one. ``groups.csv`` has both means.
 
 Default grid (scaled down): n in 10, 20, ..., 120, d in 5, 10, ..., 30, 5 trials:
-360 runs, measured 52 s with ``--jobs 2`` on a two-core machine (74 s with
-Clarabel). It shows the transition: strict recovery in every trial from n = 90
-on, almost none at n <= 2d (0.2 at (10, 5), 0 elsewhere); merged and strict
-recovery differ in two cells only (0.8 vs 1.0 at (40, 15) and (80, 30)); the same
+360 runs, measured 52 s with ``--jobs 2`` on the two-core machine at load 3, 79 s
+at load 10 (74 s with Clarabel), every solve certified by the interior point. It
+shows the transition: strict recovery in every trial from n = 90 on, almost none
+at n <= 2d (0.2 at (10, 5), 0 elsewhere); merged and strict recovery differ in two
+cells only (0.8 vs 1.0 at (40, 15) and (80, 30)); the same
 numbers as with Clarabel. The paper's grid, as an override::
 
     python runner.py configs/phase_transition.py --jobs 2 sweep.seeds=10 \\
         "sweep.grid={'data.n': [$(seq -s, 10 10 400)], 'data.d': [$(seq -s, 10 10 100)]}"
 
 is 40 x 10 x 10 = 4000 runs. Measured: one trial of it (``sweep.seeds=1``, 400
-runs) took 6 min 27 s with ``--jobs 2`` on the two-core machine while other jobs
-kept its load average at 10-11: the ten trials take about 65 minutes under that
+runs) took 5 min 15 s with ``--jobs 2`` on the two-core machine while other jobs
+kept its load average at 10-11: the ten trials take about 53 minutes under that
 load, less on an idle machine (the runs' own wall times, created to ended, sum to
-520 s per trial over the two workers). The solver is no longer what dominates:
-11 interior-point iterations on average (at most 16) per solve, all 400 cells
-certified, the solves of one trial 250 s on one core at load 15 (about 100 s at
-load 3): 0.03 s at (10, 10), 0.7 s at (400, 10), 1.4 s at (400, 100) at load 15;
-the rest is the run store's synced writes and process start-up. With
+446 s per trial over the two workers: about 37 minutes for ten). 11
+interior-point iterations on average (at most 16) per solve, every one of the 400
+certified (no fallback); a run's wall time is 0.13 s at n = 10, 0.3 s at 100, 0.6 s
+at 200, 1.4 s at 400 (mean over d, under that load), of which the solve is about
+1 s at (400, 100) and the rest the run store's synced writes and set-up. With
 Clarabel (``algorithm.solver=cvxpy``) single solves took 0.3 s (n = 100, d = 20),
 1.8 s (100, 50), 8 s (200, 50), 29 s (400, 50) and 65 s (400, 100): about 7 hours
 for the grid, extrapolated; above n = 200 Clarabel often ends
 ``optimal_inaccurate`` (kept only when its interpolation residual is below
 ``accept_tol``, ``status_code`` 1). Over that trial strict and merged recovery
-agree in every cell; no failure had its optimal value within 1e-4 of ``||w||``
-(the closest 1.1e-4: certified by the gap of 1e-8) and every recovered run
-certified ``w`` optimal to 4e-9. Other settings of the paper:
-``data.planted=gaussian`` (``--optw 0``), ``data.inputs=cubed|whitened|
+agree in every cell (recovery 0.66 of the runs); no failure had its optimal value
+within 1e-4 of ``||w||`` (the closest 1.1e-4, decided by the gap of 1e-8), every
+recovered run certified ``w`` optimal to 4e-9, and the recovered networks are
+within 1.4e-8 of ``x . w`` on fresh points (failures: median 0.10). Other
+settings of the paper: ``data.planted=gaussian`` (``--optw 0``), ``data.inputs=cubed|whitened|
 cubed_whitened``, ``data.noise=sigma``, ``algorithm.relaxation=none`` (the cone
 constraints: exact ReLU, solved by cvxpy), ``algorithm.network=plain|normalization``
 (no skip neuron; normalisation layers).
