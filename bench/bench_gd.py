@@ -21,6 +21,17 @@ kept; the faster library gives "the" rate), and the step of
 - the plugins ``gd`` (autograd and closed form) and ``gd_numpy`` (``step()`` then
   ``loss()``, as the run loop calls them).
 
+The NTK fast path (``gd`` with ``gradient="gram"``, :mod:`plugins.gd._gram`) is timed
+apart at n = d = 1000, m = 8000 (``quick``: n = d = 200, m = 1600), float32, against the
+same torch baseline: its step is one ``(n, n) x (n, m)`` product and element-wise work,
+
+.. math::
+
+    2 n^2 m + 2nm + 2nm + \approx 8 nm \quad (K G;\ H a;\ H^\top R;\ \text{relu, mask,
+    } Z \text{ and } S \text{ updates}),
+
+half the flops of the plain step at n = d; its rate row counts those flops.
+
 Step rows give milliseconds with the torch baseline as reference (ratio < 1: faster);
 rate rows give GFLOP/s with the matmul rate as reference (ratio: fraction of it).
 Times are the best of k calls after a warm-up, over two passes through the candidates.
@@ -40,6 +51,11 @@ LR = 1e-6  # small: the parameters barely move over the repeats
 def step_flops(n, d, m, k=1):
     """Floating-point operations of one step (see the module docstring)."""
     return 4 * n * d * m + 4 * n * m * k + 4 * n * m + 4 * n * k + 2 * (d * m + m * k)
+
+
+def gram_step_flops(n, d, m, k=1):
+    """Floating-point operations of one ``gradient="gram"`` step (module docstring)."""
+    return 2 * n * n * m + 4 * n * m * k + 8 * n * m
 
 
 def _data(n, d, m, seed=0):
@@ -154,6 +170,7 @@ def run(quick):
                 note=f"{rate:.3g} GFLOP/s = {rate / machine_rate:.0%} of matmul",
             )
         )
+    rows += _gram_rows(quick, machine_rate)
     for name in ("numpy closed form", "torch nn.Module + autograd + SGD"):
         rows.append(
             row(
@@ -165,3 +182,39 @@ def run(quick):
             )
         )
     return rows
+
+
+def _gram_rows(quick, machine_rate):
+    """The NTK fast path against the torch baseline at n = d, m = 8 n."""
+    from plugins.gd import GD
+
+    n = d = 200 if quick else 1000
+    m = 8 * n
+    X, Y, W, a = _data(n, d, m)
+    steps = {
+        "torch nn.Module + autograd + SGD": _torch_module_step(X, Y, W, a),
+        "plugin gd (gram)": _plugin_step(GD, X, Y, W, a, gradient="gram"),
+    }
+    seconds = best_of_passes(steps, repeats=2 if quick else 3)
+    baseline = seconds["torch nn.Module + autograd + SGD"]
+    t = seconds["plugin gd (gram)"]
+    plain_flops, gram_flops = step_flops(n, d, m), gram_step_flops(n, d, m)
+    size = f"n={n} d={d} m={m} float32"
+    return [
+        row(
+            f"gd step n=d={n} m={m}, torch nn.Module + autograd + SGD",
+            1e3 * baseline,
+            "ms",
+            note=f"{size}; {plain_flops / baseline / 1e9:.3g} GFLOP/s = "
+            f"{plain_flops / baseline / 1e9 / machine_rate:.0%} of matmul",
+        ),
+        row(
+            f"gd step n=d={n} m={m}, plugin gd (gram)",
+            1e3 * t,
+            "ms",
+            baseline=1e3 * baseline,
+            note=f"{baseline / t:.2f}x faster; {gram_flops / t / 1e9:.3g} GFLOP/s = "
+            f"{gram_flops / t / 1e9 / machine_rate:.0%} of matmul "
+            f"({gram_flops / 1e9:.3g} vs {plain_flops / 1e9:.3g} GFLOP a step)",
+        ),
+    ]

@@ -108,7 +108,7 @@ class Ensemble:
         self.optimizer.stack_state([m.optimizer_ for m in members])
         for i, member in enumerate(members):
             member.params_ = {k: v[i] for k, v in self.params.items()}
-            member._ensemble = self
+            member._ensemble, member._ensemble_index = self, i
         self._signature = None
         self._link()
         self.steps = [m.n_steps for m in members]
@@ -156,10 +156,8 @@ class Ensemble:
     def grad_norm(self, member):
         """The gradient norm of ``member``'s cached point, computed for all members at
         once; None when ``member``'s cache is not this ensemble's."""
-        i = next((j for j, m in enumerate(self.members) if m is member), None)
-        if i is None or self.caches is None or member._cache is not self.caches[i]:
-            return None
-        if self.grads is None:
+        i = member._ensemble_index
+        if self.grads is None or member._cache is not self.caches[i]:
             return None
         if self._norms is None:
             self._norms = self.ops.norms(self.grads)
