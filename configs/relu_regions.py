@@ -22,7 +22,7 @@ the paper's region metrics (``loggers.scalars.metrics``):
 over the runs with a band from the smallest to the largest (the built-in ``curves``
 sweep analysis, ``plots/sweep_curves_<key>.png``; ``curves.csv`` by ``postprocess.py``).
 
-Default (scaled down): 3 runs per width, 1000 steps. Measured: 8 min 49 s with
+Default (scaled down): 3 runs per width, 1000 steps. Measured: 6 min 50 s with
 ``--jobs 2`` on the two-core machine while shared (load average about 12; the runs of
 a width train as one ensemble and the metrics at every step cost several times the
 step itself at d1 = 2828), ``plot.py`` 45 s. At step 1000 the loss is 0.060-0.073
