@@ -1,4 +1,4 @@
-"""Full-batch gradient descent on the two-layer ReLU network.
+"""Gradient descent on the two-layer ReLU network (full batch or minibatches).
 
 Two algorithms with one parameter declaration (:mod:`plugins.gd._params`):
 
@@ -11,7 +11,10 @@ Two algorithms with one parameter declaration (:mod:`plugins.gd._params`):
 
 Both evaluate the loss and gradient once per step (cached between ``loss()`` and the
 next ``step()``), report ``grad_norm`` and continue exactly from ``state_dict()``.
-This package imports without torch.
+Both also take ``batch_size`` (a seeded shuffle per epoch, :mod:`._minibatch`) and a
+step-size schedule (:mod:`._schedule`), and are ``batchable``: a sweep's seeds of one
+cell advance as one batched program (:mod:`._ensemble`). ``gd`` has the NTK fast path
+``gradient="gram"`` (:mod:`._gram`). This package imports without torch.
 """
 
 from core.hookspecs import hookimpl
