@@ -16,7 +16,7 @@ _prox_cvxpy  prox plugin ``cvxpy``: exponential-cone program, solver fallback
 _prox_torch  prox plugin ``torch``: Newton on the dual (or mirror descent), CPU or CUDA
 _step_newton the whole step by Newton on its n-dimensional dual (``solver="newton"``)
 _jko         algorithm plugin ``jko`` and :func:`entropic_jko_step` (scaling iterations)
-_plots       plot plugin ``jko_mass``: heat maps of the mass per sign over steps
+_plots       plot plugins ``jko_mass`` (mass per sign over steps), ``jko_convergence``
 """
 
 from core.hookspecs import hookimpl
@@ -25,7 +25,7 @@ from core.measure import SignedMeasure, measure_from_problem
 from ._energy import QuadraticEnergy, energy_from_problem
 from ._jko import JKO, build_prox, entropic_jko_step
 from ._kernel import BlockKernel, DenseKernel, Grid, SeparableKernel, detect_grid, make_kernel
-from ._plots import JKOMass
+from ._plots import JKOConvergence, JKOMass
 from ._prox import KLProx, ProxResult, ProxSolverError, kkt_residual, prox_objective
 from ._prox_cvxpy import CvxpyProx
 from ._prox_scipy import ScipyProx
@@ -57,6 +57,7 @@ __all__ = [
     "CvxpyProx",
     "TorchProx",
     "JKOMass",
+    "JKOConvergence",
 ]
 
 
@@ -72,4 +73,4 @@ def relulab_proxes():
 
 @hookimpl
 def relulab_plots():
-    return [JKOMass]
+    return [JKOMass, JKOConvergence]

@@ -1,4 +1,5 @@
-"""Plot plugin ``jko_mass``: the mass over the grid, per sign, at several steps.
+"""Plot plugins ``jko_mass`` (the mass over the grid, per sign, at several steps)
+and ``jko_convergence`` (loss, inner iterations and marginal violation per step).
 
 One figure, ``jko_mass``: two rows (positive and negative mass) of heat maps over
 the 2-D grid of positions (the (weight, bias) plane for 1-D inputs with a bias),
@@ -17,7 +18,7 @@ from core.params import Param
 
 from ._kernel import detect_grid
 
-__all__ = ["JKOMass", "mass_on_grid"]
+__all__ = ["JKOMass", "JKOConvergence", "mass_on_grid"]
 
 
 def mass_on_grid(grid, p, select):
@@ -103,3 +104,46 @@ class JKOMass(Plot):
             fig.colorbar(image, ax=axes[r, :].tolist(), shrink=0.9, label=f"{label} mass")
         fig.suptitle(f"JKO mass over the grid  {run.path.name}")
         return {"jko_mass": fig}
+
+
+class JKOConvergence(Plot):
+    """Loss per step with the inner solve beside it: iterations and marginal violation.
+
+    One figure, ``jko_convergence``, three panels sharing the step axis: the loss
+    (log scale), ``inner_iters`` (Newton or scaling iterations of each step) and
+    ``violation`` (the relative marginal error the step ended with, log scale), so a
+    step that stopped far from its tolerance shows next to the loss it produced.
+    """
+
+    name = "jko_convergence"
+    requires = ("matplotlib",)
+
+    def applies(self, run):
+        scalars = run.scalars
+        return all(k in scalars for k in ("step", "loss", "inner_iters", "violation"))
+
+    def draw(self, run):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        scalars = run.scalars
+        steps = np.asarray(scalars["step"])
+        keep = steps > 0  # step 0 has no inner solve
+        fig = Figure(figsize=(6.0, 6.4), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(3, 1, sharex=True)
+        panels = (
+            ("loss", "loss", True, np.ones_like(keep)),
+            ("inner_iters", "inner iterations", False, keep),
+            ("violation", "marginal violation", True, keep),
+        )
+        for ax, (key, label, log, mask) in zip(axes, panels):
+            values = np.asarray(scalars[key], dtype=float)
+            ok = mask & np.isfinite(values) & ((values > 0) if log else True)
+            ax.plot(steps[ok], values[ok], marker="." if ok.sum() < 60 else None)
+            if log and ok.any():
+                ax.set_yscale("log")
+            ax.set_ylabel(label)
+        axes[-1].set_xlabel("step")
+        fig.suptitle(f"JKO loss and inner solves  {run.path.name}", fontsize="small")
+        return {"jko_convergence": fig}

@@ -44,7 +44,7 @@ def _config(runs_dir, steps=6, **algorithm):
 def test_hooks_register_algorithm_proxes_and_plot(registry):
     assert "jko" in registry.names("algorithm")
     assert {"scipy", "cvxpy", "torch"} <= set(registry.names("prox"))
-    assert "jko_mass" in registry.names("plot")
+    assert {"jko_mass", "jko_convergence"} <= set(registry.names("plot"))
     assert not [f for f in registry.failures if "jko" in f[0]]
 
 
@@ -121,3 +121,18 @@ def test_scattered_positions_use_the_dense_kernel_and_get_no_heat_map(registry, 
     assert run.status == "finished"
     assert run.snapshots["p"].shape == (2, 40)
     assert not JKOMass().applies(run)
+
+
+def test_convergence_plot_shows_inner_iterations_and_violation(registry, tmp_path):
+    pytest.importorskip("matplotlib")
+    from plugins.jko import JKOConvergence
+
+    run = start_run(resolve(_config(tmp_path), registry), "", registry)
+    assert np.all(run.scalars["violation"][1:] < 1e-9)  # converged steps by default
+    plot = JKOConvergence()
+    assert plot.applies(run)
+    figures = plot.draw(run)
+    assert list(figures) == ["jko_convergence"]
+    axes = figures["jko_convergence"].axes
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "inner iterations", "marginal violation"]
+    assert len(axes[1].lines[0].get_xdata()) == 6  # steps 1..6
