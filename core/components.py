@@ -415,12 +415,24 @@ class Metric(Component):
     Returns a dict of floats (one metric may produce several named values). Its
     parameters come from ``loggers.scalars.metrics`` (name -> parameters); its
     keys must not collide with the other columns of the scalars row.
+
+    A metric that compares with its previous evaluation keeps what it needs in
+    the instance and returns it from ``state_dict()`` (numpy arrays and JSON
+    values); the ``scalars`` logger checkpoints it, and ``load_state_dict(state)``
+    restores it on ``--resume``, so a resumed run logs what an uninterrupted one
+    would.
     """
 
     kind = "metric"
 
     def compute(self, algorithm, problem):
         raise NotImplementedError
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
 
 
 class Plot(Component):

@@ -100,6 +100,18 @@ class Scalars(_Cadenced):
             row.update(values)
         ctx.trace.append("scalars", row)
 
+    def state_dict(self):
+        """The last logged step and the state of each metric that keeps one."""
+        metrics = {m.name: m.state_dict() for m in self._metrics}
+        return {**super().state_dict(), "metrics": {k: v for k, v in metrics.items() if v}}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        saved = state.get("metrics") or {}
+        for metric in self._metrics:
+            if metric.name in saved:
+                metric.load_state_dict(saved[metric.name])
+
 
 def chosen_plugins(value):
     """``{name: parameters}`` of a parameter naming plugins: a list of names or a dict.

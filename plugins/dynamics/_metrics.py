@@ -12,14 +12,13 @@ Four metrics compare with the previous *logged* evaluation (with ``every=1``, th
 previous step; with ``every=k``, ``k`` steps back): ``activation_patterns``
 (``hamming_prev``, ``patterns_visited``), ``loss_change`` and ``grad_change``. They
 keep what they need in the metric instance and offer ``state_dict()`` /
-``load_state_dict()`` (numpy arrays and JSON values). The ``scalars`` logger does not
-checkpoint its metrics' state today, so after ``--resume`` a fresh instance starts:
-its first evaluation has no previous one and logs NaN for ``hamming_prev``,
-``rel_loss_change`` and ``grad_change`` (the next ones are exact again), and
-``patterns_visited``, which needs every pattern since step 0, is NaN for the rest
-of the run. A run that is not resumed is unaffected. Quantities measured from the
-initial network (``hamming_init``, ``neuron_shift_*``, ``gram_change``) read it from
-the problem and are exact after a resume.
+``load_state_dict()`` (numpy arrays and JSON values), which the ``scalars`` logger
+checkpoints with the run, so a resumed run logs exactly what an uninterrupted one
+would. (A checkpoint written before the logger kept metric state restores none: the
+first evaluation after such a resume logs NaN for ``hamming_prev``,
+``rel_loss_change`` and ``grad_change``, and ``patterns_visited`` stays NaN.)
+Quantities measured from the initial network (``hamming_init``, ``neuron_shift_*``,
+``gram_change``) read it from the problem and are exact after a resume.
 """
 
 import hashlib
@@ -63,7 +62,7 @@ class ActivationPatterns(Metric):
     differ from the initial pattern), ``hamming_prev`` (from the previous logged
     evaluation; NaN at the first), ``patterns_visited`` (distinct patterns among the
     logged evaluations since step 0, told apart by a 128-bit BLAKE2 hash of the packed
-    pattern; NaN after a resume, see the module docstring); with ``fractions``, also
+    pattern; see the module docstring on resume); with ``fractions``, also
     ``hamming_init_frac`` and ``hamming_prev_frac`` (over ``n m``).
     """
 
@@ -143,8 +142,7 @@ class Corners(Metric):
 class LossChange(Metric):
     """Relative loss change |L_t - L_prev| / L_prev since the previous logged evaluation.
 
-    Key ``rel_loss_change``: NaN at the first evaluation (and the first after a
-    resume), and when ``L_prev`` is 0. ``L`` is ``algorithm.loss()``, the run's loss.
+    Key ``rel_loss_change``: NaN at the first evaluation and when ``L_prev`` is 0. ``L`` is ``algorithm.loss()``, the run's loss.
     """
 
     name = "loss_change"
@@ -177,7 +175,7 @@ class GradChange(Metric):
     whatever the algorithm (no weight decay). ``layers="trained"`` takes ``W`` only
     when the algorithm has ``train == "first"`` (``gd``, ``gd_numpy``: the second
     layer is fixed), else ``W`` and ``a``. Keys ``grad_change`` (NaN at the first
-    evaluation and the first after a resume) and ``grad_norm_sum``.
+    evaluation) and ``grad_norm_sum``.
     """
 
     name = "grad_change"

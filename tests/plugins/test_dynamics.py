@@ -399,10 +399,8 @@ def test_metrics_after_resume(tmp_path, builtin):
     after = np.flatnonzero(s["step"] > 10)
     np.testing.assert_array_equal(s["hamming_init"], w["hamming_init"])
     np.testing.assert_allclose(s["neuron_shift_max"], w["neuron_shift_max"], rtol=1e-12)
-    # the first row after the resume has no previous evaluation; the next ones are exact
-    first = after[0]
-    for key in ("hamming_prev", "rel_loss_change", "grad_change"):
-        assert math.isnan(s[key][first])
-        np.testing.assert_allclose(s[key][first + 1 :], w[key][first + 1 :], rtol=1e-10)
-    assert np.all(np.isnan(s["patterns_visited"][after]))
-    np.testing.assert_array_equal(s["patterns_visited"][:first], w["patterns_visited"][:first])
+    # the scalars logger checkpoints the metrics' state: the resumed run logs what an
+    # uninterrupted one does, including the comparisons with the previous evaluation
+    for key in ("hamming_prev", "rel_loss_change", "grad_change", "patterns_visited"):
+        np.testing.assert_allclose(s[key][after], w[key][after], rtol=1e-10)
+    assert np.all(np.isfinite(s["patterns_visited"][after]))
