@@ -537,9 +537,9 @@ def network_of(w0, V, Wn=None, tol=0.0):
     """A ReLU network ``(U (d, m), a (m,))`` of a solution.
 
     The skip neuron ``x . w0 = relu(x . w0) - relu(-x . w0)`` is two ReLU neurons
-    (``+-w0 / sqrt||w0||``, ``a = +-sqrt||w0||``), first (absent when ``w0 = 0``
-    and ``tol >= 0``... only groups of norm above ``tol`` are kept); then one
-    neuron per group of ``V`` (positive) and of ``Wn`` (negative)
+    (``+-w0 / sqrt||w0||``, ``a = +-sqrt||w0||``), first; then one neuron per group
+    of ``V`` (positive) and of ``Wn`` (negative); only vectors of norm above ``tol``
+    become neurons (no skip pair when ``w0 = 0``)
     (:func:`plugins.convex._program.recover_network`). It reproduces the fit exactly
     when the groups meet their cones.
 

@@ -368,3 +368,33 @@ def test_interior_point_with_cones_is_refused_naming_the_key(registry, tmp_path)
     cfg = _run_config(tmp_path, 20, 5, solver="interior_point", relaxation="none")
     with pytest.raises(ConfigError, match="solver='interior_point'"):
         start_run(resolve(cfg, registry), "", registry)
+
+
+@pytest.mark.parametrize("network", ["plain", "normalization"])
+def test_exact_plain_and_normalized_runs_recover_a_relu_network_that_fits(
+    registry, tmp_path, network
+):
+    from core.config import resolve
+    from core.loop import start_run
+
+    cfg = _run_config(tmp_path, 12, 4, network=network, relaxation="none")
+    run = start_run(resolve(cfg, registry), "", registry)
+    s = run.scalars
+    assert s["solver_code"][-1] == 1 and s["relative_gap"][-1] == -1  # cvxpy: no dual bound
+    assert s["interpolation_error"][-1] < 1e-7 and s["cone_violation"][-1] < 1e-8
+    X, Y = run.problem["X"], run.problem["Y"]
+    W, a = run.snapshots["W"][-1], run.snapshots["a"][-1]
+    assert W.shape[1] == 2 * s["n_patterns"][-1] + 2  # v_i and w_i of every pattern
+    assert np.allclose(np.maximum(X @ W, 0) @ a, Y, atol=1e-7)  # the network fits
+    # no skip neuron (w0 = 0 gives none): at most one neuron per group
+    assert run.snapshots["active"][-1].sum() <= 2 * s["n_patterns"][-1]
+
+
+def test_gated_plain_run_is_certified_by_the_interior_point(registry, tmp_path):
+    from core.config import resolve
+    from core.loop import start_run
+
+    run = start_run(resolve(_run_config(tmp_path, 30, 5, network="plain"), registry), "", registry)
+    s = run.scalars
+    assert s["solver_code"][-1] == 0 and 0 <= s["relative_gap"][-1] <= 1e-8
+    assert s["interpolation_error"][-1] < 1e-8
