@@ -332,7 +332,6 @@ def _cvxpy_program(X, y, masks, cones, network):
     constraints, norms = [], []
     if network == "normalization":
         U, T = normalization_factors(X, masks)
-        Ubig = U.transpose(1, 0, 2).reshape(n, P * d)  # [U_1 ... U_P]
         a = cp.Variable((d, P))
         parts = [a]
         if cones:
@@ -341,7 +340,8 @@ def _cvxpy_program(X, y, masks, cones, network):
             C = np.einsum("np,nd,pdk->pnk", S, X, T)  # (2 D_i - I) X V_i S_i^-1
             for i in range(P):
                 constraints += [C[i] @ a[:, i] >= 0, C[i] @ b[:, i] >= 0]
-        fit = sum(sign * (Ubig @ cp.vec(z, order="F")) for z, sign in zip(parts, (1, -1)))
+        # sum_i U_i z_i, one product per pattern (no cp.vec: its default order changed)
+        fit = sum(sign * sum(U[i] @ z[:, i] for i in range(P)) for z, sign in zip(parts, (1, -1)))
         norms = [cp.sum(cp.norm(z, 2, axis=0)) for z in parts]
 
         def unpack():
