@@ -196,6 +196,36 @@ def test_batched_descent_equals_one_initialisation_at_a_time():
     )
 
 
+@pytest.mark.parametrize("teacher", ["identity", "general"])
+def test_both_batched_gradient_forms_equal_the_closed_form(teacher):
+    from plugins.population._objective import (
+        _descent_direction,
+        _descent_direction_joint,
+        _Teacher,
+    )
+
+    W = RNG.standard_normal((6, 5, 5))
+    W[2, :, 3] = 0.0  # a zero neuron
+    if teacher == "identity":
+        V = np.broadcast_to(np.eye(5, 4), (6, 5, 4)).copy()
+    else:
+        V = RNG.standard_normal((6, 5, 4))
+    expected = population_grad(W, V)
+    assert _Teacher(V).identity == (teacher == "identity")
+    for form in (_descent_direction, _descent_direction_joint):
+        np.testing.assert_allclose(form(W, _Teacher(V)), expected, atol=1e-14)
+
+
+def test_a_stream_through_few_slots_equals_one_batch():
+    k = 6
+    W0 = RNG.standard_normal((7, k, k)) / np.sqrt(k)
+    V = np.broadcast_to(np.eye(k), W0.shape)
+    W, steps, g = descend(W0, V, 5 / k, 1e-12, 50_000)
+    Ws, steps_s, gs = descend(W0, V, 5 / k, 1e-12, 50_000, slots=3)
+    np.testing.assert_allclose(Ws, W, atol=1e-11)
+    assert np.abs(steps_s - steps).max() <= 1 and (gs <= 1e-12).all()
+
+
 def test_descent_leaves_converged_points_alone_and_respects_the_cap():
     k = 4
     start = np.stack([np.eye(k), np.eye(k) + 0.05 * RNG.standard_normal((k, k))])
