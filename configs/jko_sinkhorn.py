@@ -7,26 +7,28 @@ the mean-squared loss (Peyré 2015), positive and negative mass transported
 separately, solved to convergence by Newton's method on the step's 15-dimensional
 dual (``algorithm.solver="newton"``: one multiplier per data point, log-domain
 scalings, the separable kernel applied axis by axis; see ``plugins/jko/_step_newton.py``),
-warm-started from the previous step. On the 15 evenly spaced points of
+warm-started from the previous step's multiplier and Hessian. On the 15 evenly
+spaced points of
 Gradient-Work's ``sinus`` data (y = sin(10 x - pi/2) + 0.2 x - 0.5 on [-0.5, 0.5])
 the loss goes from 0.55 to 0.128 after one step, 7.6e-3 after 10, 5.3e-3 after 30
-and 4.6e-3 after 100 (the entropic diffusion balances the fit), about 4 s for the
+and 4.6e-3 after 100 (the entropic diffusion balances the fit), about 1.5 s for the
 100 steps on two shared cores. Snapshots are log-spaced; ``plot.py`` draws the
 loss, the fit, and ``jko_mass``: heat maps of the positive and negative mass over
 the grid at several steps, where mass gathers on the neurons whose kinks
 (w x + b = 0) sit where the curve bends. The scalars record per step the mass per
-sign, ``inner_iters`` (Newton iterations: 3 or 4 for the first steps, 2 later,
-2.3 on average) and ``violation`` (Peyré's relative marginal error between the
-coupling's row marginal and the KL prox of K b, below 2e-14 on every step); the
-records stream keeps every Newton iteration (largest log-mass change, gradient
-norm, step length, F, mass).
+sign, ``inner_iters`` (Newton iterations, most of them chord steps with the
+previous step's Hessian: 6 for the first step, 4 after) and ``violation`` (Peyré's
+relative marginal error between the coupling's row marginal and the KL prox of
+K b, below 3e-14 on every step), drawn per step by the ``jko_convergence`` plot;
+the records stream keeps every Newton iteration (largest log-mass change,
+gradient norm, step length, whether the Hessian was fresh, F, mass).
 
 Distance from the exact steps: each step stops once a Newton step changes no
 log-mass by more than ``inner_tol = 1e-9`` (the step is taken, so the error left
-is of order 1e-18); its masses are within 4e-15 (relative L1, 30 steps) of steps
-iterated to rounding (``inner_tol=0``), and the first step is within 1.1e-13 of
-Peyré's scaling iterations run to a marginal violation of 1e-13 (8200 iterations,
-``tests/plugins/jko/test_jko_reference.py``). ``masses="coupling"``: the new masses
+is of order 1e-18); its masses are within 1.2e-14 (relative L1, each of 30 steps)
+of steps iterated to rounding (``inner_tol=0``), and the first step is within
+6.5e-14 of Peyré's scaling iterations run to a marginal violation of 1e-13 on the
+dense kernel (``tests/plugins/jko/test_jko_reference.py``). ``masses="coupling"``: the new masses
 are the row marginal of the step's coupling, whose column marginal is the old masses
 exactly, so each sign keeps its mass to 1e-14 over the run.
 
@@ -35,7 +37,7 @@ algorithm.max_inner=10 algorithm.warm_start=False algorithm.masses=prox``), took
 scaling iterations from b = 1 and the last prox point as the masses: relative
 marginal violation 1.9e-3 after the first step, whose loss (0.121) is 5% below the
 exact step's, masses off by 7e-4 (relative L1), and each sign's mass drifting by
-0.34% over 100 steps, at 1.5 times the time of the converged flow.
+0.34% over 100 steps, in 4 times the time of the converged flow (5.8 s).
 
 Parameters: the grid spacing is h = 4/29 = 0.138 (h^2 = 0.019); gamma = 0.01 ~
 h^2 / 2 (neighbouring positions have kernel weight exp(-h^2/gamma) = 0.15), tau =
