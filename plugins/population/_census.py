@@ -409,12 +409,25 @@ def wilson_interval(successes, trials, z=1.959963984540054):
 
 
 def _end_point(run):
-    """``(W, V, grad_norm, converged)`` of a finished ``population_gd`` run."""
-    W = np.asarray(run.snapshots.at(-1)["W"], dtype=np.float64)
+    """``(W, V, grad_norm, converged)`` of a finished ``population_gd`` run.
+
+    ``W`` is the last snapshot (else the checkpoint's state); ``grad_norm`` the last
+    logged one (else recomputed); converged when it is at most the run's ``tol``.
+    """
+    if len(run.snapshots) and "W" in run.snapshots:
+        W = run.snapshots.at(-1)["W"]
+    else:
+        from core.store import RunStore
+
+        W = RunStore(run.path).read_checkpoint()["algorithm"]["W"]
+    W = np.asarray(W, dtype=np.float64)
     V = np.asarray(run.problem["extra.V"], dtype=np.float64)
     tol = run.config["algorithm"].get("tol", 0.0)
     grad = run.scalars.get("grad_norm")
-    grad_norm = float(grad[-1]) if grad is not None and len(grad) else float("nan")
+    if grad is not None and len(grad):
+        grad_norm = float(grad[-1])
+    else:
+        grad_norm = float(np.linalg.norm(population_grad(W, V)))
     return W, V, grad_norm, bool(grad_norm <= tol)
 
 
