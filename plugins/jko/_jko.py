@@ -276,7 +276,7 @@ def marginal_violation(energy, point, sigma, q_norm):
 
 
 class JKO(Algorithm):
-    r"""Entropic JKO flow of the masses on a fixed grid (Peyré's KL-proximal Sinkhorn).
+    r"""Entropic JKO flow of the masses on a fixed grid (Peyré's step: dual Newton or Sinkhorn).
 
     The network is a signed measure on the positions ``problem.W0`` (columns) with
     signs ``sign(a0)`` and masses ``|a0|``; each step moves mass by one entropic
@@ -313,7 +313,8 @@ class JKO(Algorithm):
             "proxf",
             str,
             "scipy",
-            "KL prox solver (a prox plugin: scipy, cvxpy, torch)",
+            "KL prox solver (a prox plugin: scipy, cvxpy, torch), called by "
+            "solver=sinkhorn at every iteration and by newton for masses=prox",
             plugin_kind="prox",
         ),
         Param(
@@ -367,7 +368,13 @@ class JKO(Algorithm):
             "off by about the marginal violation)",
             choices=("prox", "coupling"),
         ),
-        Param("log_domain", bool, True, "stabilised log-domain scalings and kernel products"),
+        Param(
+            "log_domain",
+            bool,
+            True,
+            "sinkhorn: stabilised log-domain scalings and kernel products (newton "
+            "always works in the log domain)",
+        ),
         Param(
             "kernel",
             str,
