@@ -340,3 +340,26 @@ def test_jko_on_a_three_dimensional_grid(solver):
     assert np.allclose(flows["separable"].p, flows["dense"].p, rtol=1e-9, atol=0)
     after = flows["separable"].scalars()
     assert after["mass_pos"] == pytest.approx(0.2 * P, rel=1e-12)
+
+
+def test_over_relaxed_scalings_reach_the_same_step_in_fewer_iterations():
+    problem = grid_problem(per_axis=10, extent=2.0, n=10, mass=0.5)
+    gamma = 0.5 * spacing(10, 2.0) ** 2
+    exact = make_jko(problem, tau=0.3, gamma=gamma, inner_tol=0.0, max_inner=30)
+    exact.step()
+    iterations = {}
+    for omega in (1.0, 1.8):
+        algo = make_jko(
+            problem,
+            tau=0.3,
+            gamma=gamma,
+            solver="sinkhorn",
+            relaxation=omega,
+            inner_tol=1e-11,
+            max_inner=20000,
+        )
+        algo.step()
+        assert algo.scalars()["violation"] < 1e-11
+        assert np.sum(np.abs(algo.p - exact.p)) <= 1e-9 * np.sum(exact.p)
+        iterations[omega] = algo.scalars()["inner_iters"]
+    assert iterations[1.8] < 0.5 * iterations[1.0], iterations
