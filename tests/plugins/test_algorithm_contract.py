@@ -26,10 +26,42 @@ SETTINGS = {
     "gd_numpy": {"lr": 0.01},
     "jko": {"tau": 0.3, "gamma": 0.1},
     "proxpoint": {"inner_steps": 5},
+    "population_gd": {"lr": 0.05},
 }
+TEACHER = {"population_gd"}
+"""Algorithms of a teacher's population loss: their problem is data ``gaussian_teacher``
+(k = 2, d = 2) and their loss the population loss of :mod:`plugins.population`."""
 
 
-def _problem():
+def _teacher_problem():
+    data_cls = REGISTRY.get("data", "gaussian_teacher")
+    data = data_cls(**validate_params("data", {"k": 2, "n": 8}, data_cls.params)).load(
+        np.random.default_rng(0)
+    )
+    return Problem(
+        X=data.X,
+        Y=data.Y,
+        W0=np.random.default_rng(1).standard_normal((2, 32)) / 4,
+        a0=np.ones(32),
+        loss="half_mse",
+        seed=0,
+        rng=np.random.default_rng(2),
+        extras=data.extras,
+        registry=REGISTRY,
+    )
+
+
+def _expected_loss(name, problem, W, a):
+    if name in TEACHER:
+        from plugins.population import population_loss
+
+        return population_loss(W, problem.extras["V"])
+    return model.loss(problem.X, problem.Y, W, a, problem.scaling, problem.loss)
+
+
+def _problem(name=None):
+    if name in TEACHER:
+        return _teacher_problem()
     data_cls, init_cls = REGISTRY.get("data", "sinus"), REGISTRY.get("init", "grid")
     data = data_cls(**validate_params("data", {"n": 8}, data_cls.params)).load(
         np.random.default_rng(0)
@@ -55,7 +87,7 @@ def _problem():
 def _build(name):
     cls = REGISTRY.get("algorithm", name)
     algorithm = cls(**validate_params(name, SETTINGS.get(name, {}), cls.params))
-    algorithm.setup(_problem())
+    algorithm.setup(_problem(name))
     return algorithm
 
 
@@ -72,12 +104,12 @@ def test_every_builtin_algorithm_is_covered():
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_state_is_the_network_and_loss_is_its_loss(name):
     algorithm = _build(name)
-    problem = _problem()  # deterministic: the same arrays the algorithm got
+    problem = _problem(name)  # deterministic: the same arrays the algorithm got
     for _ in range(3):
         state = algorithm.state()
         W, a = np.asarray(state["W"], np.float64), np.asarray(state["a"], np.float64)
         assert W.shape == (2, 32) and a.shape == (32,)
-        expected = model.loss(problem.X, problem.Y, W, a, problem.scaling, problem.loss)
+        expected = _expected_loss(name, problem, W, a)
         assert algorithm.loss() == pytest.approx(expected, rel=1e-10, abs=1e-14)
         _steps(algorithm, 2)
 
