@@ -41,8 +41,7 @@ def loss_and_grad(X, Y, W, a, scaling="standard", loss="mse", need_grad=True):
     with torch.no_grad():
         s = float(output_scale(W.shape[2], scaling))
         c = loss_factor(X.shape[1], 1 if vector else Y.shape[2], loss)
-        Z = torch.bmm(X, W)
-        H = torch.relu(Z)
+        H = torch.bmm(X, W).relu_()  # Z is needed only through its mask, sign(H)
         # one output: row-vector products (1, m) x (m, n), (1, n) x (n, m); bmm with a
         # one-column right factor is several times slower on CPU
         if vector:
