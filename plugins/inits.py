@@ -201,13 +201,15 @@ class XavierInit(_RandomInit):
 
 
 class GridInit(Init):
-    r"""Neurons on a regular grid of the (weight, bias) plane, for 1-D inputs with a bias.
+    r"""Neurons on a regular grid of the first-layer space: the (weight, bias) plane for
+    1-D inputs with a bias, a ``d``-dimensional grid for ``d - 1``-dimensional inputs.
 
-    Positions: ``grid = linspace(-extent, extent, per_axis)``; position
-    ``p = i * per_axis + j`` (row-major) is the column ``(grid[i], grid[j])``, so the
-    weight (row 0 of ``W0``, acting on x) varies slowest and the bias (row 1, acting
-    on the constant column) fastest. (Gradient-Work's ``meshgrid`` order is the
-    transpose: weight fastest.) ``P = per_axis**2`` positions in all.
+    Positions: ``grid = linspace(-extent, extent, per_axis)`` on each of the ``d``
+    axes; position ``p = i * per_axis + j`` (row-major; in ``d`` dimensions the
+    ``numpy.ravel_multi_index`` order) is the column ``(grid[i], grid[j])``, so the
+    weight (row 0 of ``W0``, acting on x) varies slowest and the bias (the last row,
+    acting on the constant column) fastest. (Gradient-Work's ``meshgrid`` order is the
+    transpose: weight fastest.) ``P = per_axis**d`` positions in all.
 
     ``signs``:
 
@@ -219,14 +221,14 @@ class GridInit(Init):
       ``configsGenModel.py``, mass 1 per position, total not normalised).
     - ``"positive"``: ``a0 = +mass`` everywhere; ``m = P``.
 
-    ``per_axis = None`` derives it from the width ``m`` (``m = 2 per_axis^2`` for
-    ``"both"``, else ``per_axis^2``); an explicit ``per_axis`` fixes the width and
+    ``per_axis = None`` derives it from the width ``m`` (``m = 2 per_axis^d`` for
+    ``"both"``, else ``per_axis^d``); an explicit ``per_axis`` fixes the width and
     ``m`` is ignored. The second-layer options of the random inits do not apply.
 
     Raises
     ------
     ConfigError
-        When ``d != 2``, ``k != 1`` or ``m`` is not of the form above.
+        When ``d < 2``, ``k != 1`` or ``m`` is not of the form above.
     """
 
     name = "grid"
@@ -243,7 +245,7 @@ class GridInit(Init):
             "extent",
             float,
             1.0,
-            "positions evenly spaced in [-extent, extent]^2",
+            "positions evenly spaced in [-extent, extent]^d",
             low=0,
             low_open=True,
         ),
@@ -260,31 +262,33 @@ class GridInit(Init):
     def _copies(self):
         return 2 if self.signs == "both" else 1
 
-    def _per_axis(self, m):
+    def _per_axis(self, m, d=2):
         if self.per_axis is not None:
             return self.per_axis
         copies = self._copies()
-        side = math.isqrt(m // copies)
-        if m % copies or side * side * copies != m or side < 2:
-            form = "2 * per_axis**2" if copies == 2 else "per_axis**2"
-            examples = ", ".join(str(copies * s * s) for s in (2, 3, 4, 5))
+        side = round((m // copies) ** (1.0 / d))
+        if m % copies or side**d * copies != m or side < 2:
+            form = f"2 * per_axis**{d}" if copies == 2 else f"per_axis**{d}"
+            examples = ", ".join(str(copies * s**d) for s in (2, 3, 4, 5))
             raise ConfigError(
                 f"init (grid): width m={m} is not {form} for an integer per_axis >= 2 "
                 f"(signs={self.signs!r}); use a width such as {examples}, or set init.per_axis"
             )
         return side
 
-    def positions(self, per_axis):
+    def positions(self, per_axis, d=2):
         """Grid positions as columns.
 
         Returns
         -------
-        positions : ndarray, shape (2, per_axis**2)
-            Column ``i * per_axis + j`` is ``(grid[i], grid[j])``.
+        positions : ndarray, shape (d, per_axis**d)
+            Column ``i * per_axis + j`` is ``(grid[i], grid[j])`` for ``d = 2``; in
+            general column ``ravel_multi_index((i_1, ..., i_d))`` is
+            ``(grid[i_1], ..., grid[i_d])``.
         """
         grid = np.linspace(-self.extent, self.extent, per_axis)
-        weight, bias = np.meshgrid(grid, grid, indexing="ij")
-        return np.stack([weight.ravel(), bias.ravel()])
+        mesh = np.meshgrid(*([grid] * d), indexing="ij")
+        return np.stack([axis.ravel() for axis in mesh])
 
     def initialize(self, d, m, k, rng):
         """Grid first layer and signed masses.
@@ -292,7 +296,7 @@ class GridInit(Init):
         Parameters
         ----------
         d : int
-            Must be 2 (one feature and the bias column).
+            At least 2 (``d - 1`` features and the bias column).
         m : int
             Width hint; see the class docstring.
         k : int
@@ -302,16 +306,14 @@ class GridInit(Init):
 
         Returns
         -------
-        W0 : ndarray, shape (2, m)
+        W0 : ndarray, shape (d, m)
         a0 : ndarray, shape (m,)
         """
-        if d != 2:
-            raise ConfigError(
-                f"init (grid) needs d == 2 (1-D inputs with a bias column); got d={d}"
-            )
+        if d < 2:
+            raise ConfigError(f"init (grid) needs d >= 2 (inputs with a bias column); got d={d}")
         if k != 1:
             raise ConfigError(f"init (grid) supports one output (k == 1); got k={k}")
-        positions = self.positions(self._per_axis(m))
+        positions = self.positions(self._per_axis(m, d), d)
         n_positions = positions.shape[1]
         if self.signs == "both":
             W0 = np.hstack([positions, positions])

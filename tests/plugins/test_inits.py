@@ -220,9 +220,23 @@ def test_grid_explicit_per_axis_fixes_the_width(make):
     assert W0.shape == (2, 50) and a0.shape == (50,)
 
 
-def test_grid_needs_two_inputs(make):
-    with pytest.raises(ConfigError, match=r"init \(grid\) needs d == 2.*got d=3"):
-        draw(make("grid"), 3, 8)
+def test_grid_needs_an_input_and_the_bias(make):
+    with pytest.raises(ConfigError, match=r"init \(grid\) needs d >= 2.*got d=1"):
+        draw(make("grid"), 1, 8)
+
+
+def test_grid_in_three_dimensions_is_the_cartesian_product(make):
+    """2-D inputs with a bias: positions on a 3-D grid, ravel_multi_index order, m = 2 p^3."""
+    W0, a0 = draw(make("grid", extent=1.5), 3, 2 * 4**3)
+    grid = np.linspace(-1.5, 1.5, 4)
+    expected = np.array(
+        [[grid[i], grid[j], grid[k]] for i in range(4) for j in range(4) for k in range(4)]
+    ).T
+    assert W0.shape == (3, 128)
+    assert np.array_equal(W0[:, :64], expected) and np.array_equal(W0[:, 64:], expected)
+    assert np.array_equal(a0, np.r_[np.ones(64), -np.ones(64)])
+    with pytest.raises(ConfigError, match=r"width m=100 is not 2 \* per_axis\*\*3"):
+        draw(make("grid"), 3, 100)
 
 
 @pytest.mark.parametrize("signs, m", [("both", 9), ("both", 2), ("positive", 10), ("random", 1)])
