@@ -290,14 +290,21 @@ class Execution:
     def path(self):
         return self.store.path
 
-    def begin(self):
-        """Start the clock; a new run records and saves its step 0."""
+    def begin(self, save=True):
+        """Start the clock; a new run records its step 0 and, with ``save``, saves it.
+
+        Members of an ensemble (:func:`execute` with several executions) do not save
+        step 0: their first save is a saver's or the final one, so a batch of tiny
+        runs makes one durable save per member. Nothing is lost: a run killed
+        before its first save has no checkpoint and a resume starts it from step 0.
+        """
         self.t_start = time.perf_counter()
         self.last_save = (self.t_start, self.ctx.step)
         if self.fresh:
             for logger in self.loggers:
                 logger.observe(self.ctx)
-            self.save()
+            if save:
+                self.save()
         self.display.start(self.ctx.step)
 
     def save(self, final=False):
@@ -441,7 +448,7 @@ def execute(executions):
         try:
             for ex in executions:
                 try:
-                    ex.begin()
+                    ex.begin(save=len(executions) == 1)
                     active.append(ex)
                 except Exception as exc:
                     ex.end("failed", describe_error(exc), exc)

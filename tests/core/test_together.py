@@ -19,12 +19,15 @@ SEEDS = (3, 4, 5, 6)
 
 
 def _config(tmp_path, registry, seed, steps=60, algorithm=None, **sections):
-    sections = {"stoppers": {"max_steps": {"steps": steps}}, **sections}
+    sections = {
+        "stoppers": {"max_steps": {"steps": steps}},
+        "savers": {"periodic": {"every_steps": 10}},
+        **sections,
+    }
     raw = toy_config(
         tmp_path / "runs",
         seed=seed,
         algorithm={"name": "toy_ensemble", **(algorithm or {})},
-        savers={"periodic": {"every_steps": 10}},
         **sections,
     )
     return resolve(raw, registry)
@@ -127,3 +130,41 @@ def test_sweep_trains_the_seeds_of_a_cell_as_one_ensemble(tmp_path, toy_registry
         np.testing.assert_allclose(
             Run(path / point.run).final_state()["W"], alone.final_state()["W"], rtol=1e-10
         )
+
+
+def test_members_save_once_at_the_end_and_a_member_killed_before_resumes_from_step_0(
+    tmp_path, toy_registry, monkeypatch
+):
+    """Without a saver due, an ensemble member writes one checkpoint (the final one),
+    a run alone two (step 0 and the end); a member that never saved restarts whole."""
+    from core.store import RunStore
+
+    writes = []
+    original = RunStore.write_checkpoint
+
+    def counting(self, state):
+        writes.append((self.path.name, state["loop"]["step"]))
+        return original(self, state)
+
+    monkeypatch.setattr(RunStore, "write_checkpoint", counting)
+    no_saver = {"savers": {}}
+    together, statuses, _ = _together(tmp_path / "t", toy_registry, steps=20, **no_saver)
+    assert statuses == ["finished"] * len(SEEDS)
+    assert sorted(writes) == sorted((run.path.name, 20) for run in together)
+    writes.clear()
+    (alone,) = _alone(tmp_path / "a", toy_registry, seeds=SEEDS[:1], steps=20, **no_saver)
+    assert writes == [(alone.path.name, 0), (alone.path.name, 20)]
+
+    # a member whose process died before its first save: no checkpoint, resumed from 0
+    execution = prepare_run(
+        _config(tmp_path / "k", toy_registry, SEEDS[0], steps=20, **no_saver), "", toy_registry
+    )
+    execution.begin(save=False)
+    execution.lock.release()  # as the kernel does when the process dies
+    resumed = prepare_resume(execution.path, toy_registry)
+    assert resumed.fresh
+    execute([resumed])
+    run = Run(execution.path)
+    assert run.meta["status"] == "finished" and run.meta["resumes"][-1]["from_step"] == 0
+    np.testing.assert_array_equal(run.final_state()["W"], alone.final_state()["W"])
+    np.testing.assert_array_equal(run.scalars["step"], alone.scalars["step"])
