@@ -78,3 +78,55 @@ def wait_for_steps(runs_dir, proc, min_steps):
                 pass
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.02)
+
+
+def kill_9_and_resume(config_file, overrides, tmp_path, registry, min_steps=10, inspect=None):
+    """Run a config to the end in-process, then again in ``runner.py``, killed with
+    SIGKILL once ``min_steps`` steps are saved, and resumed in-process.
+
+    ``inspect(run_dir)``, when given, is called on the killed run before the resume.
+
+    Returns
+    -------
+    reference : core.store.Run
+        The uninterrupted run.
+    killed : core.store.Run
+        The killed run as it was found (status ``crashed``), before the resume.
+    resumed : core.store.Run
+        The same folder after ``resume_run``.
+    """
+    import subprocess
+    import sys
+
+    from core.config import load
+    from core.loop import resume_run, start_run
+    from core.store import load_run
+
+    overrides = list(overrides)
+    config, source, _ = load(
+        config_file, overrides + [f"run.runs_dir={tmp_path / 'ref'}"], registry
+    )
+    reference = start_run(config, source, registry)
+    runs_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "runner.py"),
+            str(config_file),
+            "--runs-dir",
+            str(runs_dir),
+            *overrides,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = wait_for_steps(runs_dir, proc, min_steps=min_steps)
+    proc.kill()
+    proc.wait()
+    killed = load_run(run_dir)
+    assert killed.meta  # read (and cached) before the resume rewrites it
+    if inspect is not None:
+        inspect(run_dir)
+    return reference, killed, resume_run(run_dir, registry)

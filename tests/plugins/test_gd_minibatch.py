@@ -1,20 +1,15 @@
 """Minibatches (a seeded shuffle per epoch) and step-size schedules of ``gd`` / ``gd_numpy``."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import ROOT, wait_for_steps
+from conftest import ROOT, kill_9_and_resume
 
 from core import model
 from core.components import Problem
-from core.config import load
 from core.errors import ConfigError
-from core.loop import resume_run, start_run
 from core.params import validate_params
 from core.registry import Registry
-from core.store import load_run, load_state, save_state
+from core.store import load_state, save_state
 from plugins.gd import GD, GDNumpy
 from plugins.gd._minibatch import EpochShuffle
 from plugins.gd._schedule import learning_rate
@@ -205,33 +200,10 @@ OVERRIDES = [
 
 
 def test_minibatch_run_resumes_bitwise_after_kill_9(tmp_path):
-    registry = Registry(entry_points=False)
-    config_file = ROOT / "configs" / "gd_sinus.py"
-    config, source, _ = load(
-        config_file, OVERRIDES + [f"run.runs_dir={tmp_path / 'ref'}"], registry
+    reference, killed, resumed = kill_9_and_resume(
+        ROOT / "configs" / "gd_sinus.py", OVERRIDES, tmp_path, Registry(entry_points=False)
     )
-    reference = start_run(config, source, registry)
-    runs_dir = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "runner.py"),
-            str(config_file),
-            "--runs-dir",
-            str(runs_dir),
-            *OVERRIDES,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    run_dir = wait_for_steps(runs_dir, proc, min_steps=10)
-    proc.kill()
-    proc.wait()
-    killed = load_run(run_dir)
     assert killed.meta["status"] == "crashed" and killed.meta["steps"] < STEPS
-    resumed = resume_run(run_dir, registry)
     assert resumed.meta["status"] == "finished" and resumed.meta["steps"] == STEPS
     np.testing.assert_array_equal(resumed.scalars["step"], np.arange(STEPS + 1))
     np.testing.assert_array_equal(resumed.scalars["loss"], reference.scalars["loss"])

@@ -2,18 +2,12 @@
 ends exactly where an uninterrupted run does: the solver's iterate, momentum, step
 size and dual bound are the checkpoint's state, and so is the solver choice."""
 
-import subprocess
-import sys
-
 import numpy as np
-from conftest import wait_for_steps
+from conftest import ROOT, kill_9_and_resume
 
-from core.config import load
-from core.loop import resume_run, start_run
 from core.registry import Registry
-from core.store import RunStore, load_run
+from core.store import RunStore
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 STEPS = 150
 OVERRIDES = [
     f"stoppers.max_steps.steps={STEPS}",
@@ -25,37 +19,22 @@ OVERRIDES = [
 
 
 def test_first_order_convex_run_resumes_bitwise_after_kill_9(tmp_path):
-    registry = Registry(entry_points=False)
-    config_file = ROOT / "configs" / "convex_sinus.py"
-    config, source, _ = load(
-        config_file, OVERRIDES + [f"run.runs_dir={tmp_path / 'ref'}"], registry
+    engines = []
+
+    def read_engine(run_dir):
+        engines.append(RunStore(run_dir).read_checkpoint()["algorithm"]["solver"])
+
+    reference, killed, resumed = kill_9_and_resume(
+        ROOT / "configs" / "convex_sinus.py",
+        OVERRIDES,
+        tmp_path,
+        Registry(entry_points=False),
+        inspect=read_engine,
     )
-    reference = start_run(config, source, registry)
     assert reference.meta["steps"] == STEPS  # not yet certified: every step is a FISTA step
-    runs_dir = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "runner.py"),
-            str(config_file),
-            "--runs-dir",
-            str(runs_dir),
-            *OVERRIDES,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    run_dir = wait_for_steps(runs_dir, proc, min_steps=10)
-    proc.kill()
-    proc.wait()
-    killed = load_run(run_dir)
     assert killed.meta["status"] == "crashed" and killed.meta["steps"] < STEPS
     # the checkpoint holds the first_order engine's state (FISTA iterate, momentum, L)
-    engine = RunStore(run_dir).read_checkpoint()["algorithm"]["solver"]
-    assert {"Z", "Z_prev", "t", "L", "dual_best", "iteration"} <= set(engine)
-    resumed = resume_run(run_dir, registry)
+    assert {"Z", "Z_prev", "t", "L", "dual_best", "iteration"} <= set(engines[0])
     assert resumed.meta["status"] == "finished" and resumed.meta["steps"] == STEPS
     np.testing.assert_array_equal(resumed.scalars["step"], np.arange(STEPS + 1))
     for key in ("solver_objective", "solver_gap", "convex_objective"):
