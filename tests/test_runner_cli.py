@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, subprocess_env, toy_config
 
 from core.store import load_run
+from plugins.gd import GD
 
 RELULAB = Path(sys.executable).parent / "relulab"
 
@@ -153,7 +154,7 @@ def test_plugins_json_lists_everything_the_table_does():
     assert toy["available"] is True and toy["install_hint"] is None and not toy["duplicate"]
     gd = by_name[("algorithm", "gd")]
     assert gd["provider"] == "relulab" and gd["version"]
-    assert gd["description"].startswith("Full-batch gradient descent")
+    assert gd["description"] == GD.describe() and gd["description"]
     lr = next(p for p in gd["params"] if p["name"] == "lr")
     assert (
         lr

@@ -3,11 +3,15 @@
 Two algorithms with one parameter declaration (:mod:`plugins.gd._params`):
 
 ``gd``
-    torch: the updates of ``torch.optim``'s SGD / momentum / AdamW (done by the plugin,
-    no ``torch.optim`` optimizer is built), gradient by autograd or by the closed form,
-    on CPU or CUDA, float32 or float64 (needs ``relulab[torch]``).
+    torch, with its optimizer from the ``optimizer`` plugin kind (:mod:`plugins.optimizers`):
+    ``sgd`` / ``momentum`` / ``adamw`` (the updates of ``torch.optim``'s SGD and AdamW,
+    done by the plugin, no ``torch.optim`` optimizer is built), any ``torch.optim``
+    class by name, Prodigy, schedule-free AdamW or a third-party optimizer; gradient by
+    autograd or by the closed form, on CPU or CUDA, float32 or float64 (needs
+    ``relulab[torch]``).
 ``gd_numpy``
-    pure numpy, closed-form gradient, the same optimizers; reproduces ``gd`` in float64.
+    pure numpy, closed-form gradient, its own ``sgd`` / ``momentum`` / ``adamw`` only;
+    reproduces ``gd`` with those in float64.
 
 Both evaluate the loss and gradient once per step (cached between ``loss()`` and the
 next ``step()``), report ``grad_norm`` and continue exactly from ``state_dict()``.

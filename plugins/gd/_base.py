@@ -41,6 +41,10 @@ class CachedGradientDescent(Algorithm):
         when ``need_grad`` is false.
     _update(grads, lr)
         One optimizer update from those gradients with learning rate ``lr``.
+    _update_with_closure(indices, lr)
+        One update of an optimizer with ``needs_closure`` (it evaluates the loss and
+        gradient on the points ``indices`` itself, through a closure); only
+        backends whose optimizers may need one implement it.
     _grad_norm(grads) -> float
         Frobenius norm over all trained parameters.
     _ops() (classmethod)
@@ -100,6 +104,12 @@ class CachedGradientDescent(Algorithm):
         )
 
     def step(self):
+        if getattr(self.optimizer_, "needs_closure", False):
+            indices = None if self.shuffle_ is None else self.shuffle_.next_batch()
+            self._update_with_closure(indices, self.current_lr())
+            self.n_steps += 1
+            self._cache = None
+            return
         if self.shuffle_ is None:
             grads = self._current()[1]
         else:
@@ -157,6 +167,9 @@ class CachedGradientDescent(Algorithm):
         raise NotImplementedError
 
     def _update(self, grads, lr):
+        raise NotImplementedError
+
+    def _update_with_closure(self, indices, lr):
         raise NotImplementedError
 
     def _grad_norm(self, grads):

@@ -24,7 +24,9 @@ is stacked from the members' current views (one copy per change of membership), 
 the finished members cost nothing afterwards. Members at different step counts (a
 sweep resumed after they were checkpointed at different steps) or on ``gradient =
 "gram"`` are stepped one by one, and so are members whose configs or shapes differ
-(only a sweep cell's seeds are stacked).
+(only a sweep cell's seeds are stacked) and members whose optimizer cannot hold its
+state stacked (one without ``stack_state``, ``view_state`` and ``state_signature``,
+as :class:`plugins.gd._torch_optim.TorchSGD` has: a ``torch.optim`` optimizer, say).
 
 Equality with training one by one
 ---------------------------------
@@ -56,6 +58,7 @@ def step_together(members):
     first = members[0]
     if (
         getattr(first, "gradient", None) == "gram"
+        or not hasattr(first.optimizer_, "stack_state")
         or len({m.n_steps for m in members}) > 1
         or len(members) == 1
     ):
@@ -104,7 +107,7 @@ class Ensemble:
         self.X = ops.stack([m.X for m in members])
         self.Y = ops.stack([m.Y for m in members])
         self.params = {k: ops.stack([m.params_[k] for m in members]) for k in ("W", "a")}
-        self.optimizer = first._new_optimizer()
+        self.optimizer = first._new_optimizer(self.params)
         self.optimizer.stack_state([m.optimizer_ for m in members])
         for i, member in enumerate(members):
             member.params_ = {k: v[i] for k, v in self.params.items()}

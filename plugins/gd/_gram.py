@@ -88,9 +88,10 @@ class GramPath:
         self.algorithm = algorithm
         X = algorithm.X
         self.K = X @ X.T
-        self.momentum = algorithm.momentum if algorithm.optimizer == "momentum" else 0.0
-        self.nesterov = bool(algorithm.nesterov) and self.momentum > 0
-        self.decay = algorithm.weight_decay
+        options = algorithm.optimizer_kwargs_  # sgd or momentum (the config check)
+        self.momentum = options["momentum"] if algorithm.optimizer == "momentum" else 0.0
+        self.nesterov = bool(options.get("nesterov", False)) and self.momentum > 0
+        self.decay = options["weight_decay"]
         self.n_refreshes = 0
         self.reset()
 

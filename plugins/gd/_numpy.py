@@ -13,6 +13,10 @@ __all__ = ["GDNumpy"]
 class GDNumpy(CachedGradientDescent):
     """Gradient descent in numpy: SGD, momentum or AdamW on the closed-form gradient.
 
+    ``optimizer`` is one of ``sgd``, ``momentum`` and ``adamw`` only (its own
+    closed-form updates, options in the flat keys ``momentum``, ``nesterov``,
+    ``betas``, ``eps``, ``weight_decay``); the optimizer plugins of ``torch.optim``
+    and others are ``gd``'s.
     The gradient is :func:`core.model.loss_and_grad`; the optimizers reproduce
     ``torch.optim`` (see :mod:`plugins.gd._numpy_optim`), so in float64 a run matches
     the torch plugin ``gd`` to about 1e-12 relative. Seeds trained together
@@ -37,7 +41,7 @@ class GDNumpy(CachedGradientDescent):
         }
         self.optimizer_ = self._new_optimizer()
 
-    def _new_optimizer(self):
+    def _new_optimizer(self, params=None):
         return make_numpy_optimizer(self.config)
 
     def _evaluate(self, indices, need_grad):

@@ -3,9 +3,21 @@
 ``gd`` (torch) and ``gd_numpy`` share :data:`COMMON_PARAMS` (the optimizers, also used by
 ``proxpoint``) and :data:`DYNAMICS_PARAMS` (minibatches and the step-size schedule); ``gd``
 adds :data:`TORCH_PARAMS` (device and how the gradient is computed).
+
+Optimizers
+----------
+``gd_numpy`` has its own closed-form ``sgd``, ``momentum`` and ``adamw``
+(``optimizer`` is one of :data:`OPTIMIZERS`). ``gd`` takes its optimizer from the
+``optimizer`` plugin kind (:mod:`plugins.optimizers`): :func:`torch_params` makes its
+``optimizer`` a plugin name and adds ``optimizer_options``. The flat keys
+``momentum``, ``nesterov``, ``betas``, ``eps`` and ``weight_decay`` stay the options
+of the three built-in names (the configs and checkpoints of before are unchanged);
+:func:`optimizer_options` merges them with ``optimizer_options`` and refuses them,
+set away from their defaults, with any other optimizer (whose weight decay, betas...
+are its own options).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.errors import ConfigError
 from core.params import Param
@@ -19,7 +31,11 @@ __all__ = [
     "COMMON_PARAMS",
     "DYNAMICS_PARAMS",
     "TORCH_PARAMS",
+    "FLAT_OPTIONS",
     "check_dynamics",
+    "torch_params",
+    "builtin_options",
+    "optimizer_options",
 ]
 
 OPTIMIZERS = ("sgd", "momentum", "adamw")
@@ -27,6 +43,8 @@ TRAINED = ("both", "first")
 DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "step")
 GRADIENTS = ("autograd", "closed_form", "gram")
+FLAT_OPTIONS = ("momentum", "nesterov", "betas", "eps", "weight_decay")
+"""The flat keys that are the options of the built-in optimizers (:data:`OPTIMIZERS`)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,8 @@ COMMON_PARAMS = (
         "optimizer",
         str,
         "sgd",
-        "sgd: plain GD; momentum: heavy ball (torch's SGD momentum); adamw: torch's AdamW",
+        "sgd: plain GD; momentum: heavy ball (torch's SGD momentum); adamw: torch's AdamW "
+        "(gd_numpy: these three only; gd: any optimizer plugin)",
         choices=OPTIMIZERS,
     ),
     Param("lr", float, 0.01, "learning rate (step size)", low=0, low_open=True, resume_safe=True),
@@ -67,7 +86,8 @@ COMMON_PARAMS = (
         "weight_decay",
         float,
         0.0,
-        "L2 term added to the gradient (sgd, momentum) or decoupled decay (adamw)",
+        "L2 term added to the gradient (sgd, momentum) or decoupled decay (adamw); "
+        "other optimizers of gd take theirs from optimizer_options",
         low=0,
     ),
     _UnitPair(
@@ -165,3 +185,104 @@ def check_dynamics(params, owner="algorithm"):
                 f"{owner}.gradient='gram' needs full batches ({owner}.batch_size=None); "
                 f"got {params['batch_size']!r}"
             )
+
+
+def torch_params(params):
+    """``gd``'s declaration from the shared one: ``optimizer`` names an optimizer plugin
+    and ``optimizer_options`` (right after it) holds that plugin's parameters.
+
+    Parameters
+    ----------
+    params : tuple of Param
+        Containing :data:`COMMON_PARAMS`' ``optimizer``.
+    """
+    out = []
+    for p in params:
+        if p.name != "optimizer":
+            out.append(p)
+            continue
+        out.append(
+            replace(
+                p,
+                choices=None,
+                plugin_kind="optimizer",
+                doc="an optimizer plugin: sgd (plain GD), momentum (heavy ball / Nesterov), "
+                "adamw (relulab's fast torch updates, options in the flat keys momentum, "
+                "nesterov, betas, eps, weight_decay); any torch.optim class by name (Adam, "
+                "RMSprop, LBFGS...), Prodigy, AdamWScheduleFree, a third-party one "
+                "(options in optimizer_options)",
+            )
+        )
+        out.append(
+            Param(
+                "optimizer_options",
+                dict,
+                {},
+                "parameters of the optimizer plugin, lr excepted (see --help-plugin); "
+                "for sgd, momentum and adamw the flat keys say the same",
+                options_of="optimizer",
+            )
+        )
+    return tuple(out)
+
+
+def builtin_options():
+    """``{name: option names}`` of the built-in optimizers (from their plugins)."""
+    from plugins.optimizers import AdamWOptimizer, MomentumOptimizer, SGDOptimizer
+
+    return {
+        cls.name: {p.name: p.default for p in cls.params}
+        for cls in (SGDOptimizer, MomentumOptimizer, AdamWOptimizer)
+    }
+
+
+_FLAT_DEFAULTS = {p.name: p.default for p in COMMON_PARAMS if p.name in FLAT_OPTIONS}
+
+
+def optimizer_options(params, owner="algorithm"):
+    """The options ``gd`` builds its optimizer plugin with.
+
+    For ``sgd``, ``momentum`` and ``adamw``, each option is the flat key (``momentum``,
+    ``weight_decay``...) where it is set away from its default, else the entry of
+    ``optimizer_options``: a value set differently in both places is a
+    :class:`ConfigError`. For any other optimizer, ``optimizer_options`` as given;
+    a flat key set away from its default is then a :class:`ConfigError` (it would
+    be ignored).
+
+    Parameters
+    ----------
+    params : dict
+        ``gd``'s parameters (a saved config may lack ``optimizer_options``).
+    owner : str
+        How messages name the section.
+
+    Returns
+    -------
+    options : dict
+    """
+    name = params["optimizer"]
+    given = dict(params.get("optimizer_options") or {})
+    declared = builtin_options().get(name)
+    if declared is None:
+        moved = [k for k in FLAT_OPTIONS if k in params and params[k] != _FLAT_DEFAULTS[k]]
+        if moved:
+            key = moved[0]
+            raise ConfigError(
+                f"{owner}.{key} is an option of the optimizers sgd, momentum and adamw "
+                f"only; for {owner}.optimizer={name!r} set {owner}.optimizer_options."
+                f"{key} (when {name} has it) and leave {owner}.{key} at its default "
+                f"{_FLAT_DEFAULTS[key]!r}"
+            )
+        return given
+    options = {}
+    for key, default in declared.items():
+        flat = params.get(key, default)
+        nested = given.pop(key, default)
+        if flat != default and nested != default and flat != nested:
+            raise ConfigError(
+                f"{owner}.{key}={flat!r} and {owner}.optimizer_options.{key}={nested!r} "
+                "disagree; set one of them"
+            )
+        options[key] = flat if flat != default else nested
+    options.update(given)  # keys the plugin does not declare: refused when it is built
+    return options

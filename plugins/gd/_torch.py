@@ -1,30 +1,63 @@
-"""``gd``: gradient descent in torch (imported lazily; no torch.optim optimizer)."""
+"""``gd``: gradient descent in torch, with its optimizer from the ``optimizer`` plugin kind.
+
+Imported lazily (torch, and ``torch.optim`` only for optimizers that wrap it).
+"""
 
 from ._base import CachedGradientDescent
-from ._params import TORCH_PARAMS
+from ._params import TORCH_PARAMS, builtin_options, check_dynamics, optimizer_options, torch_params
 
 __all__ = ["GD"]
 
 
 class GD(CachedGradientDescent):
-    """Gradient descent in torch: SGD, momentum (heavy ball / Nesterov) or AdamW.
+    """Gradient descent in torch with any optimizer plugin (SGD, momentum, AdamW, torch.optim...).
 
     One forward and one backward pass per step, by autograd or by the closed-form
     gradient of :func:`core.model_torch.loss_and_grad`, or the NTK fast path
-    ``gradient="gram"`` (:mod:`plugins.gd._gram`: full batch, SGD or momentum). The
-    update is that of ``torch.optim.SGD`` / ``torch.optim.AdamW``, done by
-    :mod:`plugins.gd._torch_optim` with the same tensor operations: the first
-    ``torch.optim`` optimizer of a process imports torch's compiler stack, seconds of
-    start-up. Weight decay is the optimizer's: an L2 term for SGD and momentum,
-    decoupled for AdamW. With ``train="first"`` the second layer ``a`` stays at its
-    initial value. Seeds trained together share one batched program
-    (:mod:`plugins.gd._ensemble`).
+    ``gradient="gram"`` (:mod:`plugins.gd._gram`: full batch, ``sgd`` or ``momentum``).
+
+    The optimizer is a plugin of kind ``optimizer`` (:mod:`plugins.optimizers`), built
+    with ``problem.build("optimizer", optimizer, options).create(params, lr)``:
+
+    - ``sgd``, ``momentum`` (heavy ball / Nesterov) and ``adamw``: the updates of
+      ``torch.optim.SGD`` / ``torch.optim.AdamW`` done by
+      :mod:`plugins.gd._torch_optim` with the same tensor operations, without
+      constructing a ``torch.optim`` optimizer (whose first construction in a
+      process imports torch's compiler stack, seconds of start-up). Their options
+      are the flat keys ``momentum``, ``nesterov``, ``betas``, ``eps`` and
+      ``weight_decay`` (or, equivalently, ``optimizer_options``). Weight decay is
+      an L2 term for SGD and momentum, decoupled for AdamW.
+    - any ``torch.optim`` class by name (``Adam``, ``RMSprop``, ``Adagrad``,
+      ``SGD``, ``LBFGS``...), ``Prodigy``, ``AdamWScheduleFree`` or a third-party
+      plugin: options (weight decay included) in ``optimizer_options``, e.g.
+      ``algorithm.optimizer=Adam algorithm.optimizer_options.amsgrad=True``. An
+      optimizer that evaluates the objective within its step (``LBFGS``,
+      ``AdamWScheduleFree``) gets a closure of the step's loss (the same minibatch
+      for every evaluation of a step).
+
+    The learning rate is ``lr`` times the ``lr_schedule``, set before every update.
+    With ``train="first"`` the second layer ``a`` stays at its initial value. Seeds
+    trained together share one batched program (:mod:`plugins.gd._ensemble`) when
+    the optimizer can stack its state (``sgd``, ``momentum``, ``adamw``); with other
+    optimizers they step one by one.
     """
 
     name = "gd"
-    params = CachedGradientDescent.params + TORCH_PARAMS
+    params = torch_params(CachedGradientDescent.params) + TORCH_PARAMS
     requires = ("torch",)
     extra = "torch"
+
+    @classmethod
+    def check(cls, params):
+        """:func:`plugins.gd._params.check_dynamics`; then, for a built-in optimizer,
+        the flat keys and ``optimizer_options`` are made to say the same
+        (:func:`plugins.gd._params.optimizer_options`)."""
+        check_dynamics(params)
+        options = optimizer_options(params)
+        declared = builtin_options().get(params["optimizer"])
+        if declared is not None:
+            params["optimizer_options"] = options
+            params.update({k: options[k] for k in declared})
 
     @classmethod
     def _ops(cls):
@@ -56,6 +89,7 @@ class GD(CachedGradientDescent):
             "W": torch.tensor(problem.W0, **options),
             "a": torch.tensor(problem.a0, **options),
         }
+        self.optimizer_kwargs_ = optimizer_options(self.config)
         self.optimizer_ = self._new_optimizer()
         self._gram = None
         if self.gradient == "gram":
@@ -63,10 +97,17 @@ class GD(CachedGradientDescent):
 
             self._gram = GramPath(self)
 
-    def _new_optimizer(self):
-        from ._torch_optim import make_torch_optimizer
-
-        return make_torch_optimizer(self._trained(), self.config)
+    def _new_optimizer(self, params=None):
+        """The optimizer plugin bound to the trained tensors of ``params`` (default
+        ``params_``; an ensemble passes its stacked ones)."""
+        params = self.params_ if params is None else params
+        plugin = self.problem.build(
+            "optimizer",
+            self.optimizer,
+            self.optimizer_kwargs_,
+            owner=f"algorithm (gd).optimizer_options ({self.optimizer})",
+        )
+        return plugin.create({name: params[name] for name in self._trained()}, self.lr)
 
     def _evaluate(self, indices, need_grad):
         if self._gram is not None:
@@ -103,6 +144,18 @@ class GD(CachedGradientDescent):
         with self._torch.no_grad():
             self.optimizer_.step(self.params_, grads)
 
+    def _update_with_closure(self, indices, lr):
+        """One update of an optimizer that evaluates the loss itself (on ``indices``)."""
+
+        def closure():
+            value, grads = self._evaluate(indices, True)
+            self.n_evaluations += 1
+            return value, grads
+
+        self.optimizer_.lr = lr
+        with self._torch.no_grad():
+            self.optimizer_.step(self.params_, {}, closure)
+
     def _grad_norm(self, grads):
         if self._gram is not None:
             return self._gram.grad_norm(grads)
@@ -123,7 +176,13 @@ class GD(CachedGradientDescent):
     def _load(self, state):
         torch = self._torch
         options = {"dtype": getattr(torch, self.dtype), "device": self.device}
-        self.params_ = {k: torch.tensor(state["params"][k], **options) for k in ("W", "a")}
+        params = {k: torch.tensor(state["params"][k], **options) for k in ("W", "a")}
+        if hasattr(self.optimizer_, "stack_state"):
+            self.params_ = params  # they may have been views of an ensemble's stacked ones
+        else:  # a torch.optim optimizer holds the tensors (L-BFGS in a list of its own)
+            with torch.no_grad():
+                for name, value in params.items():
+                    self.params_[name].copy_(value)
         self.optimizer_.load_state_dict(state["optimizer"], self.params_)
         if self._gram is not None:
             self._gram.reset()

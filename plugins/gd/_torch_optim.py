@@ -21,13 +21,14 @@ resumes here, and the reverse.
 are those of the config (a resume with ``algorithm.lr=...`` uses the new rate, as
 ``gd_numpy`` does).
 
-This module imports torch at its top: :mod:`plugins.gd._torch` imports it lazily.
+This module imports torch at its top: the optimizer plugins ``sgd``, ``momentum`` and
+``adamw`` (:mod:`plugins.optimizers`) import it when they create an optimizer.
 """
 
 import numpy as np
 import torch
 
-__all__ = ["TorchSGD", "TorchAdamW", "make_torch_optimizer"]
+__all__ = ["TorchSGD", "TorchAdamW"]
 
 
 class _TorchOptimizer:
@@ -213,24 +214,6 @@ class TorchAdamW(_TorchOptimizer):
             bias_correction2_sqrt = (1 - beta2**step) ** 0.5
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
             param.addcdiv_(exp_avg, denom, value=-step_size)
-
-
-def make_torch_optimizer(names, config):
-    """The optimizer a ``gd`` config section selects.
-
-    Parameters
-    ----------
-    names : sequence of str
-        Trained parameters, in order.
-    config : dict
-        Resolved parameters of :data:`plugins.gd._params.COMMON_PARAMS`.
-    """
-    name, lr, wd = config["optimizer"], config["lr"], config["weight_decay"]
-    if name == "adamw":
-        return TorchAdamW(names, lr, tuple(config["betas"]), config["eps"], wd)
-    if name == "momentum":
-        return TorchSGD(names, lr, config["momentum"], config["nesterov"], wd)
-    return TorchSGD(names, lr, weight_decay=wd)
 
 
 def _plain(value):

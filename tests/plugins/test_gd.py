@@ -345,7 +345,6 @@ def test_cuda_matches_cpu():
 @pytest.mark.parametrize(
     "values, key",
     [
-        ({"optimizer": "adam"}, "algorithm.optimizer"),
         ({"betas": [0.9]}, "algorithm.betas"),
         ({"betas": [0.9, 1.0]}, "algorithm.betas"),
         ({"momentum": 1.0}, "algorithm.momentum"),
@@ -355,6 +354,13 @@ def test_cuda_matches_cpu():
 def test_bad_params_name_their_key(values, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate_params("algorithm", values, GD.params)
+
+
+def test_unknown_optimizer_names_its_key():
+    # gd_numpy: a choice of its three; gd: a plugin name, checked by the resolver
+    with pytest.raises(ConfigError, match=r"algorithm\.optimizer"):
+        validate_params("algorithm", {"optimizer": "adam"}, GDNumpy.params)
+    assert validate_params("algorithm", {"optimizer": "Adam"}, GD.params)["optimizer"] == "Adam"
 
 
 def test_numpy_plugin_has_no_torch_params():
@@ -412,6 +418,7 @@ def registry():
             "plugins.savers",
             "plugins.metrics",
             "plugins.gd",
+            "plugins.optimizers",
         ],
         entry_points=False,
         extra_plugins=[(_TestPlugin, "test")],

@@ -211,7 +211,13 @@ class _TestPlugin:
 @pytest.fixture(scope="module")
 def registry():
     return Registry(
-        builtins=["plugins.stoppers", "plugins.loggers", "plugins.savers", "plugins.gd"],
+        builtins=[
+            "plugins.stoppers",
+            "plugins.loggers",
+            "plugins.savers",
+            "plugins.gd",
+            "plugins.optimizers",
+        ],
         entry_points=False,
         extra_plugins=[(_TestPlugin, "test")],
     )
