@@ -99,9 +99,15 @@ class CachedGradientDescent(Algorithm):
 
     def current_lr(self):
         """Learning rate of the next update (the schedule at ``n_steps``)."""
-        return learning_rate(
+        rate = learning_rate(
             self.n_steps, self.lr, self.lr_schedule, self.lr_milestones, self.lr_gamma
         )
+        factor = self._lr_factor()
+        return rate if factor is None else rate * factor
+
+    def _lr_factor(self):
+        """A factor of the learning rate besides ``lr_schedule`` (None: none)."""
+        return None
 
     def step(self):
         if getattr(self.optimizer_, "needs_closure", False):
@@ -124,7 +130,7 @@ class CachedGradientDescent(Algorithm):
         if norm is None:
             norm = self._grad_norm(self._current()[1])
         out = {"grad_norm": norm}
-        if self.lr_schedule != "constant":
+        if self.lr_schedule != "constant" or self._lr_factor() is not None:
             out["lr"] = self.current_lr()
         return out
 

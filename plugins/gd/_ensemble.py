@@ -26,7 +26,8 @@ sweep resumed after they were checkpointed at different steps) or on ``gradient 
 "gram"`` are stepped one by one, and so are members whose configs or shapes differ
 (only a sweep cell's seeds are stacked) and members whose optimizer cannot hold its
 state stacked (one without ``stack_state``, ``view_state`` and ``state_signature``,
-as :class:`plugins.gd._torch_optim.TorchSGD` has: a ``torch.optim`` optimizer, say).
+as :class:`plugins.gd._torch_optim.TorchSGD` has: a ``torch.optim`` optimizer, say)
+or that have a schedule plugin (each member's schedule follows its own losses).
 
 Equality with training one by one
 ---------------------------------
@@ -59,6 +60,7 @@ def step_together(members):
     if (
         getattr(first, "gradient", None) == "gram"
         or not hasattr(first.optimizer_, "stack_state")
+        or getattr(first, "schedule_", None) is not None
         or len({m.n_steps for m in members}) > 1
         or len(members) == 1
     ):

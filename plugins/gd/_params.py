@@ -32,7 +32,9 @@ __all__ = [
     "DYNAMICS_PARAMS",
     "TORCH_PARAMS",
     "FLAT_OPTIONS",
+    "SCHEDULE_PARAMS",
     "check_dynamics",
+    "check_schedule",
     "torch_params",
     "builtin_options",
     "optimizer_options",
@@ -206,11 +208,9 @@ def torch_params(params):
                 p,
                 choices=None,
                 plugin_kind="optimizer",
-                doc="an optimizer plugin: sgd (plain GD), momentum (heavy ball / Nesterov), "
-                "adamw (relulab's fast torch updates, options in the flat keys momentum, "
-                "nesterov, betas, eps, weight_decay); any torch.optim class by name (Adam, "
-                "RMSprop, LBFGS...), Prodigy, AdamWScheduleFree, a third-party one "
-                "(options in optimizer_options)",
+                doc="an optimizer plugin: sgd, momentum, adamw (relulab's fast updates, options "
+                "in the flat keys below) or any other: a torch.optim class name (Adam, "
+                "LBFGS...), Prodigy, AdamWScheduleFree... (options in optimizer_options)",
             )
         )
         out.append(
@@ -224,6 +224,38 @@ def torch_params(params):
             )
         )
     return tuple(out)
+
+
+SCHEDULE_PARAMS = (
+    Param(
+        "schedule",
+        str,
+        None,
+        "a learning-rate schedule plugin (StepLR, CosineAnnealingLR, ReduceLROnPlateau...), "
+        "stepped once per update: lr times its factor; None: none (lr_schedule applies)",
+        nullable=True,
+        plugin_kind="schedule",
+    ),
+    Param(
+        "schedule_options",
+        dict,
+        {},
+        "parameters of the schedule plugin (see --help-plugin)",
+        options_of="schedule",
+    ),
+)
+"""``gd``'s schedule plugin (kind ``schedule``), the alternative to ``lr_schedule``."""
+
+
+def check_schedule(params, owner="algorithm"):
+    """``lr_schedule`` and ``schedule`` are alternatives: a one-line :class:`ConfigError`
+    when both are set."""
+    if params.get("schedule") is not None and params.get("lr_schedule", "constant") != "constant":
+        raise ConfigError(
+            f"{owner}.lr_schedule={params['lr_schedule']!r} and {owner}.schedule="
+            f"{params['schedule']!r} both set the learning rate; keep one "
+            f"({owner}.lr_schedule='constant' or {owner}.schedule=None)"
+        )
 
 
 def builtin_options():

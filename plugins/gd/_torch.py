@@ -3,8 +3,18 @@
 Imported lazily (torch, and ``torch.optim`` only for optimizers that wrap it).
 """
 
+import math
+
 from ._base import CachedGradientDescent
-from ._params import TORCH_PARAMS, builtin_options, check_dynamics, optimizer_options, torch_params
+from ._params import (
+    SCHEDULE_PARAMS,
+    TORCH_PARAMS,
+    builtin_options,
+    check_dynamics,
+    check_schedule,
+    optimizer_options,
+    torch_params,
+)
 
 __all__ = ["GD"]
 
@@ -35,15 +45,20 @@ class GD(CachedGradientDescent):
       ``AdamWScheduleFree``) gets a closure of the step's loss (the same minibatch
       for every evaluation of a step).
 
-    The learning rate is ``lr`` times the ``lr_schedule``, set before every update.
-    With ``train="first"`` the second layer ``a`` stays at its initial value. Seeds
-    trained together share one batched program (:mod:`plugins.gd._ensemble`) when
-    the optimizer can stack its state (``sgd``, ``momentum``, ``adamw``); with other
-    optimizers they step one by one.
+    The learning rate of an update is ``lr`` times the ``lr_schedule`` (``constant`` or
+    ``step``), or ``lr`` times the factor of a ``schedule`` plugin (kind ``schedule``:
+    every ``torch.optim.lr_scheduler`` class with data arguments, options in
+    ``schedule_options``), stepped once per update and fed the full training loss at
+    the point the update started from (what ``ReduceLROnPlateau`` watches); the two
+    are alternatives (setting both is a config error). ``scalars()`` then report
+    ``lr``. With ``train="first"`` the second layer ``a`` stays at its initial value.
+    Seeds trained together share one batched program (:mod:`plugins.gd._ensemble`)
+    when the optimizer can stack its state (``sgd``, ``momentum``, ``adamw``) and no
+    schedule plugin is set; otherwise they step one by one.
     """
 
     name = "gd"
-    params = torch_params(CachedGradientDescent.params) + TORCH_PARAMS
+    params = torch_params(CachedGradientDescent.params) + SCHEDULE_PARAMS + TORCH_PARAMS
     requires = ("torch",)
     extra = "torch"
 
@@ -53,6 +68,7 @@ class GD(CachedGradientDescent):
         the flat keys and ``optimizer_options`` are made to say the same
         (:func:`plugins.gd._params.optimizer_options`)."""
         check_dynamics(params)
+        check_schedule(params)
         options = optimizer_options(params)
         declared = builtin_options().get(params["optimizer"])
         if declared is not None:
@@ -91,6 +107,16 @@ class GD(CachedGradientDescent):
         }
         self.optimizer_kwargs_ = optimizer_options(self.config)
         self.optimizer_ = self._new_optimizer()
+        self.schedule_ = None
+        schedule = self.config.get("schedule")  # absent from configs saved before it
+        if schedule is not None:
+            check_schedule(self.config)
+            self.schedule_ = problem.build(
+                "schedule",
+                schedule,
+                self.config.get("schedule_options"),
+                owner=f"algorithm (gd).schedule_options ({schedule})",
+            ).create()
         self._gram = None
         if self.gradient == "gram":
             from ._gram import GramPath
@@ -108,6 +134,18 @@ class GD(CachedGradientDescent):
             owner=f"algorithm (gd).optimizer_options ({self.optimizer})",
         )
         return plugin.create({name: params[name] for name in self._trained()}, self.lr)
+
+    def _lr_factor(self):
+        return None if self.schedule_ is None else self.schedule_.factor
+
+    def step(self):
+        if self.schedule_ is None:
+            super().step()
+            return
+        loss = self._current(need_grad=self.shuffle_ is None)[0]  # where the update starts
+        super().step()
+        if math.isfinite(loss):
+            self.schedule_.step(loss)
 
     def _evaluate(self, indices, need_grad):
         if self._gram is not None:
@@ -166,6 +204,18 @@ class GD(CachedGradientDescent):
         if self._gram is not None:
             self._gram.refresh()
         return {"W": _numpy(self.params_["W"]), "a": _numpy(self.params_["a"])}
+
+    def state_dict(self):
+        """That of :class:`CachedGradientDescent`, with the schedule plugin's state."""
+        state = super().state_dict()
+        if self.schedule_ is not None:
+            state["schedule"] = self.schedule_.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if self.schedule_ is not None and "schedule" in state:
+            self.schedule_.load_state_dict(state["schedule"])
 
     def _optimizer_state(self):
         """Buffers in ``torch.optim``'s layout (the gram path materialises W's)."""

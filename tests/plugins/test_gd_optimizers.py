@@ -429,3 +429,118 @@ def test_sweep_cell_of_adam_seeds_ends_where_each_seed_alone_does(registry, tmp_
         together = load_run(tmp_path / "sweep" / f"seed{seed}").final_state()
         for key in ("W", "a"):
             np.testing.assert_array_equal(together[key], alone[seed][key])
+
+
+# -- schedule plugins ------------------------------------------------------------------
+def test_multistep_schedule_equals_the_step_lr_schedule_bitwise(registry):
+    problem = _problem(seed=8, registry=registry)
+    plugin = _algorithm(
+        GD,
+        problem,
+        optimizer="momentum",
+        schedule="MultiStepLR",
+        schedule_options={"milestones": [5, 12], "gamma": 0.5},
+    )
+    builtin = _algorithm(
+        GD, problem, optimizer="momentum", lr_schedule="step", lr_milestones=[5, 12], lr_gamma=0.5
+    )
+    rates = []
+    for _ in range(20):
+        rates.append(plugin.scalars()["lr"])
+        assert rates[-1] == builtin.scalars()["lr"]
+        plugin.step()
+        builtin.step()
+        assert plugin.loss() == builtin.loss()
+    assert rates[0] == 0.05 and rates[5] == 0.025 and rates[12] == 0.0125
+    for key in ("W", "a"):
+        np.testing.assert_array_equal(plugin.state()[key], builtin.state()[key])
+
+
+def test_schedule_and_lr_schedule_together_fail_in_one_line(registry, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        _config(
+            registry,
+            tmp_path,
+            5,
+            schedule="ExponentialLR",
+            schedule_options={"gamma": 0.9},
+            lr_schedule="step",
+            lr_milestones=[3],
+        )
+    message = str(info.value)
+    assert "\n" not in message and "algorithm.lr_schedule" in message
+    assert "algorithm.schedule" in message
+
+
+def test_plateau_schedule_is_fed_the_loss(registry):
+    """ReduceLROnPlateau with patience 0 and a threshold no decrease meets halves the
+    rate after every update."""
+    problem = _problem(seed=9, registry=registry)
+    options = {"factor": 0.5, "patience": 0, "threshold": 10.0, "threshold_mode": "abs"}
+    algorithm = _algorithm(GD, problem, schedule="ReduceLROnPlateau", schedule_options=options)
+    rates = []
+    for _ in range(4):
+        rates.append(algorithm.current_lr())
+        algorithm.step()
+        algorithm.loss()
+    # the first loss sets the best value; each later one fails the threshold
+    assert rates == [0.05, 0.05, 0.025, 0.0125]
+
+
+SCHEDULE_CASES = {
+    "cosine": {
+        "optimizer": "Adam",
+        "schedule": "CosineAnnealingLR",
+        "schedule_options": {"T_max": 20, "eta_min": 0.1},
+    },
+    "plateau": {
+        "optimizer": "momentum",
+        "schedule": "ReduceLROnPlateau",
+        "schedule_options": {"factor": 0.5, "patience": 1, "threshold": 0.05},
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEDULE_CASES))
+def test_scheduled_resume_equals_the_uninterrupted_run(registry, tmp_path, case):
+    from core.loop import resume_run, start_run
+
+    params = SCHEDULE_CASES[case]
+    whole = start_run(_config(registry, tmp_path / "whole", 30, **params), "", registry)
+    part = start_run(_config(registry, tmp_path / "part", 13, **params), "", registry)
+    resumed = resume_run(part.path, registry, ["stoppers.max_steps.steps=30"])
+    assert resumed.status == "finished" and resumed.meta["steps"] == 30
+    for name in ("W", "a"):
+        np.testing.assert_array_equal(resumed.final_state()[name], whole.final_state()[name])
+    np.testing.assert_array_equal(resumed.scalars["lr"], whole.scalars["lr"])
+    np.testing.assert_array_equal(resumed.scalars["loss"], whole.scalars["loss"])
+    assert len(set(whole.scalars["lr"])) > 1  # the schedule moved the rate
+    assert whole.scalars["loss"][-1] < whole.scalars["loss"][0]
+
+
+def test_ensemble_with_a_schedule_steps_one_by_one(registry):
+    params = {
+        "optimizer": "adamw",
+        "schedule": "ReduceLROnPlateau",
+        "schedule_options": {"factor": 0.5, "patience": 0, "threshold": 0.01},
+    }
+
+    def members():
+        return [
+            _algorithm(GD, _problem(seed=s, registry=registry), gradient="closed_form", **params)
+            for s in (0, 1)
+        ]
+
+    together = members()
+    for _ in range(10):
+        GD.step_together(together)
+        for member in together:
+            member.loss()
+    assert all(member._ensemble is None for member in together)
+    alone = members()
+    for member in alone:
+        _run(member, 10)
+    for a, b in zip(together, alone):
+        assert a.current_lr() == b.current_lr()
+        for key in ("W", "a"):
+            np.testing.assert_array_equal(a.state()[key], b.state()[key])
