@@ -10,7 +10,7 @@ the run loop, resumes bitwise, and ensembles of its seeds step one by one.
 import numpy as np
 import pytest
 
-from core.components import Data, DataSet, Init, Problem
+from core.components import Data, DataSet, Init, Optimizer, Problem
 from core.config import resolve
 from core.errors import ConfigError
 from core.hookspecs import hookimpl
@@ -42,10 +42,55 @@ class _Normal(Init):
         return rng.normal(size=(d, m)), rng.normal(size=m) / m
 
 
+class _SignMomentum(Optimizer):
+    """A third-party optimizer written from scratch (tests only): signed heavy ball."""
+
+    name = "test_sign_momentum"
+    params = (Param("beta", float, 0.5, "momentum coefficient", low=0, high=1),)
+
+    def create(self, params, lr):
+        return _SignMomentumUpdate(tuple(params), lr, self.beta)
+
+
+class _SignMomentumUpdate:
+    def __init__(self, names, lr, beta):
+        self.names, self.lr, self.beta = names, lr, beta
+        self.buffers = {}
+
+    def step(self, params, grads):
+        for name, grad in grads.items():
+            buffer = self.buffers.get(name)
+            buffer = grad.clone() if buffer is None else buffer.mul_(self.beta).add_(grad)
+            self.buffers[name] = buffer
+            params[name].add_(torch.sign(buffer), alpha=-self.lr)
+
+    def state_dict(self):
+        return {name: b.numpy().copy() for name, b in self.buffers.items()}
+
+    def load_state_dict(self, state, params):
+        self.buffers = {name: torch.tensor(np.asarray(v)) for name, v in state.items()}
+
+
+class _WrappedRAdam(Optimizer):
+    """A third-party optimizer wrapping a torch.optim class (tests only)."""
+
+    name = "test_radam"
+    params = (Param("decay", float, 0.0, "RAdam's decoupled weight decay", low=0),)
+
+    def torch_optimizer(self, params, lr):
+        return torch.optim.RAdam(
+            params, lr=lr, weight_decay=self.decay, decoupled_weight_decay=True
+        )
+
+
 class _TestPlugin:
     @hookimpl
     def relulab_datasets():
         return [_Line]
+
+    @hookimpl
+    def relulab_optimizers():
+        return [_SignMomentum, _WrappedRAdam]
 
     @hookimpl
     def relulab_inits():
@@ -299,6 +344,38 @@ def test_torch_optimizer_trains_through_the_run_loop(registry, tmp_path, case):
     losses = np.asarray(run.scalars["loss"])
     assert len(losses) == 31 and np.all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0]
+
+
+THIRD_PARTY_CASES = {
+    "sign_momentum": {
+        "optimizer": "test_sign_momentum",
+        "lr": 0.01,
+        "optimizer_options": {"beta": 0.8},
+    },
+    "radam": {"optimizer": "test_radam", "lr": 0.1, "optimizer_options": {"decay": 0.01}},
+    "Prodigy": {"optimizer": "Prodigy", "lr": 1.0},
+    "AdamWScheduleFree": {"optimizer": "AdamWScheduleFree", "lr": 0.05},
+}
+
+
+@pytest.mark.parametrize("case", sorted(THIRD_PARTY_CASES))
+def test_other_optimizers_train_and_resume(registry, tmp_path, case):
+    """Plugins of a package (from scratch, wrapping torch.optim) and the optional ones
+    train through the run loop and resume bitwise."""
+    from core.loop import resume_run, start_run
+
+    params = THIRD_PARTY_CASES[case]
+    if case in ("Prodigy", "AdamWScheduleFree"):
+        pytest.importorskip({"Prodigy": "prodigyopt"}.get(case, "schedulefree"))
+    whole = start_run(_config(registry, tmp_path / "whole", 30, **params), "", registry)
+    losses = np.asarray(whole.scalars["loss"])
+    assert whole.status == "finished" and np.all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0]
+    part = start_run(_config(registry, tmp_path / "part", 11, **params), "", registry)
+    resumed = resume_run(part.path, registry, ["stoppers.max_steps.steps=30"])
+    for name in ("W", "a"):
+        np.testing.assert_array_equal(resumed.final_state()[name], whole.final_state()[name])
+    np.testing.assert_array_equal(resumed.scalars["loss"], losses)
 
 
 def test_lbfgs_gets_a_closure_of_the_minibatch():
