@@ -145,7 +145,13 @@ def _registry():
     from core.registry import Registry
 
     return Registry(
-        builtins=["plugins.stoppers", "plugins.loggers", "plugins.savers", "plugins.gd"],
+        builtins=[
+            "plugins.stoppers",
+            "plugins.loggers",
+            "plugins.savers",
+            "plugins.gd",
+            "plugins.optimizers",
+        ],
         entry_points=False,
         extra_plugins=[(_Plugins.make(), "bench")],
     )

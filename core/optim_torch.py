@@ -147,6 +147,8 @@ class TorchOptimizerAdapter:
             size = len(group["params"])
             group["params"] = current[position : position + size]
             position += size
+        if isinstance(getattr(self.optimizer, "_params", None), list):
+            self.optimizer._params = list(current)  # L-BFGS keeps its own list of them
         self._params = current
 
     def _set_grads(self, grads):
@@ -223,6 +225,14 @@ class TorchOptimizerAdapter:
             groups.append(merged)
         restored = {int(k): tensors(v) for k, v in state.get("state", {}).items()}
         self.optimizer.load_state_dict({"state": restored, "param_groups": groups})
+        # torch casts floating buffers to their parameter's dtype; keep the saved dtypes,
+        # which an uninterrupted run has (NAdam's float32 mu_product on float64 weights)
+        for index, saved in restored.items():
+            live = self.optimizer.state[self._params[index]]
+            for key, value in saved.items():
+                if torch.is_tensor(value) and torch.is_tensor(live.get(key)):
+                    if live[key].dtype != value.dtype:
+                        live[key] = live[key].to(value.dtype)
 
 
 class TorchScheduleAdapter:

@@ -254,6 +254,7 @@ def test_a_plugin_wrapping_torch_optim_through_torch_optimizer(registry):
         ("Adam", {"amsgrad": True}),
         ("LBFGS", {"history_size": 5, "line_search_fn": "strong_wolfe"}),
         ("Rprop", {}),
+        ("NAdam", {}),
         ("ASGD", {"t0": 3.0}),
         ("Adafactor", {}),
         ("SparseAdam", {}),
@@ -290,6 +291,18 @@ def test_resume_through_the_store_continues_bit_identically(registry, tmp_path, 
     _train(resumed, resumed_params, resumed_closure, 7)
     for key in ("W", "a"):
         np.testing.assert_array_equal(resumed_params[key].detach(), straight_params[key].detach())
+
+
+def test_lbfgs_follows_tensors_the_algorithm_replaced(registry):
+    """An algorithm may hand new tensors (a restacked ensemble); L-BFGS keeps its own
+    list of them, which must follow, or its state_dict loses its buffers."""
+    params, _, closure = _quadratic()
+    optimizer = registry.build("optimizer", "LBFGS", {"history_size": 3}).create(params, 0.5)
+    _train(optimizer, params, closure, 2)
+    moved = {k: v.detach().clone() for k, v in params.items()}
+    optimizer._bind(moved)
+    assert optimizer.optimizer._params == [moved[name] for name in optimizer.names]
+    assert optimizer.state_dict()["state"]
 
 
 def test_an_optimizer_that_needs_a_closure_says_so_without_one(registry):
