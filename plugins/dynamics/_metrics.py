@@ -142,7 +142,8 @@ class Corners(Metric):
 class LossChange(Metric):
     """Relative loss change |L_t - L_prev| / L_prev since the previous logged evaluation.
 
-    Key ``rel_loss_change``: NaN at the first evaluation and when ``L_prev`` is 0. ``L`` is ``algorithm.loss()``, the run's loss.
+    Key ``rel_loss_change``: NaN at the first evaluation and when ``L_prev`` is 0.
+    ``L`` is ``algorithm.loss()``, the run's loss.
     """
 
     name = "loss_change"
