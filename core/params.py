@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError, did_you_mean
 
-__all__ = ["Param", "validate_params", "describe_type"]
+__all__ = ["Param", "UnitPair", "validate_params", "describe_type"]
 
 _MISSING = object()
 
@@ -147,6 +147,30 @@ def _coerce(value, typ, item_type, bad):
         if t is not bool and t is not float and isinstance(value, t):
             return value
     raise bad
+
+
+@dataclass(frozen=True)
+class UnitPair(Param):
+    """A list of exactly two floats in [0, 1) (Adam's and AdamW's betas).
+
+    Examples
+    --------
+    >>> UnitPair("betas", list, [0.9, 0.999], "moment coefficients", item_type=float).check(
+    ...     "algorithm", [0.9, 1.0]
+    ... )
+    Traceback (most recent call last):
+    ...
+    core.errors.ConfigError: algorithm.betas must be a list of two floats in [0, 1); got [0.9, 1.0]
+    """
+
+    def allowed(self):
+        return "a list of two floats in [0, 1)"
+
+    def check(self, owner, value):
+        value = super().check(owner, value)
+        if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
+            raise ConfigError(f"{owner}.{self.name} must be {self.allowed()}; got {value!r}")
+        return value
 
 
 def validate_params(owner, values, params, *, allow_extra=()):

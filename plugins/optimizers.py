@@ -56,7 +56,7 @@ import re
 from core.components import Optimizer, Schedule
 from core.errors import ConfigError, PluginError
 from core.hookspecs import hookimpl
-from core.params import Param
+from core.params import Param, UnitPair
 
 __all__ = [
     "TORCH_OPTIMIZERS",
@@ -162,19 +162,6 @@ class MomentumOptimizer(Optimizer):
         return TorchSGD(tuple(params), lr, self.momentum, self.nesterov, self.weight_decay)
 
 
-class _UnitPair(Param):
-    """A list of exactly two floats in [0, 1) (Adam's betas)."""
-
-    def allowed(self):
-        return "a list of two floats in [0, 1)"
-
-    def check(self, owner, value):
-        value = super().check(owner, value)
-        if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
-            raise ConfigError(f"{owner}.{self.name} must be {self.allowed()}; got {value!r}")
-        return value
-
-
 class AdamWOptimizer(Optimizer):
     """AdamW, decoupled decay, no amsgrad (relulab's torch update, as torch.optim.AdamW's)."""
 
@@ -182,7 +169,7 @@ class AdamWOptimizer(Optimizer):
     requires = ("torch",)
     extra = "torch"
     params = (
-        _UnitPair(
+        UnitPair(
             "betas", list, [0.9, 0.999], "moment coefficients (beta1, beta2)", item_type=float
         ),
         Param("eps", float, 1e-8, "denominator epsilon", low=0),

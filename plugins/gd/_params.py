@@ -17,10 +17,10 @@ set away from their defaults, with any other optimizer (whose weight decay, beta
 are its own options).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from core.errors import ConfigError
-from core.params import Param
+from core.params import Param, UnitPair
 
 __all__ = [
     "OPTIMIZERS",
@@ -47,20 +47,6 @@ SCHEDULES = ("constant", "step")
 GRADIENTS = ("autograd", "closed_form", "gram")
 FLAT_OPTIONS = ("momentum", "nesterov", "betas", "eps", "weight_decay")
 """The flat keys that are the options of the built-in optimizers (:data:`OPTIMIZERS`)."""
-
-
-@dataclass(frozen=True)
-class _UnitPair(Param):
-    """A list of exactly two floats in [0, 1) (AdamW's betas)."""
-
-    def allowed(self):
-        return "a list of two floats in [0, 1)"
-
-    def check(self, owner, value):
-        value = super().check(owner, value)
-        if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
-            raise ConfigError(f"{owner}.{self.name} must be {self.allowed()}; got {value!r}")
-        return value
 
 
 COMMON_PARAMS = (
@@ -92,7 +78,7 @@ COMMON_PARAMS = (
         "other optimizers of gd take theirs from optimizer_options",
         low=0,
     ),
-    _UnitPair(
+    UnitPair(
         "betas", list, [0.9, 0.999], "AdamW moment coefficients (beta1, beta2)", item_type=float
     ),
     Param("eps", float, 1e-8, "AdamW denominator epsilon", low=0),
