@@ -26,13 +26,6 @@ Everything imports without cvxpy (it is imported inside the solver's methods;
 ``CvxpySolver`` declares ``requires = ("cvxpy",)`` and the extra ``convex``).
 """
 
-# scipy.linalg (with its own OpenBLAS, apart from numpy's) is imported with the package,
-# not on first use: core.threads.limit_threads limits the BLAS libraries loaded when a
-# run starts, and one loaded inside the run kept its default threads (measured: the
-# min-norm solve at (n, d) = (400, 100) took 10.3 s instead of 1.0 s on the loaded
-# 2-core machine, its Cholesky solves spinning on threads the cores did not have)
-import scipy.linalg  # noqa: F401
-
 from core.hookspecs import hookimpl
 
 from ._algorithm import Convex

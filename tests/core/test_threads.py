@@ -84,6 +84,8 @@ def test_a_negative_setting_is_an_error(setting):
 # -- limit_threads -----------------------------------------------------------------
 def test_limit_threads_sets_and_restores_torch_and_blas():
     torch = pytest.importorskip("torch")
+    import scipy.linalg  # noqa: F401  (limit_threads loads scipy's own BLAS)
+
     torch_before, blas_before = torch.get_num_threads(), _blas_threads()
     with limit_threads(1) as n:
         assert n == 1
@@ -181,3 +183,23 @@ def test_torch_is_told_its_thread_count_even_when_openmp_already_reads_it(monkey
     with limit_threads(1):
         assert torch.get_num_threads() == 1
     assert calls == [1, before] and torch.get_num_threads() == before
+
+
+def test_scipys_own_blas_is_limited_even_when_first_loaded_by_the_block():
+    code = (
+        "from core.threads import limit_threads\n"
+        "from threadpoolctl import threadpool_info\n"
+        "with limit_threads(1):\n"
+        "    print(sorted({p['filepath'] for p in threadpool_info() if p['num_threads'] != 1}))\n"
+        "    print(any('scipy' in p['filepath'] for p in threadpool_info()))\n"
+    )
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    unlimited, scipy_loaded = out.stdout.splitlines()
+    assert unlimited == "[]" and scipy_loaded == "True"
