@@ -77,12 +77,14 @@ def plot_sweep(path, groups=None, registry=None):
 
     sweep = load_sweep(path)
     success = sweep["spec"].get("success")
+    rows = None
     if groups is None:
         needs = success is not None and success["key"] not in BASE_METRICS
-        _, groups = summarize_sweep(path, registry, indicators=needs, write=False)
+        rows, groups = summarize_sweep(path, registry, indicators=needs, write=False)
+    results = SweepResults(path, rows, groups, registry)
     dims = _dimensions(sweep)
     if not dims:
-        return draw_sweep_analyses(SweepResults(path, groups=groups, registry=registry), registry)
+        return draw_sweep_analyses(results, registry)
     keys = sweep["keys"]
     by_cell = {json.dumps({k: g[k] for k in keys}, sort_keys=True): g for g in groups}
     constant = {k: v[0] for k, v in sweep["spec"]["grid"].items() if len(v) == 1}
@@ -118,7 +120,7 @@ def plot_sweep(path, groups=None, registry=None):
             figures[stem] = _heatmap(Figure, dims[0], dims[1], metric, title, where, at)
             if metric == "success" and all(_is_axis(d) for d in dims[:2]):
                 figures[f"{stem}_contour"] = _contour(Figure, dims[0], dims[1], title, where, at)
-    extra = draw_sweep_analyses(SweepResults(path, groups=groups, registry=registry), registry)
+    extra = draw_sweep_analyses(results, registry)
     clash = sorted(set(extra) & set(figures))
     if clash:
         raise PluginError(f"a sweep analysis draws {clash[0]!r}, a stem of the sweep's own figures")

@@ -66,22 +66,25 @@ class SweepResults:
     def __repr__(self):
         return f"SweepResults({str(self.path)!r})"
 
-    def _summary(self):
-        if self._rows is None:
-            self._rows, self._groups = summarize_sweep(
-                self.path, self._registry, indicators=False, write=False
-            )
-        return self._rows, self._groups
+    def _summarize(self):
+        rows, groups = summarize_sweep(self.path, self._registry, indicators=False, write=False)
+        self._rows = rows
+        if self._groups is None:  # groups given by the caller are kept
+            self._groups = groups
 
     @property
     def rows(self):
         """One dict per point (see :func:`core.sweep.summarize_sweep`)."""
-        return self._summary()[0]
+        if self._rows is None:
+            self._summarize()
+        return self._rows
 
     @property
     def groups(self):
         """One dict per cell of swept values, statistics over seeds."""
-        return self._summary()[1]
+        if self._groups is None:
+            self._summarize()
+        return self._groups
 
     @property
     def algorithm(self):
