@@ -12,7 +12,7 @@ from core.errors import PluginError
 from core.hookspecs import hookimpl
 from core.registry import Registry
 from core.sweep import SweepResults, analyse_sweep, plot_sweep, run_sweep
-from plugins.sweep_analyses import curve_stats
+from plugins.sweep_analyses import Curves, curve_stats
 
 
 class FinalLossTable(SweepAnalysis):
@@ -110,7 +110,9 @@ def test_curves_are_the_mean_and_range_over_seeds_of_each_cell(small_sweep):
     assert set(count) == {3}
     figures = plot_sweep(small_sweep, registry=_registry())
     ax = figures["sweep_curves_loss"].axes[0]
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), mean, rtol=1e-15)
+    assert ax.get_yscale() == "log"  # the loss spans more than two decades: geometric mean
+    geomean = np.exp(np.log(losses).mean(axis=0))
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), geomean, rtol=1e-12)
     assert [line.get_label() for line in ax.lines] == ["model.width=4 (3)", "model.width=8 (3)"]
 
 
@@ -125,3 +127,31 @@ def test_curve_stats_align_runs_that_stopped_at_different_steps():
     assert steps.tolist() == [0, 5, 10]
     assert mean[:2].tolist() == [3.0, 1.5] and np.isnan(mean[2])
     assert count.tolist() == [2, 2, 0]
+
+
+def test_curves_on_a_log_axis_draw_the_geometric_mean():
+    class Run:
+        def __init__(self, values):
+            self.scalars = {"step": np.arange(len(values)), "loss": np.array(values)}
+
+    runs = [Run([1.0, 1e-2, 1e-6]), Run([1.0, 1e-4, 1e-10])]
+    _, geomean, *_ = curve_stats(runs, "loss", geometric=True)
+    np.testing.assert_allclose(geomean, [1.0, 1e-3, 1e-8], rtol=1e-12)
+    _, mean, *_ = curve_stats(runs, "loss")
+    assert mean[2] > 10 * geomean[2]  # the arithmetic mean follows the largest run
+    zero = curve_stats([Run([1.0, 0.0]), Run([1.0, 1.0])], "loss", geometric=True)[1]
+    assert zero[0] == 1.0 and np.isnan(zero[1])
+
+    class Sweep:
+        def cells(self):
+            return [({"seed": 0}, runs)]
+
+        def label(self, values):
+            return "cell"
+
+    figures = Curves().draw(Sweep())
+    ax = figures["sweep_curves_loss"].axes[0]
+    assert ax.get_yscale() == "log"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), geomean, rtol=1e-12)
+    row = Curves().tables(Sweep())["curves.csv"][2]
+    assert row["mean"] == mean[2] and row["geomean"] == geomean[2]
