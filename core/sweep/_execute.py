@@ -275,18 +275,19 @@ def _term_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
-def _batches(groups, batch_size, workers):
+def _batches(groups, batch_size, workers, ensemble=None):
     """Cut the points into batches, each a task for one worker.
 
     A group of points trained together (:func:`core.sweep.group_by_shape`) is a
-    batch of its own, cut only above ``batch_size`` (default ``MAX_BATCH``)
-    points. The other points are cut into batches of ``batch_size`` (default:
-    about four batches per worker, at most ``MAX_BATCH``), so start-up is paid
+    batch of its own, cut only above ``ensemble`` (the sweep's ``ensemble`` key),
+    else ``batch_size``, else ``MAX_BATCH`` points. The other points are cut into
+    batches of ``batch_size`` (default: about four batches per worker, at most
+    ``MAX_BATCH``), so start-up is paid
     once per batch while the load stays balanced.
     """
     n_single = sum(len(group) == 1 for group in groups)
     size = batch_size or max(1, min(MAX_BATCH, n_single // (4 * workers)))
-    ensemble_size = batch_size or MAX_BATCH
+    ensemble_size = ensemble or batch_size or MAX_BATCH
     batches, singles = [], []
     for group in groups:
         if len(group) == 1:
@@ -321,6 +322,7 @@ class _Driver:
         self.start_engine = start_engine
         self.engine = None
         self.batch_size = batch_size
+        self.ensemble = config.get("sweep", {}).get("ensemble")
         self.registry = registry
         self.stop_file = self.path / f".stop-{uuid.uuid4().hex[:12]}"
         self.job = {
@@ -385,7 +387,7 @@ class _Driver:
                 **self.job,
                 "items": [{"index": p.index, "run": p.run, "config": p.config} for p in batch],
             }
-            for batch in _batches(groups, self.batch_size, self.engine.workers)
+            for batch in _batches(groups, self.batch_size, self.engine.workers, self.ensemble)
         )
         blind_restarts = 0
         while queue:

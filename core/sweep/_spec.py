@@ -7,6 +7,7 @@ A config declares a sweep in its ``sweep`` section::
         "zip": {"algorithm.lr": [0.1, 0.01], "stoppers.max_steps.steps": [100, 1000]},
         "seeds": 10,
         "success": {"key": "final_loss", "below": 1e-3},
+        "ensemble": 16,   # optional: most seeds of one cell trained together
     }
 
 The points are ``product(grid) x zip rows x seeds``, in that order (the last grid key
@@ -37,7 +38,7 @@ __all__ = [
     "together_key",
 ]
 
-SPEC_KEYS = ("grid", "zip", "seeds", "success")
+SPEC_KEYS = ("grid", "zip", "seeds", "success", "ensemble")
 _SUCCESS_KEYS = ("key", "below", "above")
 
 
@@ -182,7 +183,9 @@ def validate_spec(spec):
     -------
     spec : dict
         ``{"grid": {key: [values]}, "zip": {key: [values]}, "seeds": int,
-        "success": {"key": str, "below" or "above": float} or None}``.
+        "success": {"key": str, "below" or "above": float} or None}``, and
+        ``"ensemble": int`` when given (most points of one cell a batchable algorithm
+        trains together; :data:`core.sweep._execute.MAX_BATCH` otherwise).
 
     Raises
     ------
@@ -190,7 +193,7 @@ def validate_spec(spec):
         Unknown sweep key, a value that is not a non-empty list of literals, a
         value repeated in a ``grid`` list, a key both in ``grid`` and ``zip``,
         ``zip`` lists of different lengths or two equal ``zip`` rows, ``seeds`` not
-        an int >= 1, or a malformed ``success``.
+        an int >= 1, ``ensemble`` not an int >= 1, or a malformed ``success``.
     """
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep must be a dict with keys {', '.join(SPEC_KEYS)}; got {spec!r}")
@@ -224,6 +227,14 @@ def validate_spec(spec):
         raise ConfigError(f"sweep.seeds must be an int >= 1; got {seeds!r}")
     out["seeds"] = seeds
     out["success"] = _check_success(spec.get("success"))
+    if "ensemble" in spec:
+        ensemble = spec["ensemble"]
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ConfigError(
+                "sweep.ensemble must be an int >= 1 (most seeds of a cell trained together); "
+                f"got {ensemble!r}"
+            )
+        out["ensemble"] = ensemble
     return out
 
 

@@ -10,6 +10,7 @@ from conftest import toy_config
 from toy_plugins import ToyEnsemble
 
 from core.config import resolve
+from core.errors import ConfigError
 from core.loop import execute, prepare_resume, prepare_run, start_run
 from core.store import Run
 from core.sweep import group_by_shape, run_sweep, summarize_sweep
@@ -130,6 +131,20 @@ def test_sweep_trains_the_seeds_of_a_cell_as_one_ensemble(tmp_path, toy_registry
         np.testing.assert_allclose(
             Run(path / point.run).final_state()["W"], alone.final_state()["W"], rtol=1e-10
         )
+
+
+def test_sweep_ensemble_key_caps_the_members_trained_together(tmp_path, toy_registry):
+    config = _config(tmp_path, toy_registry, 3, steps=5)
+    config["sweep"] = {"grid": {"model.width": [4]}, "seeds": 5, "ensemble": 2}
+    ToyEnsemble.calls.clear()
+    path = run_sweep(config, "", toy_registry, jobs=0)
+    assert ToyEnsemble.calls == [2] * 10  # 5 seeds: ensembles of 2, 2 and a lone run
+    rows, _ = summarize_sweep(path, toy_registry, indicators=False)
+    assert [r["status"] for r in rows] == ["finished"] * 5
+    for bad in (0, 2.0, True):
+        config["sweep"]["ensemble"] = bad
+        with pytest.raises(ConfigError, match="sweep.ensemble must be an int >= 1"):
+            expand_sweep(config, toy_registry)
 
 
 def test_members_save_once_at_the_end_and_a_member_killed_before_resumes_from_step_0(
