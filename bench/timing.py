@@ -5,8 +5,8 @@ import time
 __all__ = ["best_of", "best_of_passes", "row"]
 
 
-def best_of(fn, repeats=5, warmup=1):
-    """Best wall-clock time of ``fn()`` over ``repeats`` calls, after ``warmup`` calls.
+def best_of(fn, repeats=5, warmup=1, clock=time.perf_counter):
+    """Best time of ``fn()`` over ``repeats`` calls, after ``warmup`` calls.
 
     Parameters
     ----------
@@ -14,6 +14,9 @@ def best_of(fn, repeats=5, warmup=1):
         Called without arguments; it must finish its work before returning (call
         ``torch.cuda.synchronize()`` inside it for GPU work).
     repeats, warmup : int
+    clock : callable
+        Seconds now: wall clock by default; ``time.process_time`` (CPU time of the
+        process) for single-thread work on a machine shared with other processes.
 
     Returns
     -------
@@ -24,13 +27,13 @@ def best_of(fn, repeats=5, warmup=1):
         fn()
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
 
 
-def best_of_passes(fns, repeats=5, warmup=1, passes=2):
+def best_of_passes(fns, repeats=5, warmup=1, passes=2, clock=time.perf_counter):
     """Best times of several callables: each timed in a block, the blocks run ``passes`` times.
 
     Each block is :func:`best_of` (warm-up, then ``repeats`` calls); going over all the
@@ -43,6 +46,8 @@ def best_of_passes(fns, repeats=5, warmup=1, passes=2):
     ----------
     fns : dict of str -> callable
     repeats, warmup, passes : int
+    clock : callable
+        As for :func:`best_of`.
 
     Returns
     -------
@@ -52,7 +57,7 @@ def best_of_passes(fns, repeats=5, warmup=1, passes=2):
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(passes):
         for name, fn in fns.items():
-            best[name] = min(best[name], best_of(fn, repeats, warmup))
+            best[name] = min(best[name], best_of(fn, repeats, warmup, clock))
     return best
 
 
