@@ -111,6 +111,7 @@ class Ensemble:
         self.params = {k: ops.stack([m.params_[k] for m in members]) for k in ("W", "a")}
         self.optimizer = first._new_optimizer(self.params)
         self.optimizer.stack_state([m.optimizer_ for m in members])
+        self.evaluate = ops.Evaluator(self.names, first.problem.scaling, first.problem.loss)
         for i, member in enumerate(members):
             member.params_ = {k: v[i] for k, v in self.params.items()}
             member._ensemble, member._ensemble_index = self, i
@@ -135,22 +136,16 @@ class Ensemble:
             self._signature = signature
 
     def _evaluate(self, need_grad, X=None, Y=None):
-        first = self.members[0]
-        values, grad_W, grad_a = self.ops.loss_and_grad(
+        values, grads = self.evaluate(
             self.X if X is None else X,
             self.Y if Y is None else Y,
             self.params["W"],
             self.params["a"],
-            first.problem.scaling,
-            first.problem.loss,
             need_grad,
         )
         for member in self.members:
             member.n_evaluations += 1
-        if not need_grad:
-            return values, None
-        grads = {"W": grad_W, "a": grad_a}
-        return values, {k: grads[k] for k in self.names}
+        return values, grads
 
     def _set_caches(self, values, grads):
         for i, member in enumerate(self.members):
@@ -165,7 +160,7 @@ class Ensemble:
         if self.grads is None or member._cache is not self.caches[i]:
             return None
         if self._norms is None:
-            self._norms = self.ops.norms(self.grads)
+            self._norms = self.evaluate.norms(self.grads)
         return self._norms[i]
 
     def _current_grads(self):
