@@ -13,6 +13,9 @@ _solver_cvxpy   solver plugin ``cvxpy``: the program as a cone program, with
                 solver fallback (Clarabel, SCS, ECOS)
 _first_order    solver plugins ``first_order`` and ``interior_point``: certified
                 iterative solvers of the regularised program
+_working_set    solver plugin ``working_set``: the interior point on working sets
+                of groups, certified over all groups (exact cone test of each
+                group left out)
 _basis_pursuit  certified interior point for group basis pursuit (the gated
                 min-norm programs)
 _min_norm       algorithm ``min_norm`` (skip / plain / normalisation-layer min-norm
@@ -47,6 +50,7 @@ from ._program import (
 )
 from ._solver_cvxpy import CvxpySolver
 from ._stoppers import Solved
+from ._working_set import WorkingSet
 
 __all__ = [
     "Convex",
@@ -62,6 +66,7 @@ __all__ = [
     "CvxpySolver",
     "FirstOrder",
     "InteriorPoint",
+    "WorkingSet",
     "Solved",
     "objective",
     "predict",
@@ -81,6 +86,7 @@ SOLVERS = [
     CvxpySolver,
     FirstOrder,
     InteriorPoint,
+    WorkingSet,
 ]
 
 
