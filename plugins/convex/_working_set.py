@@ -43,7 +43,7 @@ Rounds
     groups with the largest :math:`\rho_j`, at most as many as the working set holds
     (the set at most doubles), and restarts the interior point (cold: interior points
     do not warm-start). A round's interior point runs to a relative gap of
-    ``ROUND_TOL`` (1e-3: enough to find the violators); when none is left the same
+    ``ROUND_TOL`` (1e-2: enough to find the violators); when none is left the same
     interior point goes on (warm) to ``tol / 2``, so that the full certificate can
     reach ``tol``. The solve ends when the full certificate reaches ``tol``; when no
     excluded group violates its condition by more than rounding but the certificate
@@ -195,7 +195,7 @@ class WorkingSetEngine:
     #: a bound this close to beta (relative) is settled by the exact NNLS
     AMBIGUOUS = 1e-3
     #: relative gap of the inner solves of the rounds that look for violators
-    ROUND_TOL = 1e-3
+    ROUND_TOL = 1e-2
 
     def __init__(self, X, y, M, beta, cones, tol=1e-6, violation_tol=1e-6, initial=None):
         self.X = np.ascontiguousarray(X, dtype=float)
