@@ -25,8 +25,8 @@ from core.hookspecs import hookimpl
 from ._algorithm import PopulationGD
 from ._census import Census, PopulationIndicator, compact_form, reconstruct
 from ._data import GaussianTeacher, teacher_matrix
+from ._descent import NewtonPolish, descend
 from ._objective import (
-    descend,
     kernel,
     population_grad,
     population_hessian,
@@ -42,6 +42,7 @@ __all__ = [
     "reconstruct",
     "teacher_matrix",
     "descend",
+    "NewtonPolish",
     "kernel",
     "population_grad",
     "population_hessian",

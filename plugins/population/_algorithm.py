@@ -31,7 +31,8 @@ from core.components import Algorithm
 from core.errors import ConfigError
 from core.params import Param
 
-from ._objective import descend, population_loss
+from ._descent import NewtonPolish, descend
+from ._objective import population_loss
 
 __all__ = ["PopulationGD"]
 
@@ -53,6 +54,23 @@ class PopulationGD(Algorithm):
         ),
         Param("tol", float, 1e-12, "stop once ||grad F||_F <= tol", low=0),
         Param("iterations", int, 100, "gradient steps per run step (at most)", low=1),
+        Param(
+            "newton_below",
+            float,
+            1e-3,
+            "Newton polish: try Newton steps once ||grad F||_F <= this (None: plain "
+            "gradient descent to tol)",
+            low=0,
+            low_open=True,
+            nullable=True,
+        ),
+        Param(
+            "newton_margin",
+            float,
+            1e-6,
+            "Newton polish: refused unless the smallest Hessian eigenvalue exceeds this",
+            low=0,
+        ),
     )
 
     def setup(self, problem):
@@ -81,8 +99,18 @@ class PopulationGD(Algorithm):
                 f"V has d = {self.V.shape[0]}"
             )
         self.step_size = self.lr if self.lr is not None else 5.0 / self.V.shape[1]
+        self.polish = (
+            None
+            if self.newton_below is None
+            else NewtonPolish(below=self.newton_below, margin=self.newton_margin)
+        )
         self.n_iterations = 0
+        self.n_newton = 0
+        self.next_try = self._first_try()
         self._measure()
+
+    def _first_try(self):
+        return np.inf if self.polish is None else self.polish.below
 
     def _measure(self):
         """Loss and gradient norm at ``W`` (the norm as :func:`descend` computes it)."""
@@ -101,20 +129,33 @@ class PopulationGD(Algorithm):
         groups = {}
         for algorithm in algorithms:
             if not algorithm.done:
-                key = (algorithm.W.shape, algorithm.V.shape, algorithm.tol, algorithm.iterations)
+                key = (
+                    algorithm.W.shape,
+                    algorithm.V.shape,
+                    algorithm.tol,
+                    algorithm.iterations,
+                    algorithm.polish,
+                )
                 groups.setdefault(key, []).append(algorithm)
-        for (_, _, tol, iterations), members in groups.items():
-            W, steps, grad_norm = descend(
+        for (_, _, tol, iterations, polish), members in groups.items():
+            W, steps, grad_norm, newton, next_try = descend(
                 np.stack([a.W for a in members]),
                 np.stack([a.V for a in members]),
                 np.array([a.step_size for a in members]),
                 tol,
                 iterations,
+                polish=polish,
+                next_try=np.array([a.next_try for a in members]),
+                full_output=True,
             )
             losses = population_loss(W, np.stack([a.V for a in members]))
-            for algorithm, W_end, taken, g, loss in zip(members, W, steps, grad_norm, losses):
+            for algorithm, W_end, taken, g, loss, n, nxt in zip(
+                members, W, steps, grad_norm, losses, newton, next_try
+            ):
                 algorithm.W = W_end
                 algorithm.n_iterations += int(taken)
+                algorithm.n_newton += int(n)
+                algorithm.next_try = float(nxt)
                 algorithm.grad_norm, algorithm._loss = float(g), float(loss)
 
     def step(self):
@@ -127,12 +168,24 @@ class PopulationGD(Algorithm):
         return {"W": self.W.copy(), "a": np.ones(self.W.shape[1])}
 
     def scalars(self):
-        return {"grad_norm": self.grad_norm, "iterations": self.n_iterations}
+        return {
+            "grad_norm": self.grad_norm,
+            "iterations": self.n_iterations,
+            "newton_steps": self.n_newton,
+        }
 
     def state_dict(self):
-        return {"W": self.W.copy(), "iterations": self.n_iterations}
+        return {
+            "W": self.W.copy(),
+            "iterations": self.n_iterations,
+            "newton_steps": self.n_newton,
+            "next_try": np.array(self.next_try),
+        }
 
     def load_state_dict(self, state):
         self.W = np.array(state["W"], dtype=np.float64)
         self.n_iterations = int(state["iterations"])
+        # checkpoints from before the polish: no Newton step taken, the first try ahead
+        self.n_newton = int(state.get("newton_steps", 0))
+        self.next_try = float(state["next_try"]) if "next_try" in state else self._first_try()
         self._measure()

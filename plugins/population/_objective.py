@@ -67,14 +67,13 @@ __all__ = [
     "population_loss",
     "population_grad",
     "population_hessian",
-    "descend",
 ]
 
 TWO_PI = 2.0 * np.pi
 JOINT_BELOW = 3000
 """Stacks with (points x neurons^2) up to this take :func:`_descent_direction_joint`
 (fewer array operations), larger ones :func:`_descent_direction` (half the
-``arccos``); measured crossover about 2000-5000 at k = 10, 20."""
+``arccos``); measured crossover about 2000-5000 at k = 10, 20 (:func:`stack_gradient`)."""
 
 
 def _as_stack(W, V):
@@ -224,49 +223,67 @@ def population_grad(W, V, return_loss=False):
 
 
 def _pair_geometry(UA, UB):
-    """Exact pair geometry for the Hessian.
+    """Exact pair geometry of two stacks of unit columns, for the Hessian.
 
-    Returns ``c`` (m, k), ``t`` (m, k), ``s`` (m, k), ``r`` (m, k, d) with
-    ``r[i, j] = b_j - c_ij a_i`` and ``q`` (m, k, d) with ``q[i, j] = a_i - c_ij b_j``
-    (unit columns ``a_i`` of ``UA``, ``b_j`` of ``UB``).
+    Parameters
+    ----------
+    UA : ndarray, shape (B, d, m)
+    UB : ndarray, shape (B, d, n)
+
+    Returns
+    -------
+    c, t, s : ndarray, shape (B, m, n)
+        Cosines, angles ``atan2(s, c)`` and sines of every pair ``(a_i, b_j)``.
+    r : ndarray, shape (B, m, n, d)
+        ``r[b, i, j] = b_j - c_ij a_i`` (computed explicitly: ``|r| = s`` stays
+        accurate near ``t = 0`` and ``t = pi``).
+    A, Bt : ndarray, shapes (B, m, 1, d) and (B, 1, n, d)
+        The rows ``a_i`` and ``b_j`` broadcast for ``q = a_i - c_ij b_j``.
     """
-    c = np.clip(UA.T @ UB, -1.0, 1.0)
-    r = UB.T[None, :, :] - c[:, :, None] * UA.T[:, None, :]
-    q = UA.T[:, None, :] - c[:, :, None] * UB.T[None, :, :]
-    s = np.sqrt(np.einsum("ijd,ijd->ij", r, r))
+    c = np.clip(np.swapaxes(UA, -1, -2) @ UB, -1.0, 1.0)
+    A = np.swapaxes(UA, -1, -2)[:, :, None, :]
+    Bt = np.swapaxes(UB, -1, -2)[:, None, :, :]
+    r = Bt - c[..., None] * A
+    s = np.sqrt(np.einsum("bijd,bijd->bij", r, r))
     t = np.arctan2(s, c)
-    return c, t, s, r, q
+    return c, t, s, r, A, Bt
+
+
+def _inverse(s):
+    """``1 / s`` where ``s > 0``, else 0 (the terms divided by ``s`` vanish there)."""
+    return np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
 
 
 def _h1_sum(nA, UA, nB, UB, skip_self=False):
-    r"""``sum_j h_1(a_i, b_j)`` for every ``i``: shape (m, d, d)."""
-    d = UA.shape[0]
-    _, _, s, r, _ = _pair_geometry(UA, UB)
+    r"""``sum_j h_1(a_i, b_j)`` for every ``i`` of a stack: shape (B, m, d, d)."""
+    d = UA.shape[-2]
+    _, _, s, r, _, _ = _pair_geometry(UA, UB)
     safe = np.where(nA > 0, nA, 1.0)
-    weight = np.where(nA[:, None] > 0, nB[None, :] / (TWO_PI * safe[:, None]), 0.0)
+    weight = np.where(nA[:, :, None] > 0, nB[:, None, :] / (TWO_PI * safe[:, :, None]), 0.0)
     if skip_self:
-        np.fill_diagonal(weight, 0.0)
-    inv_s = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
-    radial = (weight * s).sum(axis=1)  # (m,)
-    eye = np.eye(d)
-    out = radial[:, None, None] * (eye[None] - np.einsum("ai,bi->iab", UA, UA))
-    out += np.einsum("ij,ija,ijb->iab", weight * inv_s, r, r)
+        weight *= 1.0 - np.eye(weight.shape[-1])
+    radial = (weight * s).sum(axis=-1)  # (B, m)
+    Ut = np.swapaxes(UA, -1, -2)  # (B, m, d)
+    out = radial[..., None, None] * (np.eye(d) - Ut[..., :, None] * Ut[..., None, :])
+    out += np.swapaxes((weight * _inverse(s))[..., None] * r, -1, -2) @ r
     return out
 
 
 def population_hessian(W, V):
-    r"""The Hessian of :math:`F` at ``W`` (module docstring), float64.
+    r"""The Hessian of :math:`F` at ``W`` (module docstring), float64, for a stack of points.
 
     Parameters
     ----------
-    W : ndarray, shape (d, m)
-    V : ndarray, shape (d, k)
+    W : ndarray, shape (..., d, m)
+    V : ndarray, shape (d, k) or (..., d, k)
 
     Returns
     -------
-    H : ndarray, shape (m * d, m * d)
+    H : ndarray, shape (..., m * d, m * d)
         Symmetric; entry ``(i * d + a, j * d + b)`` is
-        :math:`\partial^2 F / \partial W_{ai} \partial W_{bj}`.
+        :math:`\partial^2 F / \partial W_{ai} \partial W_{bj}`. Each point's
+        Hessian is computed on its own slice of the stack (the same operations
+        whatever the stack holds).
 
     Examples
     --------
@@ -274,27 +291,52 @@ def population_hessian(W, V):
     >>> H = population_hessian(np.eye(2), np.eye(2))
     >>> bool(np.allclose(H, H.T)) and float(np.linalg.eigvalsh(H).min()) > 0
     True
+    >>> population_hessian(np.ones((5, 3, 2)), np.eye(3)).shape
+    (5, 6, 6)
     """
     W, V = _as_stack(W, V)
-    if W.ndim != 2 or V.ndim != 2:
-        raise ValueError(f"population_hessian takes one point: W (d, m), V (d, k); got {W.shape}")
-    d, m = W.shape
+    lead = W.shape[:-2]
+    d, m = W.shape[-2:]
+    V = np.broadcast_to(V, lead + V.shape[-2:])
+    H = hessian_stack(W.reshape((-1, d, m)), V.reshape((-1,) + V.shape[-2:]))
+    H = 0.5 * (H + np.swapaxes(H, -1, -2))
+    return H.reshape(lead + (m * d, m * d))
+
+
+def hessian_stack(W, V):
+    """The Hessians of a stack before symmetrising (:func:`population_hessian`'s work).
+
+    Parameters
+    ----------
+    W : ndarray, shape (B, d, m)
+    V : ndarray, shape (B, d, k)
+
+    Returns
+    -------
+    H : ndarray, shape (B, m * d, m * d)
+        Symmetric up to rounding (each entry computed from its own pair's
+        geometry); a Cholesky factorisation reads its lower triangle only.
+    """
+    B, d, m = W.shape
     nW, U = _unit(W)
     nV, UV = _unit(V)
-    diag = 0.5 * np.eye(d)[None] + _h1_sum(nW, U, nW, U, skip_self=True)
+    diag = 0.5 * np.eye(d) + _h1_sum(nW, U, nW, U, skip_self=True)
     diag -= _h1_sum(nW, U, nV, UV)
-    _, t, s, r, q = _pair_geometry(U, U)
-    inv_s = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
-    blocks = (np.pi - t)[:, :, None, None] * np.eye(d)[None, None]
-    blocks += s[:, :, None, None] * np.einsum("ai,bj->ijab", U, U)
-    blocks += inv_s[:, :, None, None] * np.einsum("ija,ijb->ijab", r, q)
-    blocks /= TWO_PI
+    c, t, s, r, A, Bt = _pair_geometry(U, U)
+    q = A - c[..., None] * Bt  # q[b, i, j] = w_i - c_ij w_j (unit columns)
+    Ut = np.swapaxes(U, -1, -2)  # (B, m, d)
+    # H4[b, i, a, j, e] = entry (a, e) of block (i, j); off-diagonal blocks h_2(w_i, w_j)
+    H4 = Ut[:, :, :, None, None] * (s[:, :, None, :, None] * Ut[:, None, None, :, :])
+    H4 += np.swapaxes(_inverse(s)[..., None] * r, 2, 3)[..., None] * q[:, :, None, :, :]
+    axis_d = np.arange(d)
+    H4[:, :, axis_d, :, axis_d] += (np.pi - t)[None]
+    H4 *= 1.0 / TWO_PI
     live = nW > 0
-    blocks *= (live[:, None] & live[None, :])[:, :, None, None]
-    idx = np.arange(m)
-    blocks[idx, idx] = diag
-    H = blocks.transpose(0, 2, 1, 3).reshape(m * d, m * d)
-    return 0.5 * (H + H.T)
+    if not live.all():
+        H4 *= (live[:, :, None] & live[:, None, :])[:, :, None, :, None]
+    axis_m = np.arange(m)
+    H4[:, axis_m, :, axis_m, :] = np.swapaxes(diag, 0, 1)
+    return H4.reshape((B, m * d, m * d))
 
 
 class _Teacher:
@@ -364,93 +406,6 @@ def _descent_direction(W, teacher):
     return G
 
 
-def descend(W, V, lr, tol, max_iterations, slots=None):
-    r"""Gradient descent on :math:`F` for a stack of points, each leaving when it converges.
-
-    Every point takes steps ``W <- W - lr * grad F(W)`` until its gradient's
-    Frobenius norm is at most ``tol`` (checked before each step, so a converged
-    point is not moved) or it has taken ``max_iterations`` steps. Points that
-    converged leave the stack: the batched program only computes the others, so a
-    slow point never costs the fast ones. With ``slots``, at most that many points
-    are in the stack at a time and a waiting point takes the place of each one that
-    leaves (a stream of initialisations through a batch of fixed size). Point ``b``
-    follows the iterates of ``descend(W[b:b+1], V[b:b+1], ...)`` whatever its
-    batchmates (the same operations on its slice of the stack, equal to rounding).
-
-    Parameters
-    ----------
-    W : ndarray, shape (B, d, m)
-        Starting points; not modified.
-    V : ndarray, shape (B, d, k)
-        Each point's teacher.
-    lr : float or ndarray, shape (B,)
-        Step sizes.
-    tol : float
-        Gradient-norm tolerance.
-    max_iterations : int
-        Most steps any point takes in this call.
-    slots : int, optional
-        Most points computed at once (default: all ``B``).
-
-    Returns
-    -------
-    W : ndarray, shape (B, d, m)
-        The end points.
-    steps : ndarray of int, shape (B,)
-        Steps each point took.
-    grad_norm : ndarray, shape (B,)
-        Frobenius norm of the gradient at the end point.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> W0 = np.stack([np.eye(3) + 0.1, np.eye(3) - 0.05])
-    >>> W, steps, g = descend(W0, np.stack([np.eye(3)] * 2), 0.5, 1e-12, 10_000)
-    >>> bool((g <= 1e-12).all()) and bool(np.allclose(W, np.eye(3), atol=1e-10))
-    True
-    """
-    W, V = _as_stack(W, V)
-    W = W.copy()
-    if W.ndim != 3 or V.ndim != 3 or V.shape[0] != W.shape[0]:
-        raise ValueError(f"descend takes stacks W (B, d, m), V (B, d, k); got {W.shape}, {V.shape}")
-    B = W.shape[0]
-    lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), (B,)).copy()
-    steps = np.zeros(B, dtype=np.int64)
-    grad_norm = np.empty(B)
-    slots = B if slots is None else max(1, int(slots))
-    tol2 = float(tol) ** 2
-    active = np.arange(min(slots, B))
-    queue = len(active)  # the next waiting point
-    start = np.zeros(len(active), dtype=np.int64)  # the iteration each point entered at
-    Wa, teacher, lra = W[active], _Teacher(V[active]), lr[active, None, None]
-    it = 0
-    while len(active):
-        if len(active) * Wa.shape[2] ** 2 <= JOINT_BELOW:
-            G = _descent_direction_joint(Wa, teacher)
-        else:
-            G = _descent_direction(Wa, teacher)
-        g2 = np.einsum("bdm,bdm->b", G, G)
-        age = it - start  # steps taken
-        moving = (g2 > tol2) & (age < max_iterations)
-        if not moving.all():
-            left = ~moving
-            done = active[left]
-            W[done], grad_norm[done], steps[done] = Wa[left], np.sqrt(g2[left]), age[left]
-            active, Wa, G, start = active[moving], Wa[moving], G[moving], start[moving]
-            lra, teacher = lra[moving], teacher.take(moving)
-        if len(active):
-            Wa = Wa - lra * G
-        it += 1
-        if queue < B and len(active) < slots:
-            entering = np.arange(queue, min(B, queue + slots - len(active)))
-            queue += len(entering)
-            active = np.concatenate([active, entering])
-            Wa = np.concatenate([Wa, W[entering]])
-            start = np.concatenate([start, np.full(len(entering), it)])
-            lra, teacher = lr[active, None, None], _Teacher(V[active])
-    return W, steps, grad_norm
-
-
 def _descent_direction_joint(W, teacher):
     """The gradient as one angle matrix against students and teachers together.
 
@@ -474,3 +429,15 @@ def _descent_direction_joint(W, teacher):
         G *= (nW > 0)[:, None, :]
     G *= 1.0 / TWO_PI
     return G
+
+
+def stack_gradient(W, teacher):
+    """The gradient (B, d, m) of a stack against its teachers (a :class:`_Teacher`).
+
+    :func:`_descent_direction_joint` for small stacks (``B * m**2`` at most
+    :data:`JOINT_BELOW`), :func:`_descent_direction` for larger ones; the two agree
+    to rounding (tested).
+    """
+    if W.shape[0] * W.shape[2] ** 2 <= JOINT_BELOW:
+        return _descent_direction_joint(W, teacher)
+    return _descent_direction(W, teacher)

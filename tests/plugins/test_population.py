@@ -10,6 +10,7 @@ from core.loop import execute, prepare_run, resume_run, start_run
 from core.registry import Registry
 from core.store import Run
 from plugins.population import (
+    NewtonPolish,
     compact_form,
     descend,
     kernel,
@@ -289,11 +290,18 @@ def test_run_converges_to_tolerance_from_the_xavier_init(tmp_path, registry):
     V = run.problem["extra.V"]
     np.testing.assert_array_equal(V, np.eye(5))
     np.testing.assert_array_equal(run.problem["a0"], 1.0)
-    W, steps, g = descend(W0[None], V[None], 5 / 5, 1e-12, 10**6)
+    W, steps, g, newton, _ = descend(
+        W0[None], V[None], 5 / 5, 1e-12, 10**6, polish=NewtonPolish(), full_output=True
+    )
     final = run.snapshots.at(-1)
     np.testing.assert_allclose(final["W"], W[0], atol=1e-12)
     np.testing.assert_array_equal(final["a"], 1.0)
     assert run.scalars["iterations"][-1] == steps[0]
+    assert run.scalars["newton_steps"][-1] == newton[0] > 0
+    # the polish ends where plain gradient descent does, in fewer steps
+    W_gd, steps_gd, _ = descend(W0[None], V[None], 5 / 5, 1e-12, 10**6)
+    np.testing.assert_allclose(final["W"], W_gd[0], atol=1e-10)
+    assert steps[0] < steps_gd[0]
     assert run.scalars["grad_norm"][-1] <= 1e-12
     assert run.scalars["loss"][-1] == pytest.approx(population_loss(final["W"], V), abs=1e-15)
     # the loss logged at step 0 is F at the init
@@ -309,16 +317,19 @@ def test_ensemble_equals_runs_alone_and_resume_continues_exactly(tmp_path, regis
         a, b = Run(ex.path), alone
         np.testing.assert_allclose(a.snapshots.at(-1)["W"], b.snapshots.at(-1)["W"], atol=1e-11)
         assert abs(a.scalars["iterations"][-1] - b.scalars["iterations"][-1]) <= 1
-    # a run cut after 3 steps and resumed ends where the uninterrupted one does
+    # a run cut one step before its end (inside its Newton polish) and resumed ends
+    # where the uninterrupted one does, bitwise
+    uninterrupted = Run(together[1].path)
     cut = _config(tmp_path, registry, 1)
-    cut["stoppers"]["max_steps"]["steps"] = 3
+    cut["stoppers"]["max_steps"]["steps"] = uninterrupted.meta["steps"] - 1
     first = start_run(cut, "", registry)
     assert first.meta["reason"] == "max_steps"
     resumed = resume_run(first.path, registry, ["stoppers.max_steps.steps=2000"])
-    uninterrupted = Run(together[1].path)
     np.testing.assert_array_equal(
         resumed.snapshots.at(-1)["W"], uninterrupted.snapshots.at(-1)["W"]
     )
+    for key in ("iterations", "newton_steps", "grad_norm"):
+        assert resumed.scalars[key][-1] == uninterrupted.scalars[key][-1]
 
 
 def test_orthonormal_and_given_teachers_and_wider_students(tmp_path, registry):
