@@ -112,5 +112,12 @@ class OPS:
         return A[np.arange(len(batches))[:, None], np.stack(batches)]
 
     @staticmethod
+    def stack_params(dicts):
+        """The members' ``W`` and ``a``, each stacked along a new leading axis."""
+        return {k: np.stack([p[k] for p in dicts]) for k in ("W", "a")}
+
+    @staticmethod
     def update(optimizer, params, grads):
+        """One update of the stacked ``params``; False: the buffers stay where they were."""
         optimizer.step(params, grads)
+        return False

@@ -57,6 +57,10 @@ def step_together(members):
     """
     members = list(members)
     first = members[0]
+    ensemble = first._ensemble
+    if ensemble is not None and ensemble.serves(members):  # checked when it was stacked
+        ensemble.step()
+        return
     if (
         getattr(first, "gradient", None) == "gram"
         or not hasattr(first.optimizer_, "stack_state")
@@ -67,19 +71,16 @@ def step_together(members):
         for member in members:
             member.step()
         return
-    ensemble = first._ensemble
-    if ensemble is None or not ensemble.serves(members):
-        if any(
-            m.config != first.config
-            or m.params_["W"].shape != first.params_["W"].shape
-            or m.X.shape != first.X.shape
-            for m in members
-        ):
-            for member in members:  # not one sweep cell: nothing to stack
-                member.step()
-            return
-        ensemble = Ensemble(members)
-    ensemble.step()
+    if any(
+        m.config != first.config
+        or m.params_["W"].shape != first.params_["W"].shape
+        or m.X.shape != first.X.shape
+        for m in members
+    ):
+        for member in members:  # not one sweep cell: nothing to stack
+            member.step()
+        return
+    Ensemble(members).step()
 
 
 class Ensemble:
@@ -108,7 +109,7 @@ class Ensemble:
         self.names = first._trained()
         self.X = ops.stack([m.X for m in members])
         self.Y = ops.stack([m.Y for m in members])
-        self.params = {k: ops.stack([m.params_[k] for m in members]) for k in ("W", "a")}
+        self.params = ops.stack_params([m.params_ for m in members])
         self.optimizer = first._new_optimizer(self.params)
         self.optimizer.stack_state([m.optimizer_ for m in members])
         self.evaluate = ops.Evaluator(self.names, first.problem.scaling, first.problem.loss)
@@ -118,7 +119,8 @@ class Ensemble:
         self._signature = None
         self._link()
         self.steps = [m.n_steps for m in members]
-        self.grads = self.caches = None
+        self.grads = self.caches = self._sliced = None
+        self._trained_params = {k: self.params[k] for k in self.names}
 
     def serves(self, members):
         """Whether ``members`` are exactly this ensemble's, untouched since its last step."""
@@ -148,9 +150,16 @@ class Ensemble:
         return values, grads
 
     def _set_caches(self, values, grads):
-        for i, member in enumerate(self.members):
-            member._cache = (values[i], None if grads is None else _Slice(grads, i))
-        self.grads, self.caches = grads, [m._cache for m in self.members]
+        if grads is None:
+            slices = [None] * len(values)
+        else:
+            if grads is not self._sliced:  # an evaluator may return the same dict each step
+                self._sliced, self._slices = grads, [_Slice(grads, i) for i in range(len(values))]
+            slices = self._slices
+        self.caches = caches = list(zip(values, slices))
+        for member, cache in zip(self.members, caches):
+            member._cache = cache
+        self.grads = grads
         self._norms = None
 
     def grad_norm(self, member):
@@ -190,7 +199,8 @@ class Ensemble:
         full = first.shuffle_ is None
         grads = self._current_grads() if full else self._minibatch_grads()
         self.optimizer.lr = first.current_lr()
-        self.ops.update(self.optimizer, {k: self.params[k] for k in self.names}, grads)
+        if self.ops.update(self.optimizer, self._trained_params, grads):
+            self._signature = None  # buffers moved: the members' views are made again
         self._link()
         for member in self.members:
             member.n_steps += 1
