@@ -71,12 +71,22 @@ class Display:
                 self.title, total=None, step=step, loss="-", rate="-"
             )
 
-    def update(self, step, loss, elapsed, fraction=None, force=False):
-        """Refresh if the refresh interval has passed (or ``force``)."""
-        now = time.perf_counter()
+    def update(self, step, loss, elapsed, fraction=None, force=False, now=None):
+        """Refresh if the refresh interval has passed (or ``force``).
+
+        ``fraction``: progress in [0, 1], None, or a callable returning either (called
+        only when the display redraws). ``now``: the caller's ``time.perf_counter()``
+        reading, if it has one.
+        """
+        if self.mode == "off" and not force:
+            return
+        if now is None:
+            now = time.perf_counter()
         if not force and now - self._last < self.interval:
             return
         self._last = now
+        if callable(fraction):
+            fraction = fraction()
         t0, s0 = self._rate_mark
         window = (step - s0) / (now - t0) if now > t0 else 0.0
         if now - t0 > 2.0 and step > s0:  # a full window: keep its rate, start the next

@@ -345,11 +345,18 @@ class Execution:
             return "interrupted", signals.requested
         if not math.isfinite(ctx.loss):
             return "diverged", f"non-finite loss ({ctx.loss})"
-        hit = next(((s, r) for s in self.stoppers if (r := s.should_stop(ctx))), None)
-        return (hit[0].status, hit[1]) if hit else None
+        for stopper in self.stoppers:
+            reason = stopper.should_stop(ctx)
+            if reason:
+                return stopper.status, reason
+        return None
 
     def advance(self):
-        """Book-keeping after the algorithm stepped: loss, loggers, display, saves."""
+        """Book-keeping after the algorithm stepped: loss, loggers, display, saves.
+
+        Runs once per step and member: the display gets :meth:`fraction` as a
+        callable (it asks only when it redraws) and the savers are asked in a plain loop.
+        """
         ctx = self.ctx
         ctx.step += 1
         ctx.loss = self.algorithm.loss()
@@ -359,10 +366,14 @@ class Execution:
         ctx.since_save_seconds = now - self.last_save[0]
         for logger in self.loggers:
             logger.observe(ctx)
-        self.display.update(ctx.step, ctx.loss, ctx.elapsed, self.fraction())
-        if self.trace.pending_bytes > self.max_pending or any(
-            s.should_save(ctx) for s in self.savers
-        ):
+        self.display.update(ctx.step, ctx.loss, ctx.elapsed, self.fraction, now=now)
+        save = self.trace.pending_bytes > self.max_pending
+        if not save:
+            for saver in self.savers:
+                if saver.should_save(ctx):
+                    save = True
+                    break
+        if save:
             self.save()
 
     def end(self, status, reason, error=None):
