@@ -21,21 +21,55 @@ kept; the faster library gives "the" rate), and the step of
 - the plugins ``gd`` (autograd and closed form) and ``gd_numpy`` (``step()`` then
   ``loss()``, as the run loop calls them).
 
-The NTK fast path (``gd`` with ``gradient="gram"``, :mod:`plugins.gd._gram`) is timed
-apart at n = d = 1000, m = 8000 (``quick``: n = d = 200, m = 1600), float32, against the
-same torch baseline: its step is one ``(n, n) x (n, m)`` product and element-wise work,
+The NTK fast path (``gradient="gram"``, :mod:`plugins.gd._gram`) of ``gd`` and
+``gd_numpy`` is timed apart at n = d = 1000, m = 8000 (``quick``: n = d = 200, m =
+1600), float32, against the same torch baseline and ``gd_numpy``'s closed form: its
+step is one ``(n, n) x (n, m)`` product and element-wise work,
 
 .. math::
 
     2 n^2 m + 2nm + 2nm + \approx 8 nm \quad (K G;\ H a;\ H^\top R;\ \text{relu, mask,
     } Z \text{ and } S \text{ updates}),
 
-half the flops of the plain step at n = d; its rate row counts those flops.
+half the flops of the plain step at n = d; its rate rows count those flops against
+the matmul rate of an ``(n, n) x (n, m)`` product measured alike. Besides the flops a
+step moves ``(n, m)`` arrays through memory; in *passes* (one ``(n, m)`` array read or
+written once: 32 MB here; a bool mask a quarter), counting the products' outputs but
+not their operands (:data:`PASSES`):
+
+- torch nn.Module + autograd + SGD: ``X W^T`` out (1), relu (2), ``H a`` (1),
+  ``H^T r`` (1), ``r a^T`` (1), ``threshold_backward`` (3), ``dZ^T X`` out (1), SGD on
+  ``W`` (3): 13, and five fresh ``(n, m)`` tensors a step (their pages are faulted in
+  anew);
+- gd (gram): relu (2), ``H a``, ``H^T r`` (2), ``sign_``, ``mul_(a)`` (4), ``Z +=
+  K diag(r) G`` in place (2), ``S += diag(r) G`` by ``addcmul_`` (3): 13, no
+  allocation;
+- gd_numpy (gram): mask (1.25), ``Z * mask`` (2.25), ``H a``, ``H^T r`` (2), ``r a^T``
+  (1), ``*= mask`` (2.25), BLAS ``gemm`` into ``Z`` (2), ``G *= -lr``, ``S += G`` (5):
+  15.75;
+- gd_numpy (closed form): ``X W`` (1), mask (1.25), relu (2.25), ``H a``, ``H^T r``
+  (2), ``r a^T`` (1), ``*= mask`` (2.25), ``X^T B`` (1), ``g *`` (2), the update
+  ``W -= lr g`` (5): 17.75, six fresh arrays.
+
+The gram paths do their element-wise work by row blocks of 2 MiB with the update's
+element-wise part deferred to the next evaluation (:mod:`plugins.gd._gram`), so of
+those passes only ``Z`` read, ``S`` read and written, the old ``G`` read, the new one
+written and the product's ``Z`` reach memory (:data:`MEMORY_PASSES`: 7, numpy 7.25
+with its mask).
+
+So the gram step moves about half the bytes of the plain one with half its flops; the
+exact recomputation of ``Z`` (``gram_refresh``, every 200 steps by default) costs
+two more products each time, timed apart (its row gives the share per step).
 
 Step rows give milliseconds with the torch baseline as reference (ratio < 1: faster);
 rate rows give GFLOP/s with the matmul rate as reference (ratio: fraction of it).
-Times are the best of k calls after a warm-up, over two passes through the candidates.
+Times are the best of k calls after a warm-up, over two passes through the candidates;
+the gram rows come twice: wall time with the libraries' threads, then CPU time of the
+process under ``limit_threads(1)`` (steadier on a shared machine).
 """
+
+import contextlib
+import time
 
 import numpy as np
 
@@ -43,9 +77,20 @@ from core import model
 from core.components import Problem
 from core.params import validate_params
 
-from .timing import best_of_passes, row
+from .timing import best_of, best_of_passes, row
 
 LR = 1e-6  # small: the parameters barely move over the repeats
+
+PASSES = {
+    "torch nn.Module + autograd + SGD": 13,
+    "plugin gd (gram)": 13,
+    "plugin gd_numpy (closed form)": 17.75,
+    "plugin gd_numpy (gram)": 15.75,
+}
+"""``(n, m)`` passes of element-wise work a step, products' outputs included (docstring)."""
+
+MEMORY_PASSES = {**PASSES, "plugin gd (gram)": 7, "plugin gd_numpy (gram)": 7.25}
+"""Of :data:`PASSES`, those that reach memory (the gram paths work by cached row blocks)."""
 
 
 def step_flops(n, d, m, k=1):
@@ -170,7 +215,7 @@ def run(quick):
                 note=f"{rate:.3g} GFLOP/s = {rate / machine_rate:.0%} of matmul",
             )
         )
-    rows += _gram_rows(quick, machine_rate)
+    rows += _gram_rows(quick)
     for name in ("numpy closed form", "torch nn.Module + autograd + SGD"):
         rows.append(
             row(
@@ -184,37 +229,102 @@ def run(quick):
     return rows
 
 
-def _gram_rows(quick, machine_rate):
-    """The NTK fast path against the torch baseline at n = d, m = 8 n."""
-    from plugins.gd import GD
+def _gram_rows(quick):
+    """The NTK fast path against the torch baseline and gd_numpy at n = d, m = 8 n: wall
+    time with the libraries' threads, then CPU time on one thread (steady under load)."""
+    from core.threads import limit_threads
+    from plugins.gd import GD, GDNumpy
 
     n = d = 200 if quick else 1000
     m = 8 * n
     X, Y, W, a = _data(n, d, m)
+    K = X @ X.T
+    repeats = 2
     steps = {
         "torch nn.Module + autograd + SGD": _torch_module_step(X, Y, W, a),
         "plugin gd (gram)": _plugin_step(GD, X, Y, W, a, gradient="gram"),
+        "plugin gd_numpy (closed form)": _plugin_step(GDNumpy, X, Y, W, a),
+        "plugin gd_numpy (gram)": _plugin_step(GDNumpy, X, Y, W, a, gradient="gram"),
     }
-    seconds = best_of_passes(steps, repeats=2 if quick else 3)
-    baseline = seconds["torch nn.Module + autograd + SGD"]
-    t = seconds["plugin gd (gram)"]
+    rows = []
+    settings = (("", time.perf_counter, None), (", 1 thread CPU time", time.process_time, 1))
+    for label, clock, threads in settings:
+        with limit_threads(threads) if threads else contextlib.nullcontext():
+            seconds = best_of_passes(steps, repeats, clock=clock)
+            rate = _gram_matmul_rate(K, W, repeats, clock)
+            refresh = _refresh_seconds(GD, X, Y, W, a, clock)
+        rows += _gram_step_rows(n, d, m, seconds, label, rate, refresh)
+    return rows
+
+
+def _gram_matmul_rate(K, W, repeats, clock):
+    """GFLOP/s of the gram step's product ``K W`` ``(n, n) x (n, m)`` (n = d), numpy's or
+    torch's, the faster."""
+    import torch
+
+    n, m = W.shape
+    Kt, Wt = torch.from_numpy(K), torch.from_numpy(W)
+    fns = {"numpy": lambda: K @ W, "torch": lambda: Kt @ Wt}
+    seconds = best_of_passes(fns, repeats, clock=clock)
+    return 2 * n * n * m / min(seconds.values()) / 1e9
+
+
+def _refresh_seconds(cls, X, Y, W, a, clock):
+    """Seconds of one exact recomputation of ``Z`` (``GramPath.refresh``, SGD)."""
+    algorithm = cls(
+        **validate_params(
+            "algorithm", {"lr": LR, "dtype": "float32", "gradient": "gram"}, cls.params
+        )
+    )
+    algorithm.setup(Problem(X=X, Y=Y, W0=W, a0=a))
+    return best_of(algorithm._gram.refresh, repeats=2, clock=clock)
+
+
+def _gram_step_rows(n, d, m, seconds, label, matmul_rate, refresh):
+    baseline_name = "torch nn.Module + autograd + SGD"
+    baseline = seconds[baseline_name]
     plain_flops, gram_flops = step_flops(n, d, m), gram_step_flops(n, d, m)
-    size = f"n={n} d={d} m={m} float32"
-    return [
+    megabytes = 4 * n * m / 1e6
+    size = f"n=d={n} m={m}"
+    rows = [
         row(
-            f"gd step n=d={n} m={m}, torch nn.Module + autograd + SGD",
-            1e3 * baseline,
-            "ms",
-            note=f"{size}; {plain_flops / baseline / 1e9:.3g} GFLOP/s = "
-            f"{plain_flops / baseline / 1e9 / machine_rate:.0%} of matmul",
-        ),
-        row(
-            f"gd step n=d={n} m={m}, plugin gd (gram)",
-            1e3 * t,
-            "ms",
-            baseline=1e3 * baseline,
-            note=f"{baseline / t:.2f}x faster; {gram_flops / t / 1e9:.3g} GFLOP/s = "
-            f"{gram_flops / t / 1e9 / machine_rate:.0%} of matmul "
-            f"({gram_flops / 1e9:.3g} vs {plain_flops / 1e9:.3g} GFLOP a step)",
-        ),
+            f"gram matmul (n,n)x(n,m){label}",
+            matmul_rate,
+            "GFLOP/s",
+            note=f"{size} float32; the gram step's product",
+        )
     ]
+    for name, t in seconds.items():
+        flops = gram_flops if "gram" in name else plain_flops
+        rate = flops / t / 1e9
+        notes = [
+            f"{flops / 1e9:.3g} GFLOP at {rate:.3g} GFLOP/s = {rate / matmul_rate:.0%} of matmul",
+            f"{PASSES[name]:g} (n,m) passes, {MEMORY_PASSES[name]:g} to memory = "
+            f"{MEMORY_PASSES[name] * megabytes:.0f} MB",
+        ]
+        if name != baseline_name:
+            notes.insert(0, f"{baseline / t:.2f}x faster")
+        if name == "plugin gd_numpy (gram)":
+            numpy_plain = seconds["plugin gd_numpy (closed form)"]
+            notes.append(f"{numpy_plain / t:.2f}x gd_numpy closed form")
+        rows.append(
+            row(
+                f"gd step {size}, {name}{label}",
+                1e3 * t,
+                "ms",
+                baseline=None if name == baseline_name else 1e3 * baseline,
+                note="; ".join(notes),
+            )
+        )
+    gram_step = seconds["plugin gd (gram)"]
+    rows.append(
+        row(
+            f"gd gram refresh {size}{label}",
+            1e3 * refresh,
+            "ms",
+            baseline=1e3 * gram_step,
+            note=f"every gram_refresh=200 steps: {refresh / 200 / gram_step:.1%} of a step "
+            "(2 products, 4 with momentum)",
+        )
+    )
+    return rows
