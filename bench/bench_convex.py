@@ -10,7 +10,9 @@ constraints, ``2P`` groups) and ``gated`` (the relaxation, ``P`` groups).
 Every solve runs in a fresh subprocess (``python -m bench.bench_convex --child``)
 with one BLAS thread (Clarabel is single-threaded; several threads on a shared
 2-core machine slow the small operations down), reading the problem from an
-``.npz``; the child reports the wall time of the solve, the rise of the process's
+``.npz``; the child reports the CPU time of the solve (``time.process_time``: one
+thread, so the time it takes on an otherwise idle core; the wall time, which on a
+shared machine also counts other processes' turns, is in the notes), the rise of the process's
 peak resident memory during it (``ru_maxrss``, the only measure that sees
 Clarabel's Rust allocations) and, for the numpy solvers, the peak of
 :mod:`tracemalloc` (numpy's arrays).
@@ -33,6 +35,22 @@ first_order
     :class:`plugins.convex._first_order.GroupLassoAPG` (FISTA gated, augmented
     Lagrangian exact) with a time budget (10 s; ``quick``: 1 s).
 
+working_set
+    :class:`plugins.convex._working_set.WorkingSetEngine` (the interior point on
+    working sets of groups, each group left out checked exactly) to a certified
+    ``1e-4`` over all groups; exact form only, not at the largest size (it loses
+    to the interior point there: 313 of 400 groups are non-zero at the optimum).
+pyscnn
+    When the package ``scnn`` imports (``pip install --no-deps pyscnn`` and its
+    non-torch dependencies: never let it replace torch): its augmented Lagrangian
+    ``AL`` (exact) and ``RFISTA`` (gated) at their default tolerances, on the same
+    patterns, ``lam = beta / n`` (its loss is the program divided by ``n``),
+    float64, columns not rescaled; its objective is evaluated here (not certified).
+``beta x100`` block
+    The exact program with ``beta = 0.1 ||X^T y||_inf`` at (300, 20, 100) and
+    (1000, 50, 200): a sparse optimum (21 of 200 groups non-zero at the first),
+    where the working set could pay.
+
 min-norm rows
     The skip program of Wang et al. (``plugins/convex/_min_norm.py``) on a
     phase-transition trial (planted ``w``, ``max(n, 50)`` gates and the all-ones
@@ -52,6 +70,7 @@ gap, iterations, and the cone violation. Full mode takes several minutes on a
 loaded 2-core machine (the largest exact program alone about a minute).
 """
 
+import importlib.util
 import json
 import os
 import resource
@@ -76,7 +95,7 @@ MIN_NORM_SIZES = [(100, 20), (200, 50), (400, 100)]
 QUICK_MIN_NORM_SIZES = [(40, 10)]
 
 
-def make_problem(n, d, P, seed=0):
+def make_problem(n, d, P, seed=0, gates=False):
     """The issue's problem (module docstring).
 
     Returns
@@ -85,17 +104,23 @@ def make_problem(n, d, P, seed=0):
     y : ndarray, shape (n,)
     masks : ndarray of bool, shape (n, P') with P' <= P
     beta : float
+    gates : ndarray, shape (d, P')
+        Only with ``gates=True``: the gate vectors of the masks (``masks = X @ gates
+        >= 0``), for pyscnn.
     """
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)) / np.sqrt(n)
     m = max(2, d // 5)
     y = np.maximum(X @ rng.standard_normal((d, m)), 0.0) @ rng.choice([-1.0, 1.0], m)
-    masks = X @ rng.standard_normal((d, 2 * P)) >= 0
-    masks = masks[:, masks.any(axis=0)]
+    G = rng.standard_normal((d, 2 * P))
+    masks = X @ G >= 0
+    keep = masks.any(axis=0)
+    masks, G = masks[:, keep], G[:, keep]
     _, first = np.unique(masks, axis=1, return_index=True)
-    masks = masks[:, np.sort(first)[:P]]
+    chosen = np.sort(first)[:P]
+    masks, G = masks[:, chosen], G[:, chosen]
     beta = 1e-3 * float(np.max(np.abs(X.T @ y)))
-    return X, y, masks, beta
+    return (X, y, masks, beta, G) if gates else (X, y, masks, beta)
 
 
 def make_min_norm_problem(n, d, seed=0):
@@ -245,6 +270,53 @@ def _iterative(X, y, masks, beta, cones, method, budget):
     }
 
 
+def _pyscnn(X, y, masks, gates, beta, cones):
+    """pyscnn's augmented Lagrangian (``AL``, exact) or ``FISTA`` (gated), default settings.
+
+    pyscnn minimises ``||r||^2 / (2n) + lam * sum ||.||``: ``lam = beta / n`` is this
+    program divided by ``n``. Data columns are not rescaled (``unitize_data=False``:
+    the same program), float64. Its objective and cone violation are evaluated here.
+    """
+    from scnn.metrics import Metrics
+    from scnn.models import ConvexGatedReLU, ConvexReLU
+    from scnn.optimize import optimize_model
+    from scnn.regularizers import NeuronGL1
+    from scnn.solvers import AL, RFISTA
+
+    from plugins.convex._program import ConvexProgram, cone_violation, objective
+
+    n = X.shape[0]
+    model = ConvexReLU(gates) if cones else ConvexGatedReLU(gates)
+    solver = AL(model) if cones else RFISTA(model)
+    clock = _Clock()
+    cvx, _ = optimize_model(
+        model,
+        solver,
+        Metrics(),
+        X,
+        y,
+        regularizer=NeuronGL1(beta / n),
+        return_convex=True,
+        unitize_data=False,
+        dtype="float64",
+    )
+    seconds, wall = clock.cpu(), clock.wall()
+    params = [np.asarray(p, dtype=float) for p in cvx.parameters]
+    V = params[0][0].T
+    Wn = params[1][0].T if len(params) > 1 else np.zeros_like(V)
+    # pyscnn returns its gates reordered: the same set of patterns, in its order
+    own = cvx.compute_activations(X) > 0
+    if {c.tobytes() for c in own.T} != {c.tobytes() for c in masks.T}:
+        raise RuntimeError("pyscnn solved over other patterns")
+    program = ConvexProgram(X, y, own, beta, cones=cones)
+    return {
+        "seconds": seconds,
+        "wall": wall,
+        "objective": objective(program, V, Wn),
+        "violation": cone_violation(program, V, Wn) if cones else 0.0,
+    }
+
+
 def child(spec):
     """Solve one program in this process; print one JSON line (module docstring)."""
     from core.threads import limit_threads
@@ -265,6 +337,13 @@ def child(spec):
 
             rss = _peak_rss_mb()
             out = _min_norm(X, y, masks, spec["solver"])
+        elif spec["solver"] == "pyscnn":
+            import scnn.optimize  # noqa: F401  (imported before the memory baseline)
+
+            rss = _peak_rss_mb()
+            with np.load(spec["npz"], allow_pickle=False) as data:
+                gates = data["gates"]
+            out = _pyscnn(X, y, masks, gates, beta, spec["cones"])
         elif spec["solver"] == "clarabel":
             import cvxpy  # noqa: F401  (imported before the memory baseline)
 
@@ -366,6 +445,18 @@ def _rows_for(size, form, results, budget, label=None):
                 f"wall {ws['wall']:.3g} s, peak {ws['trace_mb']:.3g} MB",
             )
         )
+    ext = results.get("pyscnn")
+    if ext is not None:
+        rows.append(
+            row(
+                f"{label}: pyscnn {'AL' if form == 'exact' else 'R-FISTA'} (default tol)",
+                ext["seconds"],
+                "s",
+                baseline=base_t,
+                note=f"f-best {_rel(ext['objective'], best):+.1e} (not certified), "
+                f"viol {ext['violation']:.1e}, wall {ext['wall']:.3g} s",
+            )
+        )
     rows.append(
         row(
             f"{label}: interior_point peak memory",
@@ -407,12 +498,13 @@ def run(quick):
     sizes = QUICK_SIZES if quick else SIZES
     budget = 1.0 if quick else 10.0
     clarabel_all = os.environ.get("RELULAB_BENCH_CLARABEL_ALL") == "1"
+    pyscnn = importlib.util.find_spec("scnn") is not None  # optional second baseline
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            X, y, masks, beta = make_problem(*size)
+            X, y, masks, beta, gates = make_problem(*size, gates=True)
             npz = Path(tmp) / f"problem_{'_'.join(map(str, size))}.npz"
-            np.savez(npz, X=X, y=y, masks=masks, beta=beta)
+            np.savez(npz, X=X, y=y, masks=masks, beta=beta, gates=gates)
             for form, cones in (("exact", True), ("gated", False)):
                 results = {
                     "interior_point": _run_child(npz, "interior_point", cones),
@@ -422,6 +514,8 @@ def run(quick):
                     results["clarabel"] = _run_child(npz, "clarabel", cones)
                 if cones and size != SIZES[-1]:
                     results["working_set"] = _run_child(npz, "working_set", cones)
+                if pyscnn:
+                    results["pyscnn"] = _run_child(npz, "pyscnn", cones)
                 rows.extend(_rows_for(size, form, results, budget))
         for size in [] if quick else SPARSE_SIZES:
             # a sparse optimum (beta 100 times larger): where working sets pay
