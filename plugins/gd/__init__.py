@@ -17,7 +17,7 @@ Both evaluate the loss and gradient once per step (cached between ``loss()`` and
 next ``step()``), report ``grad_norm`` and continue exactly from ``state_dict()``.
 Both also take ``batch_size`` (a seeded shuffle per epoch, :mod:`._minibatch`) and a
 step-size schedule (:mod:`._schedule`), and are ``batchable``: a sweep's seeds of one
-cell advance as one batched program (:mod:`._ensemble`). ``gd`` has the NTK fast path
+cell advance as one batched program (:mod:`._ensemble`). Both have the NTK fast path
 ``gradient="gram"`` (:mod:`._gram`). This package imports without torch.
 """
 
