@@ -1,30 +1,39 @@
-"""The population-loss census: batched gradient descent against one initialisation at a time.
+"""The population-loss census: batched gradient descent with a Newton polish against one
+initialisation at a time.
 
 Problem: Safran & Shamir's census step (teacher ``V = I_k``, student ``n = k``, Xavier
 ``W0 ~ N(0, 1/k)``, step ``5 / k``, gradient descent until ``||grad F||_F <= 1e-12``)
 for ``N`` initialisations at ``k = 10`` and ``k = 20`` (``quick``: N = 4; full: 50).
+Times are CPU seconds of this process (``time.process_time``, one BLAS thread):
+the machine may be shared, and every candidate runs on one core.
 
 Rows
 ----
-census GD k=K, batched
+census k=K, batched + Newton polish
     Milliseconds per initialisation of :func:`plugins.population.descend` on all N
-    at once (one stacked numpy program, each initialisation leaving the stack when
-    it converges) against the baseline: the seed's style, a plain numpy loop per
-    initialisation (gradient from ``arccos``/``sin`` of the cosine matrices, as the
-    authors' ``local_minima.py`` computes it) to the same tolerance. The note gives
-    the largest difference between the end points of the two (the same points up to
-    rounding) and the step counts (mean, max; sum / max bounds what any batch can
-    gain once only the slowest initialisation is left).
-census GD k=K, stream of 50 slots
-    The same initialisations through a batch of ``min(50, N / 2)`` slots, a waiting
+    at once with the default :class:`plugins.population.NewtonPolish` (the census
+    default: ``population_gd``'s ``newton_below = 1e-3``) against the baseline: the
+    seed's style, a plain numpy loop per initialisation (gradient from
+    ``arccos``/``sin`` of the cosine matrices, as the authors' ``local_minima.py``
+    computes it) to the same tolerance by gradient descent alone. The note gives
+    the largest difference between the end points of the two, whether the census
+    classifies every initialisation the same (global, or the same non-global point:
+    equal block sizes ``p`` and compact values within the census's merge tolerance
+    1e-6), and the steps (mean, max; Newton steps among them).
+census k=K, batched gradient descent only
+    The same, without the polish (``newton_below = None``): the batching gain alone
+    (the arccos count per step is the seed's; the slowest initialisation, up to
+    113 000 steps at k = 20, runs alone at the end).
+census k=K, stream of S slots + polish
+    The polished descent through a batch of ``min(50, N / 2)`` slots, a waiting
     initialisation taking the place of each one that leaves (``descend(...,
-    slots=...)``), against the one-batch time: the straggler tail is then shared.
+    slots=...)``), against the one-batch time.
 census sweep overhead k=10
     Milliseconds per point of the shipped sweep (``configs/population_census.py``
     at ``k = 10``: N points, ensembles of up to 16 seeds, every run in its own
     folder, in this process, ``jobs = 0``) minus the compute of the same points
-    (their ensembles' :func:`descend` alone), against that compute: what the run
-    store, loggers and lockstep loop cost per point.
+    (their ensembles' :func:`descend` with the polish alone), against that
+    compute: what the run store, loggers and lockstep loop cost per point.
 """
 
 import tempfile
@@ -36,7 +45,8 @@ from core.config import REPO_ROOT, load
 from core.registry import get_registry
 from core.sweep import run_sweep
 from core.sweep._spec import expand_sweep
-from plugins.population import descend
+from plugins.population import NewtonPolish, descend
+from plugins.population._census import MERGE_TOL, classify_point
 
 from .timing import row
 
@@ -69,42 +79,87 @@ def _inits(k, n, seed):
     return rng.standard_normal((n, k, k)) / np.sqrt(k)
 
 
+def _cpu(fn):
+    """``(result, CPU seconds)`` of ``fn()``."""
+    start = time.process_time()
+    out = fn()
+    return out, time.process_time() - start
+
+
+def _same_class(a, b):
+    """Whether the census puts two end points (from :func:`classify_point`) in one class."""
+    if a["global"] or b["global"]:
+        return a["global"] == b["global"]
+    if a["form"] != b["form"]:
+        return False
+    if a["form"] == "compact":
+        return a["p"].tolist() == b["p"].tolist() and bool(
+            np.abs(a["vals"] - b["vals"]).max() < MERGE_TOL
+        )
+    return bool(np.linalg.norm(a["blocks"] - b["blocks"]) < MERGE_TOL)
+
+
+def _agreement(W, ends, V):
+    """``(largest entry difference, initialisations classified alike)``."""
+    same = sum(_same_class(classify_point(w, V), classify_point(e, V)) for w, e in zip(W, ends))
+    return float(np.abs(W - ends).max()), same
+
+
 def _compare(k, n):
+    from core.threads import limit_threads
+
     W0 = _inits(k, n, 1000 + k)
     V = np.broadcast_to(np.eye(k), W0.shape)
-    start = time.perf_counter()
-    alone = [_seed_style(W, 5.0 / k) for W in W0]
-    seed_seconds = (time.perf_counter() - start) / n
-    start = time.perf_counter()
-    W, steps, _ = descend(W0, V, 5.0 / k, TOL, 10**7)
-    batch_seconds = (time.perf_counter() - start) / n
+    polish = NewtonPolish()
     slots = max(1, min(50, n // 2))
-    start = time.perf_counter()
-    W_stream, _, _ = descend(W0, V, 5.0 / k, TOL, 10**7, slots=slots)
-    stream_seconds = (time.perf_counter() - start) / n
+    with limit_threads(1):
+        alone, seed_seconds = _cpu(lambda: [_seed_style(W, 5.0 / k) for W in W0])
+        (W_gd, steps_gd, _), gd_seconds = _cpu(lambda: descend(W0, V, 5.0 / k, TOL, 10**7))
+        polished, polish_seconds = _cpu(
+            lambda: descend(W0, V, 5.0 / k, TOL, 10**7, polish=polish, full_output=True)
+        )
+        (W_stream, _, _), stream_seconds = _cpu(
+            lambda: descend(W0, V, 5.0 / k, TOL, 10**7, slots=slots, polish=polish)
+        )
+    W, steps, g, newton, _ = polished
     ends = np.stack([w for w, _ in alone])
-    diff = max(np.abs(W - ends).max(), np.abs(W_stream - ends).max())
     counts = np.array([s for _, s in alone])
-    note = (
-        f"N={n}; end points differ by <= {diff:.1e}; steps mean {counts.mean():.0f}, "
-        f"max {counts.max()}, sum/max {counts.sum() / counts.max():.1f}; "
-        f"batched steps equal {int((steps == counts).sum())}/{n}"
-    )
+    teacher = np.eye(k)
+    diff, same = _agreement(W, ends, teacher)
+    diff_gd, same_gd = _agreement(W_gd, ends, teacher)
+    diff_stream, same_stream = _agreement(W_stream, ends, teacher)
+    per = 1e3 / n
     return [
         row(
-            f"census GD k={k}, batched",
-            batch_seconds * 1e3,
+            f"census k={k}, batched + Newton polish",
+            polish_seconds * per,
             "ms/init",
-            seed_seconds * 1e3,
-            note=note + "; baseline: seed style, one initialisation at a time",
+            seed_seconds * per,
+            note=f"N={n}; {seed_seconds / polish_seconds:.1f}x faster; end points differ by "
+            f"<= {diff:.1e}, census classes equal {same}/{n}; steps mean {steps.mean():.0f}, "
+            f"max {steps.max()} (Newton {newton.mean():.1f} per init) vs seed style mean "
+            f"{counts.mean():.0f}, max {counts.max()}; baseline: seed style, one "
+            "initialisation at a time, gradient descent only",
         ),
         row(
-            f"census GD k={k}, stream of {slots} slots",
-            stream_seconds * 1e3,
+            f"census k={k}, batched gradient descent only",
+            gd_seconds * per,
             "ms/init",
-            batch_seconds * 1e3,
-            note=f"baseline: all {n} in one batch; vs seed style "
-            f"{seed_seconds / stream_seconds:.1f}x faster",
+            seed_seconds * per,
+            note=f"{seed_seconds / gd_seconds:.1f}x faster; end points differ by "
+            f"<= {diff_gd:.1e}, classes equal {same_gd}/{n}; batched steps equal "
+            f"{int((steps_gd == counts).sum())}/{n}; sum/max of steps "
+            f"{counts.sum() / counts.max():.1f} bounds what a batch can gain; baseline: "
+            "seed style",
+        ),
+        row(
+            f"census k={k}, stream of {slots} slots + polish",
+            stream_seconds * per,
+            "ms/init",
+            polish_seconds * per,
+            note=f"baseline: all {n} in one batch with the polish; vs seed style "
+            f"{seed_seconds / stream_seconds:.1f}x faster; end points differ by "
+            f"<= {diff_stream:.1e}, classes equal {same_stream}/{n}",
         ),
     ]
 
@@ -134,7 +189,7 @@ def _sweep_overhead(n):
         chunk = problems[i : i + 16]
         W0 = np.stack([p.W0 for p in chunk])
         V = np.stack([p.extras["V"] for p in chunk])
-        descend(W0, V, 0.5, TOL, 10**7)
+        descend(W0, V, 0.5, TOL, 10**7, polish=NewtonPolish())
     compute_seconds = (time.perf_counter() - start) / n
     overhead = max(sweep_seconds - compute_seconds, 1e-9)
     return row(

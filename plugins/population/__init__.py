@@ -7,7 +7,8 @@ data ``gaussian_teacher``
     random orthonormal or given) as ground truth, plus a small sample for figures.
 algorithm ``population_gd``
     Gradient descent on the closed-form population loss ``F(W)`` to a gradient
-    norm of 1e-12, batchable: the seeds of one setting advance as one stack.
+    norm of 1e-12, finished by Newton steps near a strict minimum (the Newton
+    polish, optional), batchable: the seeds of one setting advance as one stack.
 indicator ``population``
     Population loss, gradient norm and global-minimum test of a run's snapshots.
 sweep_analysis ``census``
@@ -15,9 +16,9 @@ sweep_analysis ``census``
     minima in the authors' compact form with multiplicities, Hessian spectra
     (``census.json``, ``census.csv`` and figures).
 
-The math (loss, gradient, Hessian, batched descent) is in
-:mod:`plugins.population._objective`, the census's in
-:mod:`plugins.population._census`.
+The math (loss, gradient, Hessian) is in :mod:`plugins.population._objective`,
+the batched descent and its Newton polish in :mod:`plugins.population._descent`,
+the census's in :mod:`plugins.population._census`.
 """
 
 from core.hookspecs import hookimpl

@@ -42,7 +42,13 @@ import dataclasses
 
 import numpy as np
 
-from ._objective import _as_stack, _Teacher, hessian_stack, stack_gradient
+from ._objective import (
+    _as_stack,
+    _Teacher,
+    hessian_diagonal_blocks,
+    hessian_stack,
+    stack_gradient,
+)
 
 __all__ = ["NewtonPolish", "descend"]
 
@@ -268,31 +274,47 @@ def _polish(W, teacher, G, g2, tol2, budget, polish):
         ``None`` for a point whose try was not refused, else its squared gradient
         norm at the refusal.
     """
-    from scipy.linalg import cho_factor, cho_solve
+    # LAPACK's Cholesky directly: scipy.linalg's wrappers cost more than a solve here
+    from scipy.linalg.lapack import dpotrf, dpotrs
 
     P, d, m = W.shape
     shift = polish.margin * np.eye(m * d)
     refresh2 = polish.refresh**2
     scales = 0.5 ** np.arange(polish.damping + 1)
-    H_first = hessian_stack(W, teacher.V)
+    # a diagonal block with an eigenvalue <= margin refuses a point before its full Hessian
+    blocks = hessian_diagonal_blocks(W, teacher.V)
+    definite = []
+    for p in range(P):
+        try:
+            np.linalg.cholesky(blocks[p] - polish.margin * np.eye(d))
+            definite.append(p)
+        except np.linalg.LinAlgError:
+            pass
+    H_first = {}
+    if definite:
+        H = hessian_stack(W[definite], teacher.V[definite], blocks[definite])
+        H_first = dict(zip(definite, H))
     ends = W.copy()
     taken, refused = [], []
     for p in range(P):
         Wp, Gp, gp2 = W[p : p + 1], G[p : p + 1], g2[p]
+        if p not in H_first:
+            taken.append(0)
+            refused.append(gp2)
+            continue
         one = teacher.take([p])
         H, factor, fresh, n, stop = H_first[p], None, False, 0, None
         while gp2 > tol2 and n < budget[p]:
             if factor is None:
                 if H is None:
                     H = hessian_stack(Wp, one.V)[0]
-                try:
-                    factor = cho_factor(H - shift, lower=True, check_finite=False)
-                except np.linalg.LinAlgError:  # lambda_min(H) <= margin
+                factor, info = dpotrf(H - shift, lower=1, clean=0)
+                if info:  # lambda_min(H) <= margin (or not finite)
                     stop = gp2
                     break
                 H, fresh = None, True
             # neuron-major order: entry i * d + a is W[a, i]
-            delta = cho_solve(factor, Gp[0].T.ravel(), check_finite=False).reshape(m, d).T
+            delta = dpotrs(factor, Gp[0].T.ravel(), lower=1)[0].reshape(m, d).T
             for scale in scales if fresh else scales[:1]:
                 W_new = Wp - scale * delta
                 G_new = stack_gradient(W_new, one)

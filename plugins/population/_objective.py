@@ -303,13 +303,15 @@ def population_hessian(W, V):
     return H.reshape(lead + (m * d, m * d))
 
 
-def hessian_stack(W, V):
+def hessian_stack(W, V, diagonal=None):
     """The Hessians of a stack before symmetrising (:func:`population_hessian`'s work).
 
     Parameters
     ----------
     W : ndarray, shape (B, d, m)
     V : ndarray, shape (B, d, k)
+    diagonal : ndarray, shape (B, m, d, d), optional
+        :func:`hessian_diagonal_blocks` of the stack, when already computed.
 
     Returns
     -------
@@ -319,9 +321,7 @@ def hessian_stack(W, V):
     """
     B, d, m = W.shape
     nW, U = _unit(W)
-    nV, UV = _unit(V)
-    diag = 0.5 * np.eye(d) + _h1_sum(nW, U, nW, U, skip_self=True)
-    diag -= _h1_sum(nW, U, nV, UV)
+    diag = hessian_diagonal_blocks(W, V) if diagonal is None else diagonal
     c, t, s, r, A, Bt = _pair_geometry(U, U)
     q = A - c[..., None] * Bt  # q[b, i, j] = w_i - c_ij w_j (unit columns)
     Ut = np.swapaxes(U, -1, -2)  # (B, m, d)
@@ -337,6 +337,29 @@ def hessian_stack(W, V):
     axis_m = np.arange(m)
     H4[:, axis_m, :, axis_m, :] = np.swapaxes(diag, 0, 1)
     return H4.reshape((B, m * d, m * d))
+
+
+def hessian_diagonal_blocks(W, V):
+    r"""The diagonal blocks of the Hessians of a stack (neuron ``i`` against itself).
+
+    Parameters
+    ----------
+    W : ndarray, shape (B, d, m)
+    V : ndarray, shape (B, d, k)
+
+    Returns
+    -------
+    D : ndarray, shape (B, m, d, d)
+        ``D[b, i]`` is :math:`\partial^2 F / \partial w_i^2` (module docstring). Each
+        is a principal submatrix of the Hessian: one that is not positive definite
+        proves the Hessian is not either (a cheap test before the full matrix).
+    """
+    d = W.shape[1]
+    nW, U = _unit(W)
+    nV, UV = _unit(V)
+    diag = 0.5 * np.eye(d) + _h1_sum(nW, U, nW, U, skip_self=True)
+    diag -= _h1_sum(nW, U, nV, UV)
+    return diag
 
 
 class _Teacher:
@@ -419,12 +442,15 @@ def _descent_direction_joint(W, teacher):
     U = W / (np.where(nW > 0, nW, 1.0) if zero else nW)[:, None, :]
     C = np.swapaxes(U, 1, 2) @ np.concatenate([U, teacher.units], axis=2)  # (B, m, m + k)
     np.clip(C, -1.0, 1.0, out=C)
-    S = np.sqrt(1.0 - C * C)
-    C = np.pi - np.arccos(C)
-    weights = np.concatenate([nW, teacher.minus_norms], axis=1)  # (B, m + k)
-    radial = (S @ weights[:, :, None])[:, :, 0]
+    S = C * C  # in place from here: each call's fixed cost dominates small stacks
+    np.subtract(1.0, S, out=S)
+    np.sqrt(S, out=S)
+    radial = S @ np.concatenate([nW, teacher.minus_norms], axis=1)[:, :, None]  # (B, m, 1)
+    np.arccos(C, out=C)
+    np.subtract(np.pi, C, out=C)
     G = np.concatenate([W, teacher.minus_V], axis=2) @ np.swapaxes(C, 1, 2)
-    G += U * radial[:, None, :]
+    U *= np.swapaxes(radial, 1, 2)
+    G += U
     if zero:
         G *= (nW > 0)[:, None, :]
     G *= 1.0 / TWO_PI
