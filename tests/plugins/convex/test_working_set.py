@@ -126,7 +126,8 @@ def test_agrees_with_an_independent_cvxpy_formulation():
     problem = cp.Problem(
         cp.Minimize(cost), [cp.multiply(S, X @ V) >= 0, cp.multiply(S, X @ W) >= 0]
     )
-    problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    problem.solve(solver="CLARABEL", tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9)
+    assert problem.status == "optimal", problem.status
     _, _, log = solve_working_set(X, y, masks, beta, cones=True, tol=1e-6, initial=3)
     assert log["objective"] == pytest.approx(problem.value, rel=1e-5)
 
