@@ -389,7 +389,8 @@ class WorkingSetEngine:
         }
         self.inner.load_state_dict(inner)
         self.dual_best = float(state["dual_best"])
-        self._finished = bool(state["finished"])
+        # a resume may lower tol (resume-safe): finished only if certified at the new one
+        self._finished = bool(state["finished"]) and self.gap <= self.tol * self.objective
 
 
 def solve_working_set(X, y, masks, beta, cones=True, signs=None, tol=1e-6, max_iter=2000, **opts):

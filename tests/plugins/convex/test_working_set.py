@@ -172,3 +172,19 @@ def test_plugin_is_registered_and_refuses_a_tol_below_the_interior_points():
     M, _ = signed_masks(masks, True)
     with pytest.raises(ConvexSolverError, match="working_set needs tol"):
         WorkingSetEngine(X, y, M, beta, True, tol=1e-7)
+
+
+def test_a_resume_with_a_smaller_tol_goes_on_to_it():
+    X, y, masks, beta = _data(beta_frac=0.3)
+    program = ConvexProgram(X, y, masks, beta, cones=True)
+    loose = _solver(initial=2, tol=1e-3)
+    loose.start(program)
+    while not loose.done:
+        loose.step()
+    tight = _solver(initial=2, tol=1e-6)
+    tight.start(program)
+    tight.load_state_dict(_round_trip(loose.state_dict()))
+    assert not tight.done
+    while not tight.done:
+        numbers = tight.step()
+    assert numbers["gap"] <= 1e-6 * numbers["objective"]
