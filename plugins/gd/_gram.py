@@ -57,7 +57,7 @@ applies it block by block just before the block's ``relu``. Per step, memory the
 sees ``Z`` read, ``S`` (``P``, ``B_Z``) read and written, the old ``G`` read and the
 new one written, and the product's ``Z``: 7 passes with SGD instead of 13 (measured on
 one core at n = 1000, m = 8000, float32: the element-wise work of a step, 14 ms in
-blocks against about 25 ms for the same operations on whole arrays). The
+blocks against about 21 ms for the previous whole-array operations). The
 deferred part is applied to every row (:meth:`GramPath._flush`) before ``S`` or ``P``
 are read.
 
