@@ -8,9 +8,23 @@ x))^2]`` ends at a spurious (non-global) minimum, and which ones: Safran & Shami
 procedure of their code ``ItaySafran/Overparameterization``: Xavier initialisation
 ``W_ij ~ N(0, 1/k)`` (init ``xavier``, ``mode = "fan_in"``), step ``5 / k``, stop at
 ``||grad F||_F <= 1e-12`` (algorithm ``population_gd``, stopper ``solved``; at most
-20 000 steps of 100 gradient steps). Each initialisation is its own run, seeded from
-the config (seed + 0, 1, ...); the seeds of one ``k`` train together as one batched
-program (the algorithm is batchable: up to 16 runs per ensemble).
+20 000 steps of 100 steps). Each initialisation is its own run, seeded from the config
+(seed + 0, 1, ...); the seeds of one ``k`` train together as one batched program (the
+algorithm is batchable: up to 16 runs per ensemble).
+
+Newton polish (``algorithm.newton_below = 1e-3``, the default): once a run's gradient
+norm is at most 1e-3 it finishes with Newton steps on the closed-form Hessian, taken
+only where the Hessian is positive definite (smallest eigenvalue above
+``newton_margin = 1e-6``) and only while they lower the gradient norm, so a saddle or
+a flat minimum keeps gradient descent. The descent's path up to there is the
+authors', so each initialisation ends at the critical point their gradient descent
+converges to: on 50 initialisations at k = 10 and at k = 20 the end points agree with
+plain gradient descent to 3e-11 and 6e-10 (gradient descent's own error, about
+``tol / lambda_min``) and the census puts every one in the same class
+(``bench/bench_census.py``). It takes mean 540 steps instead of 1370 at k = 10 and
+1860 instead of 6560 at k = 20, the slowest 12 800 instead of 113 000.
+``algorithm.newton_below=None`` is the authors' procedure to the letter, at about
+twice (k = 10) to four times (k = 20) the compute.
 
 ``python postprocess.py latest`` writes ``census.json`` and ``census.csv`` (analysis
 ``census``: per ``k``, global or not, the distinct non-global points in the authors'
@@ -21,11 +35,13 @@ non-global minimum against ``k`` (Wilson 95 % intervals), the number of distinct
 minima against ``k`` and the neuron-norm sums of the minima for the largest ``k``
 (``plots/census_*.png``).
 
-Default: k = 6..20, 40 initialisations each (600 runs): measured 5 min 51 s with ``--jobs 2``
-on the two-core development machine while other work kept its load near 10, then 53 s
-for ``python postprocess.py`` (the census's Hessians and every run's indicators) and
-68 s for ``python plot.py``. It shows the rise of spurious minima with ``k``: every
-initialisation reached the global minimum at k = 6, 1 of 40 ended at a non-global
+Default: k = 6..20, 40 initialisations each (600 runs): measured 1 min 57 s with
+``--jobs 2`` on the two-core development machine while other work kept its load near 9
+(5 min 51 s before the Newton polish, load near 10), then 48 s for ``python
+postprocess.py`` (the census's Hessians and every run's indicators) and 68 s for
+``python plot.py`` (measured before the polish, which it does not depend on). It
+shows the rise of spurious minima with ``k`` (the same census with and without the
+polish): every initialisation reached the global minimum at k = 6, 1 of 40 ended at a non-global
 minimum at k = 7 (the ``p = [1, 6]`` point of the authors' README, to 1e-10), 13 of 40
 at k = 10, 40 of 40 at k = 19 and 20, with 9 distinct minima at k = 20 (blocks ``p =
 [1, k-1]``, ``[2, k-2]``, ...), all strict (smallest Hessian eigenvalue 0.0004 to 0.055)
@@ -36,15 +52,23 @@ The paper's size, as an override::
     python runner.py configs/population_census.py --jobs 2 sweep.seeds=500 \\
         "sweep.zip={'data.k': list(range(6, 101)), 'model.width': list(range(6, 101))}"
 
-is 95 x 500 = 47 500 runs. Extrapolated, not measured: the gradient steps to 1e-12
-grow with k (median 1000 at k = 10, 3450 at 20, 5800 at 30, 9300 at 40, with a
-heavy tail: the slowest of 50 takes about 10 times the median) and a step costs about
-k^2 angle evaluations, so about k^3.4 per initialisation: 5.6 s at k = 30 and 10 s at
-k = 40 under the same load (8 at once), about 4 minutes at k = 100, in all about two
-weeks on two cores (the census's Hessians at k = 100 are 10^4 x 10^4, 0.8 GB each).
+is 95 x 500 = 47 500 runs. Extrapolated, not measured: with the polish the steps to
+1e-12 grow with k as mean 540 at k = 10, 1860 at 20, 3550 at 30, 4760 at 40 (plain
+gradient descent: median 1000, 3450, 5800, 9300 with a heavy tail), a step costs
+about k^2 angle evaluations, and the batched descent measured 0.32 s of CPU per
+initialisation at k = 30 and 0.57 s at k = 40 (8 at once, loaded machine), about
+k^3.3: some 12 s at k = 100. The polish factorises the (k^2, k^2) Hessian, as k^6:
+measured 0.06 s at k = 40 and 0.2 s at k = 50 (LAPACK, one thread), about 15 s at
+k = 100 plus the Hessian's build, 1.6 factorisations per initialisation, with 3-4 GB
+per worker for the Hessian, its temporaries and its factor at k = 100. In all about
+two to three days on two cores, over half of it the factorisations at k >= 70 (plain
+gradient descent: about two weeks). The census's own Hessians at k = 100 are
+10^4 x 10^4, 0.8 GB each.
+
 Over-parameterised students (never run in the original):
 ``"sweep.zip={'data.k': [6, 8, 10], 'model.width': [7, 9, 11]}"``; gradient descent
-converges slowly there (flat directions), so expect runs to end at ``max_steps``
+converges slowly there (flat directions, where the polish is refused), so expect runs
+to end at ``max_steps``
 (counted ``not_converged`` by the census). Other teachers: ``data.teacher='orthonormal'``
 (a random orthonormal V, one per seed). The step 5 / k diverges for k <= 3.
 """
