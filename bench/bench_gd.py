@@ -51,9 +51,9 @@ not their operands (:data:`PASSES`):
   (2), ``r a^T`` (1), ``*= mask`` (2.25), ``X^T B`` (1), ``g *`` (2), the update
   ``W -= lr g`` (5): 17.75, six fresh arrays.
 
-The gram paths do their element-wise work by row blocks of 2 MiB with the update's
-element-wise part deferred to the next evaluation (:mod:`plugins.gd._gram`), so of
-those passes only ``Z`` read, ``S`` read and written, the old ``G`` read, the new one
+On one thread the gram paths do their element-wise work by row blocks of 2 MiB with the
+update's element-wise part deferred to the next evaluation (:mod:`plugins.gd._gram`),
+so of those passes only ``Z`` read, ``S`` read and written, the old ``G`` read, the new one
 written and the product's ``Z`` reach memory (:data:`MEMORY_PASSES`: 7, numpy 7.25
 with its mask).
 
@@ -90,7 +90,8 @@ PASSES = {
 """``(n, m)`` passes of element-wise work a step, products' outputs included (docstring)."""
 
 MEMORY_PASSES = {**PASSES, "plugin gd (gram)": 7, "plugin gd_numpy (gram)": 7.25}
-"""Of :data:`PASSES`, those that reach memory (the gram paths work by cached row blocks)."""
+"""Of :data:`PASSES`, those that reach memory on one thread (the gram paths work by
+cached row blocks there; on several threads all of :data:`PASSES` do)."""
 
 
 def step_flops(n, d, m, k=1):
@@ -253,7 +254,8 @@ def _gram_rows(quick):
             seconds = best_of_passes(steps, repeats, clock=clock)
             rate = _gram_matmul_rate(K, W, repeats, clock)
             refresh = _refresh_seconds(GD, X, Y, W, a, clock)
-        rows += _gram_step_rows(n, d, m, seconds, label, rate, refresh)
+        memory = MEMORY_PASSES if threads == 1 else PASSES
+        rows += _gram_step_rows(n, d, m, seconds, label, rate, refresh, memory)
     return rows
 
 
@@ -277,10 +279,10 @@ def _refresh_seconds(cls, X, Y, W, a, clock):
         )
     )
     algorithm.setup(Problem(X=X, Y=Y, W0=W, a0=a))
-    return best_of(algorithm._gram.refresh, repeats=2, clock=clock)
+    return best_of(algorithm._gram.refresh, repeats=1, clock=clock)
 
 
-def _gram_step_rows(n, d, m, seconds, label, matmul_rate, refresh):
+def _gram_step_rows(n, d, m, seconds, label, matmul_rate, refresh, memory):
     baseline_name = "torch nn.Module + autograd + SGD"
     baseline = seconds[baseline_name]
     plain_flops, gram_flops = step_flops(n, d, m), gram_step_flops(n, d, m)
@@ -299,8 +301,8 @@ def _gram_step_rows(n, d, m, seconds, label, matmul_rate, refresh):
         rate = flops / t / 1e9
         notes = [
             f"{flops / 1e9:.3g} GFLOP at {rate:.3g} GFLOP/s = {rate / matmul_rate:.0%} of matmul",
-            f"{PASSES[name]:g} (n,m) passes, {MEMORY_PASSES[name]:g} to memory = "
-            f"{MEMORY_PASSES[name] * megabytes:.0f} MB",
+            f"{PASSES[name]:g} (n,m) passes, {memory[name]:g} to memory = "
+            f"{memory[name] * megabytes:.0f} MB",
         ]
         if name != baseline_name:
             notes.insert(0, f"{baseline / t:.2f}x faster")

@@ -50,16 +50,16 @@ with :math:`r = 2 c s_m R` and the 0/1 mask :math:`M = 1[Z > 0]`:
 Heavy-ball momentum adds ``P <- mu P + diag(r) G``, ``Z -= eta B_Z``, ``S -= eta P``;
 the product then updates ``B_Z`` in place (``beta = mu``).
 
-Most of these passes do not reach memory: :meth:`GramPath.evaluate` works by row
-blocks of :data:`BLOCK_BYTES` (a residual needs only its own row), and the element-wise
-part of an update (all but the product) is deferred to the next evaluation, which
-applies it block by block just before the block's ``relu``. Per step, memory then
-sees ``Z`` read, ``S`` (``P``, ``B_Z``) read and written, the old ``G`` read and the
-new one written, and the product's ``Z``: 7 passes with SGD instead of 13 (measured on
-one core at n = 1000, m = 8000, float32: the element-wise work of a step, 14 ms in
-blocks against about 21 ms for the previous whole-array operations). The
-deferred part is applied to every row (:meth:`GramPath._flush`) before ``S`` or ``P``
-are read.
+On one thread most of these passes do not reach memory: :meth:`GramPath.evaluate`
+works by row blocks of :data:`BLOCK_BYTES` (a residual needs only its own row), and the
+element-wise part of an update (all but the product) is deferred to the next
+evaluation, which applies it block by block just before the block's ``relu``. Per step,
+memory then sees ``Z`` read, ``S`` (``P``, ``B_Z``) read and written, the old ``G`` read
+and the new one written, and the product's ``Z``: 7 passes with SGD instead of 13
+(measured on one core at n = 1000, m = 8000, float32: the element-wise work of a step,
+14 ms in blocks against about 21 ms for the previous whole-array operations). On several
+threads the arrays are one block (:data:`BLOCK_BYTES`). The deferred part is applied to
+every row (:meth:`GramPath._flush`) before ``S`` or ``P`` are read.
 
 The weights
 -----------
@@ -108,10 +108,13 @@ from core.model import loss_factor, output_scale
 __all__ = ["GramPath", "TorchKernels", "NumpyKernels", "BLOCK_BYTES"]
 
 BLOCK_BYTES = 2**21
-"""Bytes per thread of one row block of an ``(n, m)`` array in :meth:`GramPath.evaluate`
-(2 MiB: the blocks of ``Z``, ``S`` and the work array stay in cache while a block is
-worked on). Measured on one core at n = 1000, m = 8000, float32, the element-wise time
-of a step: 16.0, 13.9, 14.8, 17.3 ms with blocks of 1, 2, 4, 8 MiB, 18.3 ms unblocked."""
+"""Bytes of one row block of an ``(n, m)`` array in :meth:`GramPath.evaluate` on one
+thread (2 MiB: the blocks of ``Z``, ``S`` and the work array stay in cache while a block
+is worked on). Measured on one core at n = 1000, m = 8000, float32, the element-wise time
+of a step: 16.0, 13.9, 14.8, 17.3 ms with blocks of 1, 2, 4, 8 MiB, 18.3 ms unblocked.
+On several threads every kernel of a block is a parallel region to synchronise: a step
+took 901 ms in blocks against 644 ms unblocked with torch's 2 threads on the loaded
+2-core machine (1053 / 669 ms for numpy's), so there the arrays are one block."""
 
 
 class GramPath:
@@ -248,12 +251,13 @@ class GramPath:
         return value, grads
 
     def _blocks(self):
-        """Row slices of about :data:`BLOCK_BYTES` per thread of an ``(n, m)`` array (the
-        kernels' threads share a block: each keeps its share in cache, and there are
-        fewer parallel regions to synchronise)."""
+        """Row slices of about :data:`BLOCK_BYTES` of an ``(n, m)`` array, on one thread;
+        one block (the whole array) when the kernels run on several threads."""
         n, m = self.Z.shape
-        block = BLOCK_BYTES * self.ops.threads()
-        per_block = max(1, block // (m * self.Z.dtype.itemsize))
+        row_bytes = m * self.Z.dtype.itemsize
+        if n * row_bytes <= BLOCK_BYTES or self.ops.threads() > 1:
+            return [slice(0, n)]
+        per_block = max(1, BLOCK_BYTES // row_bytes)
         return [slice(i, min(i + per_block, n)) for i in range(0, n, per_block)]
 
     def _apply_pending(self, rows):
@@ -470,14 +474,21 @@ class NumpyKernels(_Kernels):
 
     def __init__(self):
         self._blas = {}
+        self._controllers = None  # threadpoolctl's BLAS libraries
 
     def no_grad(self):
         return contextlib.nullcontext()
 
-    @staticmethod
-    def threads():
-        """1: numpy's ufuncs run on one thread."""
-        return 1
+    def threads(self):
+        """The BLAS threads (the products of a block, ``relu(Z) a`` and ``relu(Z)^T r``,
+        split over them), read live from the libraries (microseconds)."""
+        if self._controllers is None:
+            from scipy.linalg import blas  # noqa: F401  (loaded: the controller sees it)
+            from threadpoolctl import ThreadpoolController
+
+            libraries = ThreadpoolController().lib_controllers
+            self._controllers = [c for c in libraries if c.user_api == "blas"]
+        return max((c.num_threads for c in self._controllers), default=1)
 
     def _blas_function(self, name, array):
         key = (name, array.dtype)
