@@ -24,7 +24,7 @@ plain gradient descent to 3e-11 and 6e-10 (gradient descent's own error, about
 (``bench/bench_census.py``). It takes mean 540 steps instead of 1370 at k = 10 and
 1860 instead of 6560 at k = 20, the slowest 12 800 instead of 113 000.
 ``algorithm.newton_below=None`` is the authors' procedure to the letter, at about
-twice (k = 10) to four times (k = 20) the compute.
+twice (k = 10) and four to six times (k = 20) the compute.
 
 ``python postprocess.py latest`` writes ``census.json`` and ``census.csv`` (analysis
 ``census``: per ``k``, global or not, the distinct non-global points in the authors'

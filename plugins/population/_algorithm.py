@@ -20,8 +20,8 @@ stops within about ``tol / lambda_min`` of it, 1e-9 at worst at k = 20; the cens
 classes are the same, tested and benchmarked), reached in fewer steps: at k = 20,
 mean 1860 instead of 6560, the slowest 12 800 instead of 113 000.
 ``newton_below = None`` is the authors' procedure to the letter (plain gradient
-descent to ``tol``), at about 2-4 times the cost of the polished default at k = 10
-to 20 (``bench/bench_census.py``).
+descent to ``tol``), at about 2 times the compute of the polished default at
+k = 10 and 4-6 times at k = 20 (``bench/bench_census.py``).
 
 One run step is up to ``iterations`` steps (a Newton step counts as one); the run's
 loss is :math:`F` (float64), its scalars ``grad_norm``, ``iterations`` (steps so far)
