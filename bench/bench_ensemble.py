@@ -27,10 +27,58 @@ relulab, step_together only
     ``GD.step_together`` and each member's ``loss()`` in a bare Python loop: the
     batched program alone.
 
-Every candidate runs on one CPU thread (tiny matrices: more threads cost more than they
-save, and the seed style is no faster with torch's default two) and is timed in CPU
-seconds of the process (``time.process_time``), best of the passes: on a shared machine
-wall time mostly measures the other processes. Measured in the same process.
+floor: batched kernels alone
+    The batched step's kernels for the ten networks timed bare (no Python, no
+    dispatch): the two ``n x d0 x d1`` products, the ``(n, d1)`` passes (relu, mask)
+    and the forward's matrix-vector product, with the ``bmm`` rate reached and the
+    largest speed-up over the seed style this arithmetic allows on one thread.
+2 threads (full mode, widest network only)
+    The seed style and ``step_together`` with two threads each, timed in wall
+    seconds (best of three short passes; the run loop is not timed on two threads:
+    on a loaded machine a two-thread pass can stall for minutes).
+
+Both sides compute in float32, the seed's dtype (torch's default; float64 products
+run at about a third of the float32 rate here). The 1-thread rows are timed in CPU
+seconds of the process (``time.process_time``), best of the passes: on a shared
+machine wall time mostly measures the other processes. Everything is measured in the
+same process.
+
+Arithmetic per run-step (N = 200, d0 = 20; one output, both layers trained)
+-----------------------------------------------------------------------------
+Both sides do the two ``N x d0 x d1`` products (``X W`` and the gradient of ``W``),
+``4 N d0 d1`` FLOPs, plus ``O(N d1)`` terms: the seed style adds ``6 N d1`` (``H a``,
+``R^T H``, the outer product ``R a^T``), the batched step ``2 N d1 + N d0 + 4 d0 d1``
+(it regroups the backward pass as ``G = (X * gR)^T D``, ``grad_W = G diag(a)``,
+``grad_a = sum_k W * G``: no ``(N, d1)`` outer product, no second matrix-vector
+product). So 0.34 / 1.03 / 3.44 MFLOP (seed) and 0.33 / 0.99 / 3.30 MFLOP (batched)
+at d1 = 20 / 60 / 200, and the batched step streams ``28 N d1`` bytes of ``(N, d1)``
+float32 arrays (product out, relu in place, ``H a`` in, mask out, product in): 0.11 /
+0.34 / 1.1 MB, all in preallocated buffers (a fresh ``(B, N, d1)`` tensor per
+operation, as autograd makes, cost more than the operation itself at d1 = 200: new
+pages fault on first touch).
+
+On this machine (AMD EPYC, AVX2, 2 cores, shared) the float32 ``bmm`` of these shapes
+runs at 40-66 GFLOP/s on one thread, about the rate of a 512^3 product (46-58 GFLOP/s):
+the batched step's arithmetic is at the machine's matmul rate. At d1 = 200 the two
+products alone take 48-64 us per run-step and all the kernels 65-84 us (``floor``
+rows), so against the seed style's 382 us (the issue's measurement, quieter machine)
+the batched step cannot reach 10x on one thread: at most 4.5-5.9x, whatever the
+Python around it. Under the load of the measurements in the README (load average
+about 8 on the 2 cores) the seed style itself slows to 800-1100 us per run-step
+(it allocates fresh ``(N, d1)`` tensors every step) while the kernels slow less, so
+ratios measured under load are larger than on a quiet machine. At d1 = 20 and 60 the
+kernels are far below a tenth of the seed style; what remains is per-operation
+dispatch (2-3 us per torch call, 7-8 us when an operand is a Python number, about 20
+calls per step for all ten networks) and the loop's per-member Python (stoppers,
+``scalars`` row, trace). Two threads could split the ten ``bmm`` slices between the
+cores, which the seed style's tiny single products cannot use; on the loaded machine
+both sides ran 10-20x slower with two threads than with one (threads waiting on each
+other), so no two-thread row measured here is evidence either way.
+
+``torch.compile`` was tried on the batched step: it needs the C++ compiler at run
+time, took 145 s to compile one shape on the loaded machine and recompiles for every
+new batch size (members leave the batch), for about 10 % less time per step than the
+hand-written buffers at d1 = 200: not used.
 """
 
 import tempfile
@@ -38,24 +86,9 @@ import time
 
 import numpy as np
 
-from .timing import row
+from .timing import best_of, row
 
 N, D0, RUNS, LR, MOMENTUM = 200, 20, 10, 0.01, 0.9
-
-
-def _cpu_best_of(fn, repeats):
-    """Least CPU seconds of this process over ``repeats`` calls of ``fn`` after a warm-up.
-
-    Every candidate runs on one thread, so CPU time is its compute time; unlike wall
-    time it does not count the time other processes of a shared machine hold the core.
-    """
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return best
 
 
 def _data(d0, d1, seed):
@@ -157,7 +190,7 @@ def _registry():
     )
 
 
-def _config(registry, runs_dir, d1, seed, steps, loggers):
+def _config(registry, runs_dir, d1, seed, steps, loggers, threads=1):
     from core.config import resolve
 
     return resolve(
@@ -178,33 +211,36 @@ def _config(registry, runs_dir, d1, seed, steps, loggers):
             "stoppers": {"max_steps": {"steps": steps}, "divergence": {}},
             "loggers": {"scalars": {"every": 1}} if loggers else {},
             "savers": {"periodic": {"every_seconds": 1e9}},
-            "run": {"runs_dir": str(runs_dir), "display": "off", "threads": 1},
+            "run": {"runs_dir": str(runs_dir), "display": "off", "threads": threads},
         },
         registry,
     )
 
 
-def _loop_seconds(registry, runs_dir, d1, steps, loggers):
-    """CPU seconds of :func:`core.loop.execute` on ten fresh runs of ``steps`` steps."""
+def _loop_seconds(registry, runs_dir, d1, steps, loggers, threads=1):
+    """Seconds of :func:`core.loop.execute` on ten fresh runs of ``steps`` steps: CPU
+    seconds on one thread, wall seconds on more."""
     from core.loop import execute, prepare_run
 
+    clock = time.process_time if threads == 1 else time.perf_counter
     executions = [
-        prepare_run(_config(registry, runs_dir, d1, seed, steps, loggers), "", registry)
+        prepare_run(_config(registry, runs_dir, d1, seed, steps, loggers, threads), "", registry)
         for seed in range(RUNS)
     ]
-    start = time.process_time()
+    start = clock()
     statuses = execute(executions)
-    seconds = time.process_time() - start
+    seconds = clock() - start
     if statuses != ["finished"] * RUNS:
         raise RuntimeError(f"bench runs did not finish: {statuses}")
     return seconds
 
 
-def _loop_per_run_step(registry, runs_dir, d1, short, long, loggers, passes):
+def _loop_per_run_step(registry, runs_dir, d1, short, long, loggers, passes, threads=1):
     """(best long run - best short run) / (extra steps x runs); the long run's whole
     time per run-step when load makes the difference meaningless (not positive)."""
-    t_short = min(_loop_seconds(registry, runs_dir, d1, short, loggers) for _ in range(passes))
-    t_long = min(_loop_seconds(registry, runs_dir, d1, long, loggers) for _ in range(passes))
+    args = (registry, runs_dir, d1)
+    t_short = min(_loop_seconds(*args, short, loggers, threads) for _ in range(passes))
+    t_long = min(_loop_seconds(*args, long, loggers, threads) for _ in range(passes))
     if t_long <= t_short:
         return t_long / (long * RUNS)
     return (t_long - t_short) / ((long - short) * RUNS)
@@ -239,6 +275,49 @@ def _step_together(d1, steps):
     return train
 
 
+def _kernels(d1, clock, repeats):
+    """Seconds per call of the batched step's kernels for the ten networks, bare.
+
+    ``products``: the two ``n x d0 x d1`` products (``X W`` and ``(X r)^T D``);
+    ``passes``: the ``(n, d1)`` element-wise passes (relu, the mask); ``gemv``: the
+    forward's ``relu(X W) a``. Their sum is the step without any Python or dispatch
+    cost around it: a floor for the batched step with this arithmetic.
+    """
+    import torch
+
+    arrays = [_data(D0, d1, seed) for seed in range(RUNS)]
+    X, _, W, a = (torch.stack([torch.from_numpy(v[i]) for v in arrays]) for i in range(4))
+    H, D = torch.empty(RUNS, N, d1), torch.empty(RUNS, N, d1)
+    G, out = torch.empty(RUNS, D0, d1), torch.empty(RUNS, 1, N)
+    XR = X.clone()
+    torch.bmm(X, W, out=H).relu_()
+    fns = {
+        "products": lambda: (
+            torch.bmm(X, W, out=H),
+            torch.bmm(XR.transpose(1, 2), D, out=G),
+        ),
+        "passes": lambda: (H.relu_(), torch.sign(H, out=D)),
+        "gemv": lambda: torch.bmm(a[:, None, :], H.transpose(1, 2), out=out),
+    }
+    return {k: best_of(f, repeats, clock=clock) for k, f in fns.items()}
+
+
+def _peak(clock, repeats):
+    """GFLOP/s of one float32 512 x 512 x 512 product (the machine's matmul rate)."""
+    import torch
+
+    A, B, C = torch.randn(512, 512), torch.randn(512, 512), torch.empty(512, 512)
+    return 2 * 512**3 / best_of(lambda: torch.mm(A, B, out=C), repeats, clock=clock) / 1e9
+
+
+def _flops(d1):
+    """FLOPs per run-step: the seed style's and the batched step's (one output)."""
+    products = 4 * N * D0 * d1
+    seed = products + 6 * N * d1  # H a, R^T H, the outer product R a^T (2nm each)
+    batched = products + 2 * N * d1 + N * D0 + 4 * D0 * d1  # H a; X*r; G*a, W*G summed
+    return seed, batched
+
+
 def run(quick):
     """Rows for ``python -m bench`` (see :mod:`bench.__main__`)."""
     from core.threads import limit_threads
@@ -246,24 +325,25 @@ def run(quick):
     widths = (20, 200) if quick else (20, 60, 200)
     seed_steps, short, long = (20, 20, 60) if quick else (100, 100, 500)
     passes = 1 if quick else 3
+    cpu, wall = time.process_time, time.perf_counter
     registry = _registry()
     rows = []
+    us = 1e6
+    with limit_threads(1):
+        peak = _peak(cpu, 3 if quick else 10)
+    rows.append(row("float32 512^3 product, 1 thread", peak, "GFLOP/s", note="machine rate"))
     with tempfile.TemporaryDirectory() as tmp:
         for d1 in widths:
             size = f"N={N} d0={D0} d1={d1}, 10 runs, float32"
             with limit_threads(1):
-                seed = _cpu_best_of(_seed_style(d1, seed_steps), passes + 1) / (seed_steps * RUNS)
-                bare = _cpu_best_of(_step_together(d1, long), passes + 1) / (long * RUNS)
+                seed = best_of(_seed_style(d1, seed_steps), passes + 1, clock=cpu)
+                seed /= seed_steps * RUNS
+                bare = best_of(_step_together(d1, long), passes + 1, clock=cpu) / (long * RUNS)
+                kernels = _kernels(d1, cpu, 20 if quick else 200)
             loop = _loop_per_run_step(registry, tmp, d1, short, long, True, passes)
             no_log = _loop_per_run_step(registry, tmp, d1, short, long, False, passes)
-            us = 1e6
             rows.append(
-                row(
-                    f"seed style, d1={d1}",
-                    us * seed,
-                    "us/run-step",
-                    note=f"{size}; 1 thread",
-                )
+                row(f"seed style, d1={d1}", us * seed, "us/run-step", note=f"{size}; 1 thread")
             )
             for name, value in (
                 ("relulab run loop", loop),
@@ -279,4 +359,49 @@ def run(quick):
                         note=f"{seed / value:.1f}x faster than the seed style; 1 thread",
                     )
                 )
+            flops_seed, flops_batched = _flops(d1)
+            per_run = {k: us * v / RUNS for k, v in kernels.items()}
+            floor = sum(kernels.values()) / RUNS
+            rate = 4 * N * D0 * d1 * RUNS / kernels["products"] / 1e9
+            rows.append(
+                row(
+                    f"floor: batched kernels alone, d1={d1}",
+                    us * floor,
+                    "us/run-step",
+                    baseline=us * seed,
+                    note=(
+                        f"at most {seed / floor:.1f}x; products {per_run['products']:.1f} us"
+                        f" at {rate:.0f} GFLOP/s ({rate / peak:.0%} of 512^3), passes"
+                        f" {per_run['passes']:.1f}, gemv {per_run['gemv']:.1f};"
+                        f" {flops_batched / 1e6:.2f} MFLOP/run-step (seed"
+                        f" {flops_seed / 1e6:.2f}); 1 thread"
+                    ),
+                )
+            )
+            if quick or d1 != max(widths):
+                continue
+            with limit_threads(2):  # short: on a loaded machine two threads can stall
+                seed2 = best_of(_seed_style(d1, 20), 3, clock=wall) / (20 * RUNS)
+                bare2 = best_of(_step_together(d1, 40), 3, clock=wall) / (40 * RUNS)
+            rows.append(
+                row(
+                    f"seed style, 2 threads, d1={d1}",
+                    us * seed2,
+                    "us/run-step",
+                    baseline=us * seed,
+                    note=f"wall time; {seed / seed2:.2f}x faster than its 1-thread CPU time",
+                )
+            )
+            rows.append(
+                row(
+                    f"relulab step_together only, 2 threads, d1={d1}",
+                    us * bare2,
+                    "us/run-step",
+                    baseline=us * seed2,
+                    note=(
+                        f"{seed2 / bare2:.1f}x faster than the seed style on 2 threads,"
+                        f" {seed / bare2:.1f}x than on 1; wall time"
+                    ),
+                )
+            )
     return rows
