@@ -96,7 +96,7 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def compute_indicators(run, registry=None):
+def compute_indicators(run, registry=None, names=None):
     """All applicable indicators of a run.
 
     Parameters
@@ -104,6 +104,8 @@ def compute_indicators(run, registry=None):
     run : core.store.Run
     registry : core.registry.Registry, optional
         Where the indicator plugins come from (default: :func:`core.registry.get_registry`).
+    names : collection of str, optional
+        Only the indicators of these names (default: every registered one).
 
     Returns
     -------
@@ -119,7 +121,11 @@ def compute_indicators(run, registry=None):
         An indicator name provided by two plugins.
     """
     registry = registry or get_registry()
-    indicators = [ind for ind in registry.build_all("indicator") if ind.applies(run)]
+    indicators = [
+        ind
+        for ind in registry.build_all("indicator")
+        if (names is None or ind.name in names) and ind.applies(run)
+    ]
     summary = {}
     for ind in indicators:
         for key, value in ind.summary(run).items():

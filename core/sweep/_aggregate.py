@@ -31,9 +31,9 @@ def _run_numbers(run_path):
     return float(loss[-1]), float(finite.min()) if len(finite) else math.nan
 
 
-def _indicator_summary(run_path, registry):
+def _indicator_summary(run_path, registry, names=None):
     """Scalar indicator summary of a run (:func:`core.analysis.compute_indicators`)."""
-    summary, _ = compute_indicators(Run(run_path), registry)
+    summary, _ = compute_indicators(Run(run_path), registry, names)
     return scalar_summary(summary)
 
 
@@ -90,9 +90,10 @@ def summarize_sweep(path, registry=None, indicators=True, write=True):
         A sweep folder.
     registry : Registry, optional
         For the indicator plugins (default: :func:`core.registry.get_registry`).
-    indicators : bool
+    indicators : bool or collection of str
         Add the scalar summary of :func:`core.analysis.compute_indicators` to each
-        row of a run that has its data.
+        row of a run that has its data: of every indicator (True), of the named
+        ones, or of none (False).
     write : bool
         Write ``summary.csv`` and ``groups.csv`` into the sweep folder.
 
@@ -142,7 +143,8 @@ def summarize_sweep(path, registry=None, indicators=True, write=True):
             row["final_loss"], row["best_loss"] = _run_numbers(run_path)
             if indicators and (run_path / "problem.npz").is_file():
                 try:
-                    row.update(_indicator_summary(run_path, registry))
+                    names = None if indicators is True else indicators
+                    row.update(_indicator_summary(run_path, registry, names))
                 except Exception as exc:
                     row["indicator_error"] = f"{type(exc).__name__}: {exc}"
         row["values"] = values

@@ -64,8 +64,8 @@ def plot_sweep(path, groups=None, registry=None):
     path : path
         A sweep folder.
     groups : list of dict, optional
-        The groups of :func:`summarize_sweep` (computed when not given; indicators
-        only when the success threshold is on one).
+        The groups of :func:`summarize_sweep` (computed when not given; of the
+        indicators, only the one the success threshold reads, if any).
     registry : Registry, optional
 
     Returns
@@ -80,7 +80,9 @@ def plot_sweep(path, groups=None, registry=None):
     rows = None
     if groups is None:
         needs = success is not None and success["key"] not in BASE_METRICS
-        rows, groups = summarize_sweep(path, registry, indicators=needs, write=False)
+        # only the indicator the threshold reads ("<indicator>.<key>")
+        names = {success["key"].split(".", 1)[0]} if needs else False
+        rows, groups = summarize_sweep(path, registry, indicators=names, write=False)
     results = SweepResults(path, rows, groups, registry)
     dims = _dimensions(sweep)
     if not dims:

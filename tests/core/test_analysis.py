@@ -96,6 +96,18 @@ def test_compute_indicators_collects_prefixed_summary_and_per_snapshot_columns(t
     assert "distance_from_init.dist_W" in columns5 and "loss.train_loss" in columns5
 
 
+def test_compute_indicators_of_named_indicators_gives_exactly_their_part(tmp_path, reg):
+    run = make_run(tmp_path)
+    full, full_columns = analysis.compute_indicators(run, reg)
+    summary, columns = analysis.compute_indicators(run, reg, names={"loss", "patterns"})
+    wanted = {k for k in full if k.split(".")[0] in ("loss", "patterns")}
+    assert set(summary) == wanted and {k: full[k] for k in wanted} == summary
+    assert set(columns) == {"step"} | {
+        k for k in full_columns if k.startswith(("loss.", "patterns."))
+    }
+    assert analysis.compute_indicators(run, reg, names=())[0] == {}
+
+
 def test_summary_values_are_plain_python_and_scalar_summary_keeps_table_cells(tmp_path, reg):
     summary, _ = analysis.compute_indicators(make_run(tmp_path), reg)
     assert all(v is None or type(v) in (bool, int, float, str) for v in summary.values())
