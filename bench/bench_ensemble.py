@@ -58,13 +58,14 @@ operation, as autograd makes, cost more than the operation itself at d1 = 200: n
 pages fault on first touch).
 
 On this machine (AMD EPYC, AVX2, 2 cores, shared) the float32 ``bmm`` of these shapes
-runs at 40-66 GFLOP/s on one thread, about the rate of a 512^3 product (46-58 GFLOP/s):
+runs at 28-66 GFLOP/s on one thread (48-66 at d1 = 200), about the rate of a 512^3
+product (46-68 GFLOP/s):
 the batched step's arithmetic is at the machine's matmul rate. At d1 = 200 the two
-products alone take 48-64 us per run-step and all the kernels 65-84 us (``floor``
+products alone take 48-66 us per run-step and all the kernels 65-85 us (``floor``
 rows), so against the seed style's 382 us (the issue's measurement, quieter machine)
 the batched step cannot reach 10x on one thread: at most 4.5-5.9x, whatever the
 Python around it. Under the load of the measurements in the README (load average
-about 8 on the 2 cores) the seed style itself slows to 800-1100 us per run-step
+4 to 8 on the 2 cores) the seed style itself slows to 730-1100 us per run-step
 (it allocates fresh ``(N, d1)`` tensors every step) while the kernels slow less, so
 ratios measured under load are larger than on a quiet machine. At d1 = 20 and 60 the
 kernels are far below a tenth of the seed style; what remains is per-operation
@@ -72,8 +73,8 @@ dispatch (2-3 us per torch call, 7-8 us when an operand is a Python number, abou
 calls per step for all ten networks) and the loop's per-member Python (stoppers,
 ``scalars`` row, trace). Two threads could split the ten ``bmm`` slices between the
 cores, which the seed style's tiny single products cannot use; on the loaded machine
-both sides ran 10-20x slower with two threads than with one (threads waiting on each
-other), so no two-thread row measured here is evidence either way.
+both sides ran slower with two threads (wall) than with one (CPU): 1.6-17x, threads
+waiting on each other, so no two-thread row measured here is evidence either way.
 
 ``torch.compile`` was tried on the batched step: it needs the C++ compiler at run
 time, took 145 s to compile one shape on the loaded machine and recompiles for every
