@@ -1058,6 +1058,14 @@ def solve(
     )
     if max_iter is None:
         max_iter = 100 if method == "interior_point" else 100000
+    return run_engine(engine, masks, layout, signs, cones, max_iter)
+
+
+def run_engine(engine, masks, layout, signs, cones, max_iter):
+    """Step ``engine`` until it is done or ``max_iter`` steps; its groups and log.
+
+    Returns ``(V, Wn, log)`` as :func:`solve` describes.
+    """
     steps = 0
     while not engine.done and steps < max_iter:
         engine.step()

@@ -78,11 +78,10 @@ from core.params import Param
 from ._first_order import (
     ConicInteriorPoint,
     _IterativeSolver,
-    _multipliers,
     group_norms,
+    run_engine,
     scaled_dual,
     signed_masks,
-    split_groups,
 )
 
 __all__ = [
@@ -420,16 +419,7 @@ def solve_working_set(X, y, masks, beta, cones=True, signs=None, tol=1e-6, max_i
     masks = np.asarray(masks, dtype=bool)
     M, layout = signed_masks(masks, cones, signs)
     engine = WorkingSetEngine(X, y, M, beta, cones, tol=tol, **opts)
-    steps = 0
-    while not engine.done and steps < max_iter:
-        engine.step()
-        steps += 1
-    V, Wn = split_groups(masks, engine.Z, engine.XZ, layout, signs)
-    log = engine.report()
-    log.update(dual=engine.dual_best, converged=engine.done, steps=steps)
-    if cones:
-        log["multipliers"] = _multipliers(engine.multipliers, masks.shape[1], layout, signs)
-    return V, Wn, log
+    return run_engine(engine, masks, layout, signs, cones, max_iter)
 
 
 class WorkingSet(_IterativeSolver):
