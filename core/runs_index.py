@@ -277,7 +277,9 @@ def runs_of(targets=(), runs_dir=None, experiment=None):
 
     ``targets``: run folders, or sweep folders (each stands for its points' runs);
     ``experiment``: every run of ``runs_dir/<experiment>/`` (and of its sweeps).
-    Returns a list of :class:`core.store.Run` in folder-name order.
+    Returns a list of :class:`core.store.Run` in order of creation (``meta.json``'s
+    ``created``, to the microsecond; then folder name: a folder's name has whole
+    seconds and a random suffix, so runs made within one second sort at random by it).
     """
     paths = []
     if experiment:
@@ -293,8 +295,10 @@ def runs_of(targets=(), runs_dir=None, experiment=None):
             raise RunStoreError(f"not a run or sweep folder (no meta.json): {target}")
     if not paths:
         raise RunStoreError("nothing to compare: give runs (--compare RUN RUN ...) or --experiment")
-    unique = list(dict.fromkeys(Path(p).resolve() for p in paths))
-    return [Run(p) for p in sorted(unique, key=lambda p: (p.parent.name, p.name))]
+    unique = [Run(p) for p in dict.fromkeys(Path(p).resolve() for p in paths)]
+    return sorted(
+        unique, key=lambda r: (r.meta.get("created") or "", r.path.parent.name, r.path.name)
+    )
 
 
 def _sweep_runs(path):
