@@ -1036,14 +1036,29 @@ def find_latest(runs_dir="runs", marker="meta.json"):
     """Newest directory ``runs_dir/<experiment>/<stamp>-<id>/`` holding ``marker``.
 
     ``marker`` may be a tuple of file names (``("meta.json", "sweep.json")``: the
-    newest run or sweep). Directories are ordered by their UTC-stamped names.
+    newest run or sweep). Directories are ordered by the UTC stamp of their names
+    (whole seconds); folders made within the same second by the ``created`` time of
+    their marker file (microseconds), then by name.
     """
     runs_dir = Path(runs_dir)
     markers = (marker,) if isinstance(marker, str) else tuple(marker)
-    candidates = {p.parent for m in markers for p in runs_dir.glob(f"*/*/{m}")}
-    if not candidates:
+    found = {p.parent: p for m in markers for p in runs_dir.glob(f"*/*/{m}")}
+    if not found:
         raise RunStoreError(f"no runs under {runs_dir}")
-    return max(candidates, key=lambda p: (p.name, p.stat().st_mtime))
+    newest = max(p.name.split("-")[0] for p in found)
+    tied = [p for p in found if p.name.split("-")[0] == newest]
+    if len(tied) == 1:
+        return tied[0]
+    return max(tied, key=lambda p: (_created(found[p]), p.name))
+
+
+def _created(marker_file):
+    """The ``created`` time a run's or sweep's JSON file records ("" when unreadable)."""
+    try:
+        created = json.loads(Path(marker_file).read_text()).get("created")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return created if isinstance(created, str) else ""
 
 
 def resolve_target(path="latest", runs_dir=None):

@@ -39,9 +39,13 @@ def test_finished_run_has_every_file_and_field(tmp_path, toy_registry):
 def test_load_run_latest(tmp_path, toy_registry):
     first = _run(tmp_path, toy_registry)
     second = _run(tmp_path, toy_registry)
-    assert load_run("latest", runs_dir=tmp_path / "runs").path == max(
-        [first.path, second.path], key=lambda p: p.name
-    )
+    assert load_run("latest", runs_dir=tmp_path / "runs").path == second.path
+    # made within one second: the folders' stamps tie and the random suffix must not decide
+    stamp = first.path.name.split("-")[0]
+    older = first.path.rename(first.path.with_name(f"{stamp}-ffffff"))
+    newer = second.path.rename(second.path.with_name(f"{stamp}-000000"))
+    assert load_run("latest", runs_dir=tmp_path / "runs").path == newer
+    assert older.name > newer.name
 
 
 def test_same_seed_same_result_other_seed_differs(tmp_path, toy_registry):
