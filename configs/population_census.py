@@ -10,7 +10,8 @@ procedure of their code ``ItaySafran/Overparameterization``: Xavier initialisati
 ``||grad F||_F <= 1e-12`` (algorithm ``population_gd``, stopper ``solved``; at most
 20 000 steps of 100 steps). Each initialisation is its own run, seeded from the config
 (seed + 0, 1, ...); the seeds of one ``k`` train together as one batched program (the
-algorithm is batchable: up to 16 runs per ensemble).
+algorithm is batchable: the sweep's ``ensemble = 40`` puts all 40 in one stack, where
+each leaves as soon as it converges).
 
 Newton polish (``algorithm.newton_below = 1e-3``, the default): once a run's gradient
 norm is at most 1e-3 it finishes with Newton steps on the closed-form Hessian, taken
@@ -35,9 +36,10 @@ non-global minimum against ``k`` (Wilson 95 % intervals), the number of distinct
 minima against ``k`` and the neuron-norm sums of the minima for the largest ``k``
 (``plots/census_*.png``).
 
-Default: k = 6..20, 40 initialisations each (600 runs): measured 1 min 57 s with
-``--jobs 2`` on the two-core development machine while other work kept its load near 9
-(5 min 51 s before the Newton polish, load near 10), then 48 s for ``python
+Default: k = 6..20, 40 initialisations each (600 runs): measured 20 s with ``--jobs 2``
+on the idle two-core development machine (24 s in ensembles of 16, ``sweep.ensemble=16``;
+1 min 57 s while other work kept its load near 9; 5 min 51 s before the Newton
+polish, load near 10), then 48 s for ``python
 postprocess.py`` (the census's Hessians and every run's indicators) and 68 s for
 ``python plot.py`` (measured before the polish, which it does not depend on). It
 shows the rise of spurious minima with ``k`` (the same census with and without the
@@ -95,6 +97,7 @@ config = merge(
         "stoppers": {"solved": {}, "max_steps": {"steps": 20000}, "wall_time": None},
         "loggers": {"scalars": {"every": 0, "per_decade": 10}, "snapshots": {"every": 0}},
         "savers": {"periodic": {"every_seconds": 60.0}},
-        "sweep": {"zip": {"data.k": K, "model.width": K}, "seeds": 40},
+        # the 40 seeds of one k train as one stack (sweep key ``ensemble``; default 16)
+        "sweep": {"zip": {"data.k": K, "model.width": K}, "seeds": 40, "ensemble": 40},
     },
 )
