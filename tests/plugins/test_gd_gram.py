@@ -4,66 +4,27 @@ where it does not apply."""
 
 import numpy as np
 import pytest
+from gram_cases import OPTIMIZERS, build, make_problem, relative, run
 
-from core.components import Problem
 from core.errors import ConfigError
-from core.params import validate_params
 from core.store import load_state, save_state
-from core.threads import limit_threads
 from plugins.gd import GD
 
 torch = pytest.importorskip("torch")
 
-OPTIMIZERS = {
-    "sgd": {"optimizer": "sgd"},
-    "sgd_decay": {"optimizer": "sgd", "weight_decay": 0.05},
-    "momentum": {"optimizer": "momentum", "momentum": 0.9},
-    "momentum_decay": {"optimizer": "momentum", "momentum": 0.8, "weight_decay": 0.05},
-    "nesterov_decay": {"optimizer": "momentum", "nesterov": True, "weight_decay": 0.02},
-}
-
-
-def _problem(n=10, d=4, m=20, k=None, seed=0):
-    rng = np.random.default_rng(seed)
-    tail = () if k is None else (k,)
-    return Problem(
-        X=rng.normal(size=(n, d)) / np.sqrt(d),
-        Y=rng.normal(size=(n,) + tail),
-        W0=rng.normal(size=(d, m)),
-        a0=rng.normal(size=(m,) + tail),
-        scaling="ntk",
-        loss="half_sum",
-    )
-
 
 def _algorithm(problem, **params):
-    params = validate_params("algorithm", {"lr": 0.05, **params}, GD.params)
-    GD.check(params)
-    algorithm = GD(**params)
-    algorithm.setup(problem)
-    return algorithm
-
-
-def _run(algorithm, steps):
-    with limit_threads(1):  # tiny matrices: torch's thread pool only adds contention
-        for _ in range(steps):
-            algorithm.step()
-            algorithm.loss()
-    return algorithm
-
-
-def _relative(a, b):
-    return max(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k])) for k in ("W", "a"))
+    return build(GD, problem, **params)
 
 
 @pytest.mark.parametrize("train", ["both", "first"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_gram_equals_plain_over_a_few_hundred_steps(optimizer, train):
-    problem = _problem(k=2 if train == "both" else None)
+    problem = make_problem(k=2 if train == "both" else None)
     params = {**OPTIMIZERS[optimizer], "train": train}
-    plain = _run(_algorithm(problem, gradient="closed_form", **params), 300)
-    gram = _run(_algorithm(problem, gradient="gram", gram_refresh=100, **params), 300)
-    assert _relative(gram.state(), plain.state()) < 1e-12
+    plain = run(_algorithm(problem, gradient="closed_form", **params), 300)
+    gram = run(_algorithm(problem, gradient="gram", gram_refresh=100, **params), 300)
+    assert relative(gram.state(), plain.state()) < 1e-12
     assert gram.loss() == pytest.approx(plain.loss(), rel=1e-11)
     assert gram.scalars()["grad_norm"] == pytest.approx(plain.scalars()["grad_norm"], rel=1e-10)
     if train == "first":
@@ -73,19 +34,19 @@ def test_gram_equals_plain_over_a_few_hundred_steps(optimizer, train):
 @pytest.mark.parametrize("optimizer", ["momentum_decay"])
 def test_drift_against_the_plain_path_stays_bounded_over_10000_steps(optimizer):
     """Float64, 10 000 steps: the refreshed Z = X W keeps the two paths within 1e-9."""
-    problem = _problem()
+    problem = make_problem()
     params = {**OPTIMIZERS[optimizer], "lr": 0.1}
-    plain = _run(_algorithm(problem, gradient="closed_form", **params), 10_000)
-    gram = _run(_algorithm(problem, gradient="gram", **params), 10_000)
+    plain = run(_algorithm(problem, gradient="closed_form", **params), 10_000)
+    gram = run(_algorithm(problem, gradient="gram", **params), 10_000)
     assert gram._gram.n_refreshes >= 10_000 // 200
-    assert _relative(gram.state(), plain.state()) < 1e-9
+    assert relative(gram.state(), plain.state()) < 1e-9
     assert gram.loss() == pytest.approx(plain.loss(), rel=1e-8)
 
 
 def test_z_tracks_x_w_between_refreshes():
     """Without refreshes Z drifts from X W by rounding only (float64, 2000 steps)."""
-    problem = _problem()
-    gram = _run(
+    problem = make_problem()
+    gram = run(
         _algorithm(problem, gradient="gram", gram_refresh=10**9, **OPTIMIZERS["momentum"]), 2000
     )
     Z = gram._gram.Z.numpy().copy()
@@ -95,43 +56,43 @@ def test_z_tracks_x_w_between_refreshes():
 
 
 def test_float32_gram_stays_close_to_float64():
-    problem = _problem(n=30, d=40, m=50)
-    exact = _run(_algorithm(problem, gradient="closed_form", optimizer="momentum"), 1000)
-    fast = _run(_algorithm(problem, gradient="gram", optimizer="momentum", dtype="float32"), 1000)
-    assert _relative(fast.state(), exact.state()) < 1e-4
+    problem = make_problem(n=30, d=40, m=50)
+    exact = run(_algorithm(problem, gradient="closed_form", optimizer="momentum"), 1000)
+    fast = run(_algorithm(problem, gradient="gram", optimizer="momentum", dtype="float32"), 1000)
+    assert relative(fast.state(), exact.state()) < 1e-4
 
 
 @pytest.mark.parametrize("optimizer", ["sgd_decay", "momentum_decay"])
 def test_gram_checkpoints_resume_bitwise_and_on_the_plain_path(optimizer, tmp_path):
-    problem = _problem()
+    problem = make_problem()
     params = OPTIMIZERS[optimizer]
     uninterrupted = _algorithm(problem, gradient="gram", **params)
-    _run(uninterrupted, 37)
+    run(uninterrupted, 37)
     saved = uninterrupted.state_dict()  # a checkpoint refreshes, as the run loop's does
     save_state(tmp_path / "checkpoint.npz", saved)
-    _run(uninterrupted, 50)
+    run(uninterrupted, 50)
 
     resumed = _algorithm(problem, gradient="gram", **params)
     resumed.load_state_dict(load_state(tmp_path / "checkpoint.npz"))
     resumed.loss()
-    _run(resumed, 50)
+    run(resumed, 50)
     for key in ("W", "a"):
         np.testing.assert_array_equal(resumed.state()[key], uninterrupted.state()[key])
     assert set(saved["optimizer"]["state"]) == ({"0", "1"} if "momentum" in optimizer else set())
 
     plain = _algorithm(problem, gradient="closed_form", **params)
     plain.load_state_dict(load_state(tmp_path / "checkpoint.npz"))
-    _run(plain, 50)
-    assert _relative(plain.state(), uninterrupted.state()) < 1e-12
+    run(plain, 50)
+    assert relative(plain.state(), uninterrupted.state()) < 1e-12
     back = _algorithm(problem, gradient="gram", **params)
     back.load_state_dict(plain.state_dict())
-    _run(back, 10)
-    _run(plain, 10)
-    assert _relative(back.state(), plain.state()) < 1e-12
+    run(back, 10)
+    run(plain, 10)
+    assert relative(back.state(), plain.state()) < 1e-12
 
 
 def test_refresh_every_k_steps():
-    gram = _run(_algorithm(_problem(), gradient="gram", gram_refresh=7), 50)
+    gram = run(_algorithm(make_problem(), gradient="gram", gram_refresh=7), 50)
     assert gram._gram.n_refreshes == 50 // 7
 
 
@@ -148,5 +109,5 @@ def test_refresh_every_k_steps():
 )
 def test_refused_where_it_does_not_apply(values, match):
     with pytest.raises(ConfigError, match=match) as info:
-        _algorithm(_problem(), gradient="gram", **values)
+        _algorithm(make_problem(), gradient="gram", **values)
     assert "\n" not in str(info.value)

@@ -6,65 +6,27 @@ kill -9), and is refused where it does not apply. Mirrors ``test_gd_gram.py``.""
 import numpy as np
 import pytest
 from conftest import ROOT, kill_9_and_resume
+from gram_cases import OPTIMIZERS, build, make_problem, relative, run
 
-from core.components import Problem
 from core.errors import ConfigError
-from core.params import validate_params
 from core.registry import Registry
 from core.store import load_state, save_state
 from core.threads import limit_threads
 from plugins.gd import GDNumpy, _gram
 
-OPTIMIZERS = {
-    "sgd": {"optimizer": "sgd"},
-    "sgd_decay": {"optimizer": "sgd", "weight_decay": 0.05},
-    "momentum": {"optimizer": "momentum", "momentum": 0.9},
-    "momentum_decay": {"optimizer": "momentum", "momentum": 0.8, "weight_decay": 0.05},
-    "nesterov_decay": {"optimizer": "momentum", "nesterov": True, "weight_decay": 0.02},
-}
-
-
-def _problem(n=10, d=4, m=20, k=None, seed=0):
-    rng = np.random.default_rng(seed)
-    tail = () if k is None else (k,)
-    return Problem(
-        X=rng.normal(size=(n, d)) / np.sqrt(d),
-        Y=rng.normal(size=(n,) + tail),
-        W0=rng.normal(size=(d, m)),
-        a0=rng.normal(size=(m,) + tail),
-        scaling="ntk",
-        loss="half_sum",
-    )
-
 
 def _algorithm(problem, cls=GDNumpy, **params):
-    params = validate_params("algorithm", {"lr": 0.05, **params}, cls.params)
-    cls.check(params)
-    algorithm = cls(**params)
-    algorithm.setup(problem)
-    return algorithm
-
-
-def _run(algorithm, steps):
-    with limit_threads(1):
-        for _ in range(steps):
-            algorithm.step()
-            algorithm.loss()
-    return algorithm
-
-
-def _relative(a, b):
-    return max(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k])) for k in ("W", "a"))
+    return build(cls, problem, **params)
 
 
 @pytest.mark.parametrize("train", ["both", "first"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_gram_equals_plain_over_a_few_hundred_steps(optimizer, train):
-    problem = _problem(k=2 if train == "both" else None)
+    problem = make_problem(k=2 if train == "both" else None)
     params = {**OPTIMIZERS[optimizer], "train": train}
-    plain = _run(_algorithm(problem, **params), 300)
-    gram = _run(_algorithm(problem, gradient="gram", gram_refresh=100, **params), 300)
-    assert _relative(gram.state(), plain.state()) < 1e-12
+    plain = run(_algorithm(problem, **params), 300)
+    gram = run(_algorithm(problem, gradient="gram", gram_refresh=100, **params), 300)
+    assert relative(gram.state(), plain.state()) < 1e-12
     assert gram.loss() == pytest.approx(plain.loss(), rel=1e-11)
     assert gram.scalars()["grad_norm"] == pytest.approx(plain.scalars()["grad_norm"], rel=1e-10)
     if train == "first":
@@ -74,10 +36,10 @@ def test_gram_equals_plain_over_a_few_hundred_steps(optimizer, train):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
 def test_one_output_vector_case_equals_plain(optimizer):
     """``a`` a vector (the bench's case): ``G = (r a^T) * mask`` and BLAS in place."""
-    problem = _problem(n=12, d=5, m=30)
-    plain = _run(_algorithm(problem, **OPTIMIZERS[optimizer]), 200)
-    gram = _run(_algorithm(problem, gradient="gram", **OPTIMIZERS[optimizer]), 200)
-    assert _relative(gram.state(), plain.state()) < 1e-12
+    problem = make_problem(n=12, d=5, m=30)
+    plain = run(_algorithm(problem, **OPTIMIZERS[optimizer]), 200)
+    gram = run(_algorithm(problem, gradient="gram", **OPTIMIZERS[optimizer]), 200)
+    assert relative(gram.state(), plain.state()) < 1e-12
     assert gram.scalars()["grad_norm"] == pytest.approx(plain.scalars()["grad_norm"], rel=1e-10)
 
 
@@ -93,27 +55,27 @@ def test_row_blocks_equal_the_plain_path(backend, optimizer, k, monkeypatch):
     else:
         cls = GDNumpy
     monkeypatch.setattr(_gram, "BLOCK_BYTES", 3 * 20 * 8)  # 3 rows of m = 20 float64
-    problem = _problem(n=10, m=20, k=k)
+    problem = make_problem(n=10, m=20, k=k)
     params = OPTIMIZERS[optimizer]
-    plain = _run(_algorithm(problem, cls, gradient="closed_form", **params), 200)
-    gram = _run(_algorithm(problem, cls, gradient="gram", gram_refresh=70, **params), 200)
-    with limit_threads(1):  # as in _run
+    plain = run(_algorithm(problem, cls, gradient="closed_form", **params), 200)
+    gram = run(_algorithm(problem, cls, gradient="gram", gram_refresh=70, **params), 200)
+    with limit_threads(1):  # as in run()
         assert [b.stop for b in gram._gram._blocks()] == [3, 6, 9, 10]
     with limit_threads(2):  # several threads: one block (fewer parallel regions)
         assert [b.stop for b in gram._gram._blocks()] == [10]
-    assert _relative(gram.state(), plain.state()) < 1e-12
+    assert relative(gram.state(), plain.state()) < 1e-12
     assert gram.scalars()["grad_norm"] == pytest.approx(plain.scalars()["grad_norm"], rel=1e-10)
 
 
 @pytest.mark.parametrize("optimizer", ["momentum_decay", "sgd"])
 def test_drift_against_the_plain_path_stays_bounded_over_10000_steps(optimizer):
     """Float64, 10 000 steps: the refreshed Z = X W keeps the two paths within 1e-9."""
-    problem = _problem()
+    problem = make_problem()
     params = {**OPTIMIZERS[optimizer], "lr": 0.1}
-    plain = _run(_algorithm(problem, **params), 10_000)
-    gram = _run(_algorithm(problem, gradient="gram", **params), 10_000)
+    plain = run(_algorithm(problem, **params), 10_000)
+    gram = run(_algorithm(problem, gradient="gram", **params), 10_000)
     assert gram._gram.n_refreshes >= 10_000 // 200
-    assert _relative(gram.state(), plain.state()) < 1e-9
+    assert relative(gram.state(), plain.state()) < 1e-9
     assert gram.loss() == pytest.approx(plain.loss(), rel=1e-8)
 
 
@@ -123,18 +85,18 @@ def test_numpy_gram_equals_torch_gram(optimizer):
     pytest.importorskip("torch")
     from plugins.gd import GD
 
-    problem = _problem(k=2)
+    problem = make_problem(k=2)
     params = {**OPTIMIZERS[optimizer], "gradient": "gram", "gram_refresh": 50}
-    fast_numpy = _run(_algorithm(problem, **params), 200)
-    fast_torch = _run(_algorithm(problem, GD, **params), 200)
-    assert _relative(fast_numpy.state(), fast_torch.state()) < 1e-12
+    fast_numpy = run(_algorithm(problem, **params), 200)
+    fast_torch = run(_algorithm(problem, GD, **params), 200)
+    assert relative(fast_numpy.state(), fast_torch.state()) < 1e-12
     assert fast_numpy._gram.n_refreshes == fast_torch._gram.n_refreshes
 
 
 def test_z_tracks_x_w_between_refreshes():
     """Without refreshes Z drifts from X W by rounding only (float64, 2000 steps)."""
-    problem = _problem()
-    gram = _run(
+    problem = make_problem()
+    gram = run(
         _algorithm(problem, gradient="gram", gram_refresh=10**9, **OPTIMIZERS["momentum"]), 2000
     )
     Z = gram._gram.Z.copy()
@@ -144,27 +106,27 @@ def test_z_tracks_x_w_between_refreshes():
 
 
 def test_float32_gram_stays_close_to_float64():
-    problem = _problem(n=30, d=40, m=50)
-    exact = _run(_algorithm(problem, optimizer="momentum"), 1000)
-    fast = _run(_algorithm(problem, gradient="gram", optimizer="momentum", dtype="float32"), 1000)
+    problem = make_problem(n=30, d=40, m=50)
+    exact = run(_algorithm(problem, optimizer="momentum"), 1000)
+    fast = run(_algorithm(problem, gradient="gram", optimizer="momentum", dtype="float32"), 1000)
     assert fast._gram.Z.dtype == np.float32 and fast.state()["W"].dtype == np.float32
-    assert _relative(fast.state(), exact.state()) < 1e-4
+    assert relative(fast.state(), exact.state()) < 1e-4
 
 
 @pytest.mark.parametrize("optimizer", ["sgd_decay", "momentum_decay"])
 def test_gram_checkpoints_resume_bitwise_and_on_the_plain_path(optimizer, tmp_path):
-    problem = _problem()
+    problem = make_problem()
     params = OPTIMIZERS[optimizer]
     uninterrupted = _algorithm(problem, gradient="gram", **params)
-    _run(uninterrupted, 37)
+    run(uninterrupted, 37)
     saved = uninterrupted.state_dict()  # a checkpoint refreshes, as the run loop's does
     save_state(tmp_path / "checkpoint.npz", saved)
-    _run(uninterrupted, 50)
+    run(uninterrupted, 50)
 
     resumed = _algorithm(problem, gradient="gram", **params)
     resumed.load_state_dict(load_state(tmp_path / "checkpoint.npz"))
     resumed.loss()
-    _run(resumed, 50)
+    run(resumed, 50)
     for key in ("W", "a"):
         np.testing.assert_array_equal(resumed.state()[key], uninterrupted.state()[key])
     buffers = set(saved["optimizer"]["buffers"])
@@ -172,25 +134,25 @@ def test_gram_checkpoints_resume_bitwise_and_on_the_plain_path(optimizer, tmp_pa
 
     plain = _algorithm(problem, **params)
     plain.load_state_dict(load_state(tmp_path / "checkpoint.npz"))
-    _run(plain, 50)
-    assert _relative(plain.state(), uninterrupted.state()) < 1e-12
+    run(plain, 50)
+    assert relative(plain.state(), uninterrupted.state()) < 1e-12
     back = _algorithm(problem, gradient="gram", **params)
     back.load_state_dict(plain.state_dict())
-    _run(back, 10)
-    _run(plain, 10)
-    assert _relative(back.state(), plain.state()) < 1e-12
+    run(back, 10)
+    run(plain, 10)
+    assert relative(back.state(), plain.state()) < 1e-12
 
 
 def test_refresh_every_k_steps():
-    gram = _run(_algorithm(_problem(), gradient="gram", gram_refresh=7), 50)
+    gram = run(_algorithm(make_problem(), gradient="gram", gram_refresh=7), 50)
     assert gram._gram.n_refreshes == 50 // 7
 
 
 def test_gram_members_of_an_ensemble_step_one_by_one():
     """``step_together`` leaves gram members to their own steps: the same as alone."""
     params = {**OPTIMIZERS["momentum"], "gradient": "gram"}
-    members = [_algorithm(_problem(seed=s), **params) for s in (1, 2)]
-    alone = [_run(_algorithm(_problem(seed=s), **params), 20) for s in (1, 2)]
+    members = [_algorithm(make_problem(seed=s), **params) for s in (1, 2)]
+    alone = [run(_algorithm(make_problem(seed=s), **params), 20) for s in (1, 2)]
     for _ in range(20):
         GDNumpy.step_together(members)
         for member in members:
@@ -214,7 +176,7 @@ def test_gram_members_of_an_ensemble_step_one_by_one():
 )
 def test_refused_where_it_does_not_apply(values, match):
     with pytest.raises(ConfigError, match=match) as info:
-        _algorithm(_problem(), **{"gradient": "gram", **values})
+        _algorithm(make_problem(), **{"gradient": "gram", **values})
     assert "\n" not in str(info.value)
 
 
