@@ -19,19 +19,26 @@ OVERRIDES = [
 ]
 
 
-def test_first_order_convex_run_resumes_bitwise_after_kill_9(tmp_path):
+def _killed_sinus_run(tmp_path, overrides):
+    """``kill_9_and_resume`` of ``configs/convex_sinus.py``, plus the solver state of
+    each checkpoint the killed run left (read when it was killed)."""
     engines = []
 
     def read_engine(run_dir):
         engines.append(RunStore(run_dir).read_checkpoint()["algorithm"]["solver"])
 
-    reference, killed, resumed = kill_9_and_resume(
+    runs = kill_9_and_resume(
         ROOT / "configs" / "convex_sinus.py",
-        OVERRIDES,
+        overrides,
         tmp_path,
         Registry(entry_points=False),
         inspect=read_engine,
     )
+    return (*runs, engines)
+
+
+def test_first_order_convex_run_resumes_bitwise_after_kill_9(tmp_path):
+    reference, killed, resumed, engines = _killed_sinus_run(tmp_path, OVERRIDES)
     assert reference.meta["steps"] == STEPS  # not yet certified: every step is a FISTA step
     assert killed.meta["status"] == "crashed" and killed.meta["steps"] < STEPS
     # the checkpoint holds the first_order engine's state (FISTA iterate, momentum, L)
@@ -55,18 +62,7 @@ WORKING_SET = [
 
 
 def test_working_set_convex_run_resumes_bitwise_after_kill_9(tmp_path):
-    engines = []
-
-    def read_engine(run_dir):
-        engines.append(RunStore(run_dir).read_checkpoint()["algorithm"]["solver"])
-
-    reference, killed, resumed = kill_9_and_resume(
-        ROOT / "configs" / "convex_sinus.py",
-        WORKING_SET,
-        tmp_path,
-        Registry(entry_points=False),
-        inspect=read_engine,
-    )
+    reference, killed, resumed, engines = _killed_sinus_run(tmp_path, WORKING_SET)
     steps = reference.meta["steps"]
     assert reference.scalars["converged"][-1] == 1.0  # certified over all groups
     assert reference.scalars["solver_rounds"][-1] >= 1.0  # the working set grew
