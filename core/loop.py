@@ -19,6 +19,7 @@ import time
 from .cli import StopSignals
 from .components import LoopContext
 from .display import Display
+from .durability import current_group
 from .kinds import KIND
 from .problem import build_problem, seed_streams
 from .provenance import git_commit, iso, utc_now, versions
@@ -386,6 +387,7 @@ class Execution:
         self.ended = True
         ctx = self.ctx
         self.error = error
+        handed = False  # the lock's release handed to _record_end
         try:
             self.display.update(ctx.step, ctx.loss, ctx.elapsed, self.fraction(), force=True)
             self.display.stop()
@@ -407,12 +409,28 @@ class Execution:
                 status, reason, self.error = "failed", describe_error(closing), closing
             self._forget_idle_resume()
             self.meta.update(status=status, reason=reason, ended=iso(utc_now()))
-            self.store.write_meta(self.meta)
             self.status, self.reason = status, reason
+            group = current_group()
+            if group is None:
+                self._record_end()
+            else:  # after the run's other files are durable (core.durability)
+                group.defer(self._record_end)
+            handed = True
         except Exception as exc:
             self.error = self.error or exc
         finally:
             self._close_loggers(ctx)
+            if not handed:
+                self._release()
+
+    def _record_end(self):
+        """Write the final ``meta.json``, then release the run's lock (whatever happened)."""
+        try:
+            self.store.write_meta(self.meta)
+        except Exception as exc:
+            self.error = self.error or exc
+            self.status = self.reason = None  # meta.json still says running: crashed
+        finally:
             self._release()
 
     def _forget_idle_resume(self):
@@ -454,6 +472,7 @@ def execute(executions):
             + ", ".join(sorted(c.__name__ for c in classes))
         )
     active = []
+    group = current_group()
     threads = max((ex.threads for ex in executions), default=1)
     with StopSignals() as signals, limit_threads(threads):
         try:
@@ -477,6 +496,8 @@ def execute(executions):
                         ex.end("failed", describe_error(exc), exc)
                     break
                 active = [ex for ex in active if _advanced(ex)]
+                if group is not None:  # record members that ended, sync periodic saves
+                    group.commit_if_due()
         except BaseException as exc:
             interrupt = isinstance(exc, KeyboardInterrupt)
             for ex in executions:

@@ -12,12 +12,13 @@ Layout of ``runs/<experiment>/<UTC stamp>-<short id>/``::
 
 Every file is written to a temporary name, fsynced and renamed over its final
 name, and the directory is fsynced, so ``kill -9`` at any moment leaves either
-the old or the new file, never a torn one. Files get the mode the umask gives
-(0644 under umask 022). A write refuses a target file or folder that is a
-symbolic link, so a run folder from someone else cannot make us write elsewhere.
-Arrays are ``.npz`` read with ``allow_pickle=False``; everything else is JSON.
-Nothing is pickled. A missing or corrupt file raises :class:`RunStoreError`
-naming it.
+the old or the new file, never a torn one (inside
+:func:`core.durability.group_commit` the fsyncs are replaced by one file-system
+sync per group, see there). Files get the mode the umask gives (0644 under umask
+022). A write refuses a target file or folder that is a symbolic link, so a run
+folder from someone else cannot make us write elsewhere. Arrays are ``.npz`` read
+with ``allow_pickle=False``; everything else is JSON. Nothing is pickled. A
+missing or corrupt file raises :class:`RunStoreError` naming it.
 
 A trace stream is a table of rows: ``scalars`` (one float per name per logged
 step), ``snapshots`` (parameter arrays) and ``records`` (inner-loop rows). The
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .durability import sync_file, sync_folder
 from .errors import RunStoreError
 from .locks import is_locked
 
@@ -127,7 +129,7 @@ def _atomic_write(path, write):
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
                 fh.flush()
-                os.fsync(fh.fileno())
+                sync_file(fh.fileno())
             os.rename(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             try:
@@ -135,10 +137,7 @@ def _atomic_write(path, write):
             except OSError:
                 pass
             raise
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
+        sync_folder(dir_fd, path.parent)
     finally:
         os.close(dir_fd)
 
@@ -684,10 +683,14 @@ class TraceWriter:
         """
         dir_fd = _open_dir(self.trace_dir)
         try:
+            names = os.listdir(dir_fd)
+            if not names:  # a new run's empty trace: nothing to cut, no manifest yet
+                self._listed = (0, {})
+                return
             self._listing_before(index)
             self._write_manifest()
             doomed = []
-            for name in os.listdir(dir_fd):
+            for name in names:
                 parsed = _parse_chunk_name(name)
                 if parsed and parsed[0] >= index:
                     doomed.append((parsed[0], name))
@@ -696,10 +699,7 @@ class TraceWriter:
                     os.unlink(name, dir_fd=dir_fd)
                 except FileNotFoundError:
                     pass
-            try:
-                os.fsync(dir_fd)
-            except OSError:
-                pass
+            sync_folder(dir_fd, self.trace_dir)
         finally:
             os.close(dir_fd)
 

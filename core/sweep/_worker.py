@@ -25,12 +25,14 @@ import time
 from pathlib import Path
 
 from ..cli import StopSignals
+from ..durability import group_commit
 from ..errors import RunStoreError
 from ..locks import FolderLock, is_locked
 from ..loop import describe_error, execute, prepare_resume, prepare_run
 from ..registry import get_registry
 from ..run_folder import RUN_LOCK
 from ..store import RunStore
+from ..threads import limit_threads
 from ._folder import DONE_STATUSES
 from ._spec import together_key
 
@@ -157,27 +159,39 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
     """
     registry = registry or get_registry()
     prepared = []
-    for path, config in items:
-        path = Path(path)
-        action, execution, error = "start", None, None
-        try:
-            action, execution = _prepare_point(path, config, source, registry, config_path, threads)
-        except RunStoreError as exc:
-            if is_locked(path / RUN_LOCK):  # taken by another process meanwhile
-                action = "busy"
-            else:
+    failure = None
+    # several points: their files reach the disk together (core.durability), set up in
+    # one thread limit (a run's own limit_threads with the same count is then free)
+    together = len(items) > 1
+    with (
+        group_commit() if together else contextlib.nullcontext(),
+        limit_threads(threads or 1) if together else contextlib.nullcontext(),
+    ):
+        for path, config in items:
+            path = Path(path)
+            action, execution, error = "start", None, None
+            try:
+                action, execution = _prepare_point(
+                    path, config, source, registry, config_path, threads
+                )
+            except RunStoreError as exc:
+                if is_locked(path / RUN_LOCK):  # taken by another process meanwhile
+                    action = "busy"
+                else:
+                    error = describe_error(exc)
+                    _settle(path, error)
+            except Exception as exc:
                 error = describe_error(exc)
                 _settle(path, error)
-        except Exception as exc:
-            error = describe_error(exc)
-            _settle(path, error)
-        prepared.append((path, action, execution, error))
-    executions = [ex for _, _, ex, _ in prepared if ex is not None]
-    try:
-        execute(executions)
-    except Exception as exc:  # outside the loop's own handling: fail what is left
+            prepared.append((path, action, execution, error))
+        executions = [ex for _, _, ex, _ in prepared if ex is not None]
+        try:
+            execute(executions)
+        except Exception as exc:  # outside the loop's own handling: fail what is left
+            failure = describe_error(exc)
+    if failure is not None:  # after the group's commit released the run locks
         for ex in executions:
-            _settle(ex.path, describe_error(exc))
+            _settle(ex.path, failure)
     results = []
     for path, action, execution, error in prepared:
         if error is None and execution is not None and execution.error is not None:

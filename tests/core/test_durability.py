@@ -1,0 +1,192 @@
+"""Group commits (core.durability): what reaches the disk, and in which order.
+
+Power loss cannot be simulated here; what is tested is the order the guarantees rest
+on: no per-file fsync inside a group, the deferred final records written only after a
+file-system sync that follows every other file of their runs, and a process that
+dies before its group commits leaving runs that resume to the uninterrupted result.
+"""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from conftest import toy_config
+
+import core.durability as durability
+from core.config import resolve
+from core.durability import current_group, group_commit
+from core.loop import execute, prepare_resume, prepare_run
+from core.store import Run, atomic_write_json, read_json
+from core.sweep import run_sweep
+
+SEEDS = (3, 4, 5)
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """The paths of the files and folders fsynced, in order."""
+    calls = []
+    real = os.fsync
+
+    def recording(fd):
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(durability.os, "fsync", recording)
+    return calls
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """Calls of the file-system sync; each records what ``probe()`` returns then."""
+    events = []
+    probe = [lambda: None]
+
+    def recording(path):
+        events.append(probe[0]())
+
+    monkeypatch.setattr(durability, "sync_file_system", recording)
+    return events, probe
+
+
+def test_outside_a_group_a_write_fsyncs_its_file_and_its_folder(tmp_path, fsyncs):
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert len(fsyncs) == 2
+    assert fsyncs[0].startswith(str(tmp_path / ".a.json.")) and fsyncs[1] == str(tmp_path)
+
+
+def test_in_a_group_deferred_actions_run_between_two_syncs(tmp_path, fsyncs, syncs):
+    events, probe = syncs
+    probe[0] = lambda: "sync"
+    with group_commit() as group:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        atomic_write_json(tmp_path / "b.json", {"x": 2})
+        group.defer(lambda: events.append("record"))
+        assert events == []  # nothing synced yet, nothing recorded
+    assert fsyncs == []
+    assert events == ["sync", "record", "sync"]
+    assert read_json(tmp_path / "b.json") == {"x": 2}
+    assert current_group() is None
+
+
+def test_a_failing_deferred_action_does_not_stop_the_others(tmp_path, syncs):
+    done = []
+
+    def fail():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        with group_commit() as group:
+            group.defer(fail)
+            group.defer(lambda: done.append(1))
+    assert done == [1]
+
+
+def test_nested_groups_are_one_and_other_threads_are_outside(tmp_path, fsyncs, syncs):
+    events, probe = syncs
+    probe[0] = lambda: "sync"
+    seen = []
+    with group_commit() as outer:
+        with group_commit() as inner:
+            assert inner is outer
+            atomic_write_json(tmp_path / "a.json", {})
+            outer.defer(lambda: events.append("record"))
+        assert events == []  # the inner block does not commit
+        thread = threading.Thread(
+            target=lambda: (
+                seen.append(current_group()),
+                atomic_write_json(tmp_path / "t.json", {}),
+            )
+        )
+        thread.start()
+        thread.join()
+    assert seen == [None] and len(fsyncs) == 2  # the other thread fsynced its write
+    assert events == ["sync", "record", "sync"]
+
+
+def test_commit_if_due_waits_for_its_interval(tmp_path, syncs):
+    events, probe = syncs
+    probe[0] = lambda: "sync"
+    with group_commit(interval=3600.0) as group:
+        atomic_write_json(tmp_path / "a.json", {})
+        group.commit_if_due()
+        assert events == []
+        group.interval = 0.0
+        group.commit_if_due()
+        assert events == ["sync"]
+        group.commit_if_due()  # nothing new: no sync
+        assert events == ["sync"]
+    assert events == ["sync"]
+
+
+def _config(tmp_path, registry, seed, steps=30):
+    raw = toy_config(
+        tmp_path / "runs",
+        seed=seed,
+        algorithm={"name": "toy_ensemble"},
+        stoppers={"max_steps": {"steps": steps}},
+        savers={},
+    )
+    return resolve(raw, registry)
+
+
+def test_a_sweep_ensemble_records_each_end_after_a_sync_of_its_files(
+    tmp_path, toy_registry, fsyncs, syncs
+):
+    """No file of a point is fsynced on its own; at some sync every point's final
+    checkpoint is there while its meta.json still says running; then it says finished."""
+    events, probe = syncs
+    config = _config(tmp_path, toy_registry, 3)
+    config["sweep"] = {"grid": {"model.width": [4]}, "seeds": 3}
+    sweep_dirs = []
+
+    def state():
+        if not sweep_dirs:
+            sweep_dirs.extend((tmp_path / "runs").glob("*/*/runs"))
+        out = {}
+        for run in sorted(sweep_dirs[0].iterdir()) if sweep_dirs else ():
+            meta = read_json(run / "meta.json")
+            out[run.name] = (meta["status"], (run / "checkpoint.npz").exists())
+        return out
+
+    probe[0] = state
+    path = run_sweep(config, "", toy_registry, jobs=0)
+    runs_dir = str(path / "runs")
+    assert not [p for p in fsyncs if p.startswith(runs_dir)]  # the driver's files: outside
+    points = sorted(p.name for p in (path / "runs").iterdir())
+    assert len(points) == 3 and events
+    saved = [e for e in events if e and all(e[p] == ("running", True) for p in points)]
+    assert saved, events  # a sync when every final checkpoint exists and none is finished
+    first_saved = events.index(saved[0])
+    assert all(e[p][0] != "finished" for e in events[: first_saved + 1] for p in points)
+    for point in points:
+        assert Run(path / "runs" / point).meta["status"] == "finished"
+
+
+def test_members_whose_end_was_not_committed_resume_to_the_uninterrupted_result(
+    tmp_path, toy_registry
+):
+    """As a process killed before its group commit: the final meta.json is missing, the
+    run locks are released by the kernel; each run resumes from its final checkpoint."""
+    executions = [
+        prepare_run(_config(tmp_path / "k", toy_registry, s), "", toy_registry) for s in SEEDS
+    ]
+    with group_commit() as group:
+        execute(executions)
+        assert len(group.deferred) == len(SEEDS)
+        group.deferred.clear()  # the process dies here
+    for ex in executions:
+        assert Run(ex.path).meta["status"] == "running"
+        ex.lock.release()  # what the kernel does
+    resumed = [prepare_resume(ex.path, toy_registry) for ex in executions]
+    assert execute(resumed) == ["finished"] * len(SEEDS)
+    uninterrupted = [
+        prepare_run(_config(tmp_path / "u", toy_registry, s), "", toy_registry) for s in SEEDS
+    ]
+    execute(uninterrupted)
+    for ex, reference in zip(executions, uninterrupted):
+        run, ref = Run(ex.path), Run(reference.path)
+        assert run.meta["status"] == "finished" and run.meta["steps"] == 30
+        np.testing.assert_array_equal(run.final_state()["W"], ref.final_state()["W"])
+        np.testing.assert_array_equal(run.scalars["loss"], ref.scalars["loss"])
