@@ -12,12 +12,16 @@ torch's 2 threads on a loaded 2-core machine, 5.4 s with ``OMP_NUM_THREADS=1``.
 """
 
 import contextlib
+import contextvars
 import importlib.util
 import os
 import sys
 import threading
 
 __all__ = ["TINY_WORK", "usable_cpus", "problem_work", "resolve_threads", "limit_threads"]
+
+_ACTIVE = contextvars.ContextVar("relulab_limit_threads", default=None)
+"""The ``n`` of the innermost :func:`limit_threads` block of this context."""
 
 TINY_WORK = 25_000_000
 """Below this :func:`problem_work`, an automatic single run uses one thread.
@@ -122,7 +126,10 @@ def limit_threads(n):
 
     On entry, the BLAS and OpenMP libraries already loaded, and scipy's (loaded here),
     are limited through threadpoolctl and, if torch is imported,
-    ``torch.set_num_threads(n)`` is called.
+    ``torch.set_num_threads(n)`` is called. Nested in a block of this context with the
+    same ``n``, it changes nothing (threadpoolctl's search of the loaded libraries
+    costs about 2 ms, more than a tiny run's set-up: a sweep worker enters one block
+    for a whole ensemble).
     torch is never imported here: if it is imported inside the block (an algorithm
     importing it in its ``setup``), its thread count is set as soon as its import
     completes. On exit both are restored: torch to the count it had on entry (or
@@ -147,6 +154,9 @@ def limit_threads(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"threads must be >= 1; got {n}")
+    if _ACTIVE.get() == n:  # inside a block with the same limit: nothing to change
+        yield n
+        return
     # scipy.linalg brings its own OpenBLAS, apart from numpy's; threadpoolctl limits only
     # the libraries already loaded, and one loaded inside the block would keep its
     # default threads (measured: a min-norm solve at (n, d) = (400, 100) took 10.3 s
@@ -158,9 +168,11 @@ def limit_threads(n):
     before = torch.get_num_threads() if torch is not None else None  # before OpenMP's limit
     libraries = threadpool_limits(limits=n)
     torch_threads = _TorchThreads(n, before)
+    token = _ACTIVE.set(n)
     try:
         yield n
     finally:
+        _ACTIVE.reset(token)
         try:
             torch_threads.restore()
         finally:

@@ -106,6 +106,31 @@ def test_nested_limits_restore_the_outer_one():
     assert torch.get_num_threads() == before
 
 
+def test_a_nested_limit_with_the_same_count_changes_nothing(monkeypatch):
+    """It does not search the loaded libraries again (2 ms each: a sweep's tiny runs)."""
+    import threadpoolctl
+
+    calls = []
+    real = threadpoolctl.threadpool_limits
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("limits"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", counting)
+    blas_before = _blas_threads()
+    with limit_threads(1):
+        with limit_threads(1):
+            with limit_threads(2):
+                assert _blas_threads() == [2] * len(blas_before)
+                with limit_threads(2):
+                    pass
+            assert _blas_threads() == [1] * len(blas_before)
+        assert _blas_threads() == [1] * len(blas_before)
+    assert calls == [1, 2]
+    assert _blas_threads() == blas_before
+
+
 def test_limits_are_restored_when_the_block_raises():
     torch = pytest.importorskip("torch")
     torch_before, blas_before = torch.get_num_threads(), _blas_threads()
