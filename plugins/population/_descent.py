@@ -295,7 +295,7 @@ def _polish(W, teacher, G, g2, tol2, budget, polish):
     from scipy.linalg.lapack import dpotrf, dpotrs
 
     P, d, m = W.shape
-    shift = polish.margin * np.eye(m * d)
+    diagonal = np.diag_indices(m * d)
     refresh2 = polish.refresh**2
     scales = 0.5 ** np.arange(polish.damping + 1)
     # a diagonal block with an eigenvalue <= margin refuses a point before its full Hessian
@@ -325,7 +325,9 @@ def _polish(W, teacher, G, g2, tol2, budget, polish):
             if factor is None:
                 if H is None:
                     H = hessian_stack(Wp, one.V)[0]
-                factor, info = dpotrf(H - shift, lower=1, clean=0)
+                H = H.copy()  # H - margin I (H may be a view of the batch's Hessians)
+                H[diagonal] -= polish.margin
+                factor, info = dpotrf(H, lower=1, clean=0)
                 if info:  # lambda_min(H) <= margin (or not finite)
                     stop = gp2
                     break

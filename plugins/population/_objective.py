@@ -390,6 +390,13 @@ def _triangles(m):
     return i * m + j, j * m + i
 
 
+def _clip_cosines(C):
+    """Clip cosines to [-1, 1] in place and return them (two ufunc calls: ``np.clip``'s
+    Python wrapper costs more than the clipping on a small stack)."""
+    np.maximum(C, -1.0, out=C)
+    return np.minimum(C, 1.0, out=C)
+
+
 def _descent_direction(W, teacher):
     """Gradient (B, d, m) of a stack, with as few array passes as the formula allows."""
     nW = np.sqrt(np.einsum("bdm,bdm->bm", W, W))
@@ -398,7 +405,7 @@ def _descent_direction(W, teacher):
     B, m = nW.shape
     upper, lower = _triangles(m)
     # angles between distinct neurons, once per pair (C is symmetric); t_ii = 0 exactly
-    c = np.clip((np.swapaxes(U, 1, 2) @ U).reshape(B, m * m)[:, upper], -1.0, 1.0)
+    c = _clip_cosines((U.transpose(0, 2, 1) @ U).reshape(B, m * m)[:, upper])
     s = np.sqrt(1.0 - c * c)
     S = np.zeros((B, m * m))
     S[:, upper] = s
@@ -410,10 +417,10 @@ def _descent_direction(W, teacher):
     P[:, lower] = c
     P = P.reshape(B, m, m)
     if teacher.identity:
-        CV = np.clip(U[:, : teacher.k, :], -1.0, 1.0)  # CV[b, j, i] = cos(w_i, e_j)
+        CV = _clip_cosines(U[:, : teacher.k, :].copy())  # CV[b, j, i] = cos(w_i, e_j)
         radial = (S @ nW[:, :, None])[:, :, 0] - np.sqrt(1.0 - CV * CV).sum(axis=1)
     else:
-        CV = np.clip(np.swapaxes(teacher.units, 1, 2) @ U, -1.0, 1.0)  # (B, k, m)
+        CV = _clip_cosines(teacher.units.transpose(0, 2, 1) @ U)  # (B, k, m)
         SV = np.sqrt(1.0 - CV * CV)
         radial = (S @ nW[:, :, None])[:, :, 0] - (teacher.norms[:, None, :] @ SV)[:, 0, :]
     G = W @ P
@@ -440,16 +447,15 @@ def _descent_direction_joint(W, teacher):
     nW = np.sqrt(np.einsum("bdm,bdm->bm", W, W))
     zero = not nW.all()
     U = W / (np.where(nW > 0, nW, 1.0) if zero else nW)[:, None, :]
-    C = np.swapaxes(U, 1, 2) @ np.concatenate([U, teacher.units], axis=2)  # (B, m, m + k)
-    np.clip(C, -1.0, 1.0, out=C)
+    C = _clip_cosines(U.transpose(0, 2, 1) @ np.concatenate([U, teacher.units], axis=2))
     S = C * C  # in place from here: each call's fixed cost dominates small stacks
     np.subtract(1.0, S, out=S)
     np.sqrt(S, out=S)
     radial = S @ np.concatenate([nW, teacher.minus_norms], axis=1)[:, :, None]  # (B, m, 1)
     np.arccos(C, out=C)
     np.subtract(np.pi, C, out=C)
-    G = np.concatenate([W, teacher.minus_V], axis=2) @ np.swapaxes(C, 1, 2)
-    U *= np.swapaxes(radial, 1, 2)
+    G = np.concatenate([W, teacher.minus_V], axis=2) @ C.transpose(0, 2, 1)
+    U *= radial.transpose(0, 2, 1)
     G += U
     if zero:
         G *= (nW > 0)[:, None, :]
