@@ -106,18 +106,18 @@ Certificate (every iteration, both solvers)
     dominates; then the blocks (:math:`n d^2 G` flops), an ``n x n`` Cholesky
     factorisation and two solves
     (predictor, corrector) of four matmuls each. ``schur="pcg"`` never forms ``N``
-    once a cheap preconditioner exists: the two solves are preconditioned
-    conjugate gradients with matrix-free products (:math:`2ndP` multiply-adds) and
-    a pivoted-Cholesky-plus-isotropic approximation of ``N``
-    (:mod:`plugins.convex._schur`), to a relative residual ``PCG_RTOL = 1e-10``
-    (1e-8 gave the same iterates, 1e-6 stalled at a relative gap of 1e-3); early
-    iterations, where the approximation would need more than 35 % of the ``P d``
-    columns, and any solve that does not converge in ``PCG_MAX_ITER`` form ``N``
-    as above. At (n, d, P) = (1000, 50, 200) it takes the same 46 iterations to a
-    relative gap of 1e-4 (53 to 1e-6, objectives equal to 1e-7 relative) in 21.7 s
-    instead of 38.7 s of CPU on one thread (load 2 on 2 cores); at (300, 20, 100)
-    it loses (0.87 s against 0.69 s), so ``schur="auto"`` (the default) uses it when
-    :math:`n^2 P d > 2 \cdot 10^9`. Memory: a few ``n x G`` arrays, the
+    unless its preconditioner fails: the two solves are preconditioned conjugate
+    gradients with matrix-free products (:math:`2ndP` multiply-adds) and a
+    pivoted-Cholesky-plus-isotropic approximation of ``N`` (:mod:`plugins.convex._schur`)
+    to a relative residual ``PCG_RTOL = 1e-10`` (1e-8 gave the same iterates, 1e-6
+    stalled at a relative gap of 1e-3); a solve that does not converge in
+    ``PCG_MAX_ITER`` forms ``N`` as above for the rest of the iteration. At (n, d, P)
+    = (1000, 50, 200) it takes the same 46 iterations to a relative gap of 1e-4 (53
+    to 1e-6; objectives equal to 1e-7 relative) in 16 s instead of 29-35 s of CPU on
+    one thread (load 1-2 on 2 cores), at (600, 30, 150) 4.0 s instead of 4.7 s, at
+    (450, 25, 120) a tie (2.26 s, 2.19 s), at (300, 20, 100) it loses (0.81 s
+    against 0.75 s): ``schur="auto"`` (the default) uses it when :math:`n^2 P d >
+    10^9`. Memory: a few ``n x G`` arrays, the
     ``n x n`` matrix and one chunk. About 25-55 iterations to a relative gap of 1e-6
     whatever ``beta`` (as many as Clarabel on the same problems), with iterates
     meeting the cone constraints to rounding at the end. The certificate stalls near
@@ -724,8 +724,8 @@ def _soc_step(u, du):
 
 def _orthant_step(u, du):
     """Largest ``alpha >= 0`` keeping ``u + alpha du >= 0`` (``u > 0``)."""
-    neg = du < 0
-    return float(np.min(-u[neg] / du[neg], initial=np.inf))
+    ratio = np.divide(u, -du, out=np.full_like(u, np.inf), where=du < 0)
+    return float(np.min(ratio, initial=np.inf))
 
 
 class ConicInteriorPoint(_Engine):
@@ -769,13 +769,12 @@ class ConicInteriorPoint(_Engine):
     REGULARIZATION = 1e-13
     #: largest block of F (bytes) formed at once
     CHUNK_BYTES = 32 * 2**20
-
     #: relative residual of the PCG Schur solves (it is the Newton system's: _schur)
     PCG_RTOL = 1e-10
     #: PCG iterations before a solve falls back to forming N
-    PCG_MAX_ITER = 100
+    PCG_MAX_ITER = 60
     #: schur="auto" uses PCG when n^2 P d (the multiply-adds of forming N) exceeds this
-    AUTO_PCG_WORK = 2e9
+    AUTO_PCG_WORK = 1e9
 
     def __init__(
         self, X, y, M, beta, cones, tol=1e-6, violation_tol=1e-6, schur="auto", pcg_tau=3.0
@@ -810,8 +809,9 @@ class ConicInteriorPoint(_Engine):
             n_c = self.Xc.shape[0]
             # the upper triangles of x_i x_i^T: X^T diag(w) X for every group is one
             # (G, n) x (n, d (d + 1) / 2) matmul
-            self._iu = np.triu_indices(d)
-            self.Xk = np.ascontiguousarray(self.Xc[:, self._iu[0]] * self.Xc[:, self._iu[1]])
+            iu = np.triu_indices(d)
+            self.Xk = np.ascontiguousarray(self.Xc[:, iu[0]] * self.Xc[:, iu[1]])
+            self._lower = (1 + iu[1]) * m + (1 + iu[0])  # flat (j, i) of the z block of B
         self.nu = G + n_c * G  # degree of the cone
         self.schur = schur
         P = self.patterns.shape[1]
@@ -896,17 +896,15 @@ class ConicInteriorPoint(_Engine):
             Dinv = self.lo / self.so
             wo = np.sqrt(self.so / self.lo)
             zo = np.sqrt(self.so * self.lo)
-            XtDX = np.empty((G, d, d))
-            XtDX[:, self._iu[0], self._iu[1]] = Dinv.T @ self.Xk
-            XtDX[:, self._iu[1], self._iu[0]] = XtDX[:, self._iu[0], self._iu[1]]
-            B[:, 1:, 1:] += XtDX
+            # X^T diag(Dinv_j) X into the lower triangles (all the Cholesky reads)
+            B.reshape(G, m * m)[:, self._lower] += Dinv.T @ self.Xk
             diag = np.einsum("gii->gi", B)
             diag += self.REGULARIZATION * diag.max(axis=1, keepdims=True)
             try:
                 L = np.linalg.cholesky(B)
             except np.linalg.LinAlgError:
                 raise self._stalled("a Newton block is not positive definite") from None
-            L_inv = np.linalg.inv(L)  # (G, m, m), lower triangular: B^-1 = L_inv^T L_inv
+            L_inv = self._triangular_inverses(L)  # lower: B^-1 = L_inv^T L_inv
         # N = I + sum_j (M_j * X) C_j (M_j * X)^T with C_j = [B_j^-1]_zz = K_j^T K_j,
         # K_j = L_inv_j[:, 1:] (m, d), grouped by pattern: K (P, slots, m, d)
         if cones:
@@ -989,6 +987,23 @@ class ConicInteriorPoint(_Engine):
         self.iteration += 1
         self._refresh()
         return self.report()
+
+    def _triangular_inverses(self, L):
+        """Inverses of the lower-triangular ``L`` (G, m, m), by LAPACK's ``dtrtri``.
+
+        ``m^3 / 3`` multiply-adds each (``np.linalg.inv``, an LU solve, takes twice
+        as long: 10 ms against 24 ms for 400 blocks of 51). Each ``L_j^T`` (the
+        Fortran-ordered view of a C-ordered ``L_j``) is inverted as an upper
+        triangle, so nothing is copied.
+        """
+        trtri = self._linalg.lapack.dtrtri
+        out = np.empty_like(L)
+        for j in range(L.shape[0]):
+            inv, info = trtri(L[j].T, lower=0)
+            if info != 0:
+                raise self._stalled("a Newton block is singular")
+            out[j] = inv.T
+        return out
 
     def _schur_direct(self, K):
         r"""Form ``N = I + F F^T`` (exact form) from the pattern blocks ``K`` (P, slots, m, d).
@@ -1296,7 +1311,7 @@ class InteriorPoint(_IterativeSolver):
             "auto",
             "Newton solves with the n x n Schur complement (exact form): 'direct' forms and "
             "factors it, 'pcg' solves by preconditioned CG, 'auto' picks pcg when "
-            "n^2 P d > 2e9",
+            "n^2 P d > 1e9",
             choices=("auto", "direct", "pcg"),
             resume_safe=True,
         ),

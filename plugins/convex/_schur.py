@@ -29,17 +29,21 @@ remaining diagonal entry, weighted by the mean squared norm of ``X u`` over unit
 ``R`` columns in all (the sum of the ranks), :math:`n d R + n^2 R / 2 + n^2 P`
 multiply-adds and an ``n x n`` Cholesky factorisation. Near the optimum of the ReLU
 program each :math:`C_p` has one or two huge eigenvalues (the rays of its non-zero
-groups) and a spectrum decaying over ten decades, so ``R`` is a tenth to a third of
-``P d``. Measured at the bench's (n, d, P) = (1000, 50, 200), ``tau = 3``: ``R`` =
-1000-3300 once under the rank budget (from about iteration 15 of 46), 5-10 CG
-iterations per solve to a relative residual of 1e-10; building :math:`\hat N` takes
-about 75 ms against 330 ms for forming ``N``, a CG iteration about 5 ms (a product
-2.5 ms, two triangular solves 0.8 ms). Early, when every direction counts (``R``
-above ``max_rank_fraction * P d``), nothing is built (:meth:`SplitPreconditioner.build`
-returns None) and the caller forms ``N``. Eigen-directions in place of the pivoted
-Cholesky columns (keep eigenvalues above ``tau``, geometric mean of the others as
-``c_p``) need about 30 % fewer columns for the same CG count, but the batched
-eigendecomposition costs 50-75 ms against 5-15 ms.
+groups) and a spectrum decaying over ten decades, so ``R`` is a tenth to a half of
+``P d``. Early, every direction is above ``tau`` but the spectra are flat: when
+``tau`` alone would keep more than ``max_rank_fraction * P d`` columns, a block's
+factorisation also stops once its largest remaining diagonal entry is at most
+``FLAT = 3`` times their mean (``kind = "flat"``: 0-200 columns in all, the
+isotropic term doing the work). Measured at the bench's (n, d, P) = (1000, 50,
+200), ``tau = 3``: flat for iterations 1-15 (20-30 CG iterations per solve), then
+``R`` from 5500 down to 1000 (8-10 CG iterations) to a relative residual of 1e-10;
+building :math:`\hat N` takes 35-110 ms against 330 ms for forming ``N``, a CG
+iteration about 2.3 ms (a product 1.5 ms, two triangular solves 0.6 ms).
+:meth:`SplitPreconditioner.build` returns None (the caller forms ``N``) only when
+even the flat factors need more than the budget. Eigen-directions in place of the
+pivoted Cholesky columns (keep eigenvalues above ``tau``, the geometric mean of the
+others as ``c_p``) need about 30 % fewer columns for the same CG count, but the
+batched eigendecomposition costs 50-75 ms against 5-15 ms.
 
 The direction an inexact ``w`` gives has the Newton residual :math:`A^\top (u - N
 w)` exactly (the Woodbury identity), so the residual tolerance of :func:`pcg` is a
@@ -99,12 +103,12 @@ def schur_matvec(X, patterns, C, v):
     ndarray, shape (n,)
         ``2 n d P + P d^2`` multiply-adds.
     """
-    U = X.T @ (patterns * v[:, None])  # (d, P)
+    U = (X * v[:, None]).T @ patterns  # (d, P)
     W = np.matmul(C, U.T[:, :, None])[:, :, 0].T  # (d, P)
     return v + np.einsum("np,np->n", patterns, X @ W)
 
 
-def pivoted_cholesky(C, tol, max_rank=None):
+def pivoted_cholesky(C, tol, max_rank=None, flat=None):
     r"""Greedy pivoted Cholesky factors of every block, each to a pivot below ``tol``.
 
     For each positive semi-definite ``C_p`` (d, d), ``k`` steps of the diagonally
@@ -121,6 +125,9 @@ def pivoted_cholesky(C, tol, max_rank=None):
     max_rank : int or None
         Stop as soon as the ranks sum to more than this (the factors are then
         partial).
+    flat : float or None
+        Also stop a block when its largest remaining diagonal entry is at most
+        ``flat`` times their mean (the remainder is then nearly isotropic).
 
     Returns
     -------
@@ -141,6 +148,8 @@ def pivoted_cholesky(C, tol, max_rank=None):
         piv = np.argmax(rest, axis=1)
         top = rest[ar, piv]
         active &= top > tol
+        if flat is not None:
+            active &= top > flat * rest.mean(axis=1)
         if not active.any():
             break
         col = C[ar, :, piv] - np.einsum("pdk,pk->pd", L[:, :, :k], L[ar, piv, :k])
@@ -172,10 +181,12 @@ class SplitPreconditioner:
         ``P d`` directions would be kept: forming ``N`` then costs little more.
     """
 
+    #: ``flat`` of :func:`pivoted_cholesky` when ``tau`` alone keeps too many columns
+    FLAT = 3.0
     #: largest block of F_R (bytes) formed at once
     CHUNK_BYTES = 32 * 2**20
 
-    def __init__(self, X, patterns, tau=3.0, max_rank_fraction=0.35):
+    def __init__(self, X, patterns, tau=3.0, max_rank_fraction=0.6):
         import scipy.linalg  # imported on first use: keeps start-up light
 
         self._linalg = scipy.linalg
@@ -201,6 +212,10 @@ class SplitPreconditioner:
         P = C.shape[0]
         budget = self.max_rank_fraction * P * d
         L, ranks, rest = pivoted_cholesky(C, self.tau / self.scale, budget)
+        self.kind = "tau"
+        if ranks.sum() > budget:
+            L, ranks, rest = pivoted_cholesky(C, self.tau / self.scale, budget, self.FLAT)
+            self.kind = "flat"
         self.rank = int(ranks.sum())
         if self.rank > budget:
             return None
@@ -216,7 +231,9 @@ class SplitPreconditioner:
             Nh += F @ F.T
         Nh[np.diag_indices_from(Nh)] += 1.0
         try:
-            self.factor = (np.linalg.cholesky(Nh), True)
+            # the C-ordered lower factor is the Fortran-ordered upper one: LAPACK's
+            # solves then read it in place (a lower C-ordered factor is copied per solve)
+            self.factor = (np.linalg.cholesky(Nh).T, False)
         except np.linalg.LinAlgError:
             return None
         return self

@@ -93,6 +93,15 @@ def test_pivoted_cholesky_leaves_a_psd_remainder_with_the_returned_diagonal(tol)
         assert rest[p].max() <= max(tol, 1e-9 * scale)  # stopped below tol
     if tol == 0.0:
         assert np.all(ranks == d)  # positive definite: the full factorisation
+    # with ``flat``, a block also stops once its remaining diagonal is nearly flat
+    L, ranks, rest = _schur.pivoted_cholesky(C, tol, flat=3.0)
+    for p in range(P):
+        Lp = L[p][:, : ranks[p]]
+        E = C[p] - Lp @ Lp.T
+        scale = np.abs(C[p]).max()
+        np.testing.assert_allclose(np.diag(E), rest[p], atol=1e-9 * scale)
+        assert np.linalg.eigvalsh(E).min() >= -1e-9 * scale
+        assert rest[p].max() <= max(tol, 3.0 * rest[p].mean(), 1e-9 * scale)
 
 
 def test_pcg_meets_its_residual_bound_and_is_exact_with_the_exact_preconditioner():
@@ -117,8 +126,13 @@ def test_pcg_meets_its_residual_bound_and_is_exact_with_the_exact_preconditioner
     pre = _schur.SplitPreconditioner(X, pats, tau=0.0, max_rank_fraction=1.0).build(C)
     assert pre.rank == P * d
     np.testing.assert_allclose(pre(b), w_exact, rtol=1e-8)
-    # a rank budget that is exceeded builds nothing
-    assert _schur.SplitPreconditioner(X, pats, tau=0.0, max_rank_fraction=0.5).build(C) is None
+    # over the rank budget, the factors stop where the remainder is flat, and PCG
+    # still meets its bound; a budget the flat factors exceed too builds nothing
+    flat = _schur.SplitPreconditioner(X, pats, tau=0.0, max_rank_fraction=0.5).build(C)
+    assert flat.kind == "flat" and 0 < flat.rank <= 0.5 * P * d
+    w2, its2, ok2 = _schur.pcg(matvec, flat, b, 1e-10, 500)
+    assert ok2 and np.linalg.norm(b - N @ w2) <= 1e-9 * np.linalg.norm(b)
+    assert _schur.SplitPreconditioner(X, pats, tau=0.0, max_rank_fraction=0.0).build(C) is None
 
 
 @pytest.mark.parametrize("k", [1, 4, 9])
