@@ -108,6 +108,7 @@ def test_nested_limits_restore_the_outer_one():
 
 def test_a_nested_limit_with_the_same_count_changes_nothing(monkeypatch):
     """It does not search the loaded libraries again (2 ms each: a sweep's tiny runs)."""
+    import scipy.linalg  # noqa: F401  (limit_threads loads scipy's own BLAS)
     import threadpoolctl
 
     calls = []
