@@ -723,9 +723,13 @@ def _soc_step(u, du):
 
 
 def _orthant_step(u, du):
-    """Largest ``alpha >= 0`` keeping ``u + alpha du >= 0`` (``u > 0``)."""
-    ratio = np.divide(u, -du, out=np.full_like(u, np.inf), where=du < 0)
-    return float(np.min(ratio, initial=np.inf))
+    """Largest ``alpha >= 0`` keeping ``u + alpha du >= 0`` (``u > 0``).
+
+    ``1 / max(-du / u)``: one pass over the arrays, no masks (``inf`` when no
+    entry decreases).
+    """
+    worst = float(np.max(-du / u, initial=0.0))
+    return 1.0 / worst if worst > 0 else math.inf
 
 
 class ConicInteriorPoint(_Engine):
