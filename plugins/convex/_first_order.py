@@ -113,11 +113,14 @@ Certificate (every iteration, both solvers)
     stalled at a relative gap of 1e-3); a solve that does not converge in
     ``PCG_MAX_ITER`` forms ``N`` as above for the rest of the iteration. At (n, d, P)
     = (1000, 50, 200) it takes the same 46 iterations to a relative gap of 1e-4 (53
-    to 1e-6; objectives equal to 1e-7 relative) in 16 s instead of 29-35 s of CPU on
-    one thread (load 1-2 on 2 cores), at (600, 30, 150) 4.0 s instead of 4.7 s, at
-    (450, 25, 120) a tie (2.26 s, 2.19 s), at (300, 20, 100) it loses (0.81 s
-    against 0.75 s): ``schur="auto"`` (the default) uses it when :math:`n^2 P d >
-    10^9`. Memory: a few ``n x G`` arrays, the
+    to 1e-6; objectives equal to 1e-7 relative) in 15.2 s instead of 27.3 s of CPU on
+    one thread before this path existed (16.9 s against 31.9 s to 1e-6; best of two,
+    load 2-4 on 2 cores; peak 185 MB of numpy arrays), at (600, 30, 150) 4.0 s
+    instead of 4.7 s with ``schur="direct"``, at (450, 25, 120) a tie (2.26 s, 2.19
+    s), at (300, 20, 100) it loses (0.81 s against 0.75 s): ``schur="auto"`` (the
+    default) uses it when :math:`n^2 P d > 10^9`. The block inverses by ``dtrtri``
+    and the one-pass orthant step also make the direct path faster: (300, 20, 100)
+    0.52 s instead of 0.64 s to 1e-4 (best of four). Memory: a few ``n x G`` arrays, the
     ``n x n`` matrix and one chunk. About 25-55 iterations to a relative gap of 1e-6
     whatever ``beta`` (as many as Clarabel on the same problems), with iterates
     meeting the cone constraints to rounding at the end. The certificate stalls near
