@@ -64,10 +64,11 @@ Clarabel (``algorithm.solver=cvxpy``) single solves took 0.3 s (n = 100, d = 20)
 for the grid, extrapolated; above n = 200 Clarabel often ends
 ``optimal_inaccurate`` (kept only when its interpolation residual is below
 ``accept_tol``, ``status_code`` 1). Over an earlier single trial of the grid (400
-runs), strict and merged recovery agree in every cell (recovery 0.66 of the runs); no failure had its optimal value
-within 1e-4 of ``||w||`` (the closest 1.1e-4, decided by the gap of 1e-8), every
-recovered run certified ``w`` optimal to 4e-9, and the recovered networks are
-within 1.4e-8 of ``x . w`` on fresh points (failures: median 0.10). Other
+runs), strict and merged recovery agree in every cell (recovery 0.66 of the runs);
+no failure had its optimal value within 1e-4 of ``||w||`` (the closest 1.1e-4,
+decided by the gap of 1e-8), every recovered run certified ``w`` optimal to 4e-9,
+and the recovered networks are within 1.4e-8 of ``x . w`` on fresh points
+(failures: median 0.10). Other
 settings of the paper: ``data.planted=gaussian`` (``--optw 0``), ``data.inputs=cubed|whitened|
 cubed_whitened``, ``data.noise=sigma``, ``algorithm.relaxation=none`` (the cone
 constraints: exact ReLU, solved by cvxpy), ``algorithm.network=plain|normalization``

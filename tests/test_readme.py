@@ -20,10 +20,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     starts = [i for i, line in enumerate(lines) if line == command[0]]
     assert any(lines[i : i + len(command)] == command for i in starts), (command, lines)
     assert lines[-len(command) :] == command  # nothing else runs after it
+    # under `set -e` a failure inside an `a && b` list does not stop the script: one
+    # command per line, so a lint failure fails CI
+    assert "set -euo pipefail" in lines
+    assert not [line for line in command if "&&" in line or "||" in line], command
 
 
 def test_ci_lints_and_runs_the_doctests():
-    words = " && ".join(_test_command()).split(" && ")
+    words = _test_command()
     assert {"ruff check .", "ruff format --check .", "python -m pytest -n 2 -q"} <= set(words)
     install = next(i for i, w in enumerate(words) if w.startswith("pip install -e"))
     assert install < words.index("ruff check .")  # ruff comes with the test extra
