@@ -36,11 +36,13 @@ non-global minimum against ``k`` (Wilson 95 % intervals), the number of distinct
 minima against ``k`` and the neuron-norm sums of the minima for the largest ``k``
 (``plots/census_*.png``).
 
-Default: k = 6..20, 40 initialisations each (600 runs): measured 20 s with ``--jobs 2``
-on the idle two-core development machine (24 s in ensembles of 16, ``sweep.ensemble=16``;
-1 min 57 s while other work kept its load near 9; 5 min 51 s before the Newton
-polish, load near 10), then 48 s for ``python
-postprocess.py`` (the census's Hessians and every run's indicators) and 68 s for
+Default: k = 6..20, 40 initialisations each (600 runs): measured 15 s with ``--jobs 2``
+on the idle two-core development machine (16.5 s with the runner's start-up; 20 s
+before an ensemble's files reached the disk by group commits, ``core/durability.py``;
+24 s in ensembles of 16, ``sweep.ensemble=16``; 1 min 57 s while other work kept its
+load near 9; 5 min 51 s before the Newton polish, load near 10), then 10.5 s for
+``python postprocess.py`` (the census's Hessians and every run's indicators; 48 s
+at an earlier stop) and 68 s for
 ``python plot.py`` (measured before the polish, which it does not depend on). It
 shows the rise of spurious minima with ``k`` (the same census with and without the
 polish): every initialisation reached the global minimum at k = 6, 1 of 40 ended at a non-global
