@@ -42,8 +42,8 @@ before an ensemble's files reached the disk by group commits, ``core/durability.
 24 s in ensembles of 16, ``sweep.ensemble=16``; 1 min 57 s while other work kept its
 load near 9; 5 min 51 s before the Newton polish, load near 10), then 10.5 s for
 ``python postprocess.py`` (the census's Hessians and every run's indicators; 48 s
-at an earlier stop) and 68 s for
-``python plot.py`` (measured before the polish, which it does not depend on). It
+at an earlier stop) and 10 s for
+``python plot.py`` (68 s at an earlier stop). It
 shows the rise of spurious minima with ``k`` (the same census with and without the
 polish): every initialisation reached the global minimum at k = 6, 1 of 40 ended at a non-global
 minimum at k = 7 (the ``p = [1, 6]`` point of the authors' README, to 1e-10), 13 of 40
