@@ -183,7 +183,10 @@ def _compare(k, n):
     ]
 
 
-def _sweep_overhead(n):
+def _sweep_overhead(n, passes):
+    from core.problem import build_problem
+    from core.threads import limit_threads
+
     registry = get_registry()
     # where runs go: the store's cost is its file system's
     runs_dir = Path(os.environ.get("RELULAB_BENCH_RUNS_DIR") or REPO_ROOT / "runs")
@@ -205,30 +208,35 @@ def _sweep_overhead(n):
             run_sweep(config, source, registry, jobs=0)
             return time.perf_counter() - start, points, config["sweep"].get("ensemble") or 16
 
-    warm_up, _, _ = sweep(2)  # the process's first sweep imports what it uses
-    sweep_seconds, points, ensemble = sweep(n)
-    sweep_seconds /= n
-    # the same points' compute: their initial networks, in the sweep's ensembles
-    from core.problem import build_problem
-    from core.threads import limit_threads
+    def compute(points, ensemble):
+        """The same points' compute: their initial networks, in the sweep's ensembles."""
+        problems = [build_problem(p.config, registry)[0] for p in points]
+        with limit_threads(1):  # as the sweep's runs (one thread each: tiny problems)
+            start = time.perf_counter()
+            for i in range(0, n, ensemble):
+                chunk = problems[i : i + ensemble]
+                W0 = np.stack([p.W0 for p in chunk])
+                V = np.stack([p.extras["V"] for p in chunk])
+                descend(W0, V, 0.5, TOL, 10**7, polish=NewtonPolish())
+            return time.perf_counter() - start
 
-    problems = [build_problem(p.config, registry)[0] for p in points]
-    with limit_threads(1):  # as the sweep's runs (one thread each: tiny problems)
-        start = time.perf_counter()
-        for i in range(0, n, ensemble):
-            chunk = problems[i : i + ensemble]
-            W0 = np.stack([p.W0 for p in chunk])
-            V = np.stack([p.extras["V"] for p in chunk])
-            descend(W0, V, 0.5, TOL, 10**7, polish=NewtonPolish())
-        compute_seconds = (time.perf_counter() - start) / n
-    overhead = max(sweep_seconds - compute_seconds, 1e-9)
+    warm_up, _, _ = sweep(2)  # the process's first sweep imports what it uses
+    sweeps, computes = [], []
+    for _ in range(passes):  # interleaved: a drift of the machine's speed weighs on both
+        seconds, points, ensemble = sweep(n)
+        sweeps.append(seconds / n)
+        computes.append(compute(points, ensemble) / n)
+    sweep_seconds, compute_seconds = float(np.median(sweeps)), float(np.median(computes))
+    overheads = sorted(s - c for s, c in zip(sweeps, computes))
+    overhead = max(float(np.median(overheads)), 1e-9)
     return row(
         "census sweep overhead k=10",
         overhead * 1e3,
         "ms/point",
         compute_seconds * 1e3,
         note=f"{n} points, jobs=0, ensembles of up to {ensemble}, runs in {runs_dir}; "
-        f"sweep {sweep_seconds * 1e3:.1f} ms/point in all, after a 2-point sweep "
+        f"median of {passes} passes (overheads {', '.join(f'{o * 1e3:.1f}' for o in overheads)} "
+        f"ms); sweep {sweep_seconds * 1e3:.1f} ms/point in all, after a 2-point sweep "
         f"({warm_up:.2f} s: the imports of a process's first sweep); baseline: the points' "
         "descent alone",
     )
@@ -240,5 +248,5 @@ def run(quick):
     rows = []
     for k in (10, 20):
         rows.extend(_compare(k, n))
-    rows.append(_sweep_overhead(8 if quick else 80))
+    rows.append(_sweep_overhead(8, 1) if quick else _sweep_overhead(80, 3))
     return rows
