@@ -33,11 +33,13 @@ census k=K, stream of S slots + polish
 census sweep overhead k=10
     Milliseconds per point of the shipped sweep (``configs/population_census.py``
     at ``k = 10``: N points, ensembles of up to ``sweep.ensemble`` (40) seeds, every
-    run in its own folder under the repository's ``runs/`` (the store's cost is
-    that of the file system runs go to: creating a file costs 0.04-0.1 ms under
-    ``/work`` here but 0.4-0.5 ms under ``/tmp``, the same ext4 disk), in this
-    process, ``jobs = 0``, wall time) minus the compute of the same points (their
-    ensembles' :func:`descend` with the polish alone), against that compute: what
+    run in its own folder under the repository's ``runs/``, or
+    ``RELULAB_BENCH_RUNS_DIR`` (the store's cost is that of the file system runs go
+    to: creating a file on the development VM's disk took 0.04 to 1 ms, varying by
+    folder and from minute to minute), in this process, ``jobs = 0``, wall time;
+    median of three passes, each followed by its compute) minus the compute of the
+    same points (their ensembles' :func:`descend` with the polish alone), against
+    that compute: what
     the run store, loggers and lockstep loop cost per point. An ensemble's files
     reach the disk together (:mod:`core.durability`: one ``syncfs`` per group
     commit instead of about 20 fsyncs per run).
