@@ -7,10 +7,12 @@ conditions (with the cone multipliers for the exact form); the cone constraints;
 the masked products against explicit ``D_i X`` sums; bit-for-bit resumption.
 """
 
+import functools
 import json
 
 import numpy as np
 import pytest
+from convex_cases import planted_problem
 
 from core.params import validate_params
 from plugins.convex._first_order import (
@@ -39,16 +41,7 @@ cp = pytest.importorskip("cvxpy")
 SOLVERS = {"first_order": FirstOrder, "interior_point": InteriorPoint}
 
 
-def _data(n=30, d=3, P=10, beta_frac=0.05, seed=0):
-    """Inputs with a bias column, labels of a planted ReLU network plus noise, sampled gates."""
-    rng = np.random.default_rng(seed)
-    X = np.column_stack([rng.standard_normal((n, d - 1)), np.ones(n)])
-    W = rng.standard_normal((d, 3))
-    y = np.maximum(X @ W, 0) @ np.array([1.0, -1.0, 0.5]) + 0.1 * rng.standard_normal(n)
-    masks = X @ rng.standard_normal((d, 2 * P)) >= 0
-    masks = np.unique(masks[:, masks.any(axis=0)], axis=1)[:, :P]
-    beta = beta_frac * float(np.max(np.abs(X.T @ y)))
-    return X, y, masks, beta
+_data = functools.partial(planted_problem, n=30, d=3, P=10)
 
 
 def _cvxpy_optimum(X, y, masks, beta, cones, signs=None):

@@ -10,10 +10,12 @@ reach the certified optimum of the direct path and of Clarabel; resumption is bi
 for bit.
 """
 
+import functools
 import json
 
 import numpy as np
 import pytest
+from convex_cases import planted_problem
 
 from core.params import validate_params
 from plugins.convex import _schur
@@ -36,16 +38,7 @@ def _dense_schur(X, pats, C):
     return N
 
 
-def _data(n=40, d=4, P=12, beta_frac=0.05, seed=0):
-    """Bias column, labels of a planted ReLU network plus noise, sampled gates."""
-    rng = np.random.default_rng(seed)
-    X = np.column_stack([rng.standard_normal((n, d - 1)), np.ones(n)])
-    y = np.maximum(X @ rng.standard_normal((d, 3)), 0) @ np.array([1.0, -1.0, 0.5])
-    y += 0.1 * rng.standard_normal(n)
-    masks = X @ rng.standard_normal((d, 2 * P)) >= 0
-    masks = np.unique(masks[:, masks.any(axis=0)], axis=1)[:, :P]
-    beta = beta_frac * float(np.max(np.abs(X.T @ y)))
-    return X, y, masks, beta
+_data = functools.partial(planted_problem, n=40, d=4, P=12)
 
 
 def _engine(schur, data=None, **options):

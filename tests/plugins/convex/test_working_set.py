@@ -9,10 +9,12 @@ it; every group left out passes the exact optimality test of a zero group; a sol
 resumed from its state is bit-for-bit the uninterrupted one.
 """
 
+import functools
 import json
 
 import numpy as np
 import pytest
+from convex_cases import planted_problem
 
 from core.params import validate_params
 from plugins.convex import SOLVERS
@@ -26,17 +28,7 @@ from plugins.convex._working_set import (
     solve_working_set,
 )
 
-
-def _data(n=40, d=4, P=16, beta_frac=0.05, seed=0):
-    """Inputs with a bias column, labels of a planted ReLU network plus noise, sampled gates."""
-    rng = np.random.default_rng(seed)
-    X = np.column_stack([rng.standard_normal((n, d - 1)), np.ones(n)])
-    W = rng.standard_normal((d, 3))
-    y = np.maximum(X @ W, 0) @ np.array([1.0, -1.0, 0.5]) + 0.1 * rng.standard_normal(n)
-    masks = X @ rng.standard_normal((d, 2 * P)) >= 0
-    masks = np.unique(masks[:, masks.any(axis=0)], axis=1)[:, :P]
-    beta = beta_frac * float(np.max(np.abs(X.T @ y)))
-    return X, y, masks, beta
+_data = functools.partial(planted_problem, n=40, d=4, P=16)
 
 
 def _solver(**options):
