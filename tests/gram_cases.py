@@ -52,3 +52,24 @@ def run(algorithm, steps):
 def relative(a, b):
     """Largest entry-wise difference of two states' W and a, relative to ``b``'s."""
     return max(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k])) for k in ("W", "a"))
+
+
+def checkpoint_and_resume(make, path, before=37, after=50):
+    """A gram run checkpointed after ``before`` steps and resumed from the file.
+
+    ``make(**params)`` builds an algorithm of the problem under test. Returns ``(saved,
+    uninterrupted, resumed)``: the state dict written to ``path``, the run that went on
+    ``after`` steps, and a fresh one loaded from ``path`` that took the same steps.
+    """
+    from core.store import load_state, save_state
+
+    uninterrupted = make(gradient="gram")
+    run(uninterrupted, before)
+    saved = uninterrupted.state_dict()  # a checkpoint refreshes, as the run loop's does
+    save_state(path, saved)
+    run(uninterrupted, after)
+    resumed = make(gradient="gram")
+    resumed.load_state_dict(load_state(path))
+    resumed.loss()
+    run(resumed, after)
+    return saved, uninterrupted, resumed

@@ -4,10 +4,17 @@ where it does not apply."""
 
 import numpy as np
 import pytest
-from gram_cases import OPTIMIZERS, build, make_problem, relative, run
+from gram_cases import (
+    OPTIMIZERS,
+    build,
+    checkpoint_and_resume,
+    make_problem,
+    relative,
+    run,
+)
 
 from core.errors import ConfigError
-from core.store import load_state, save_state
+from core.store import load_state
 from plugins.gd import GD
 
 torch = pytest.importorskip("torch")
@@ -66,16 +73,9 @@ def test_float32_gram_stays_close_to_float64():
 def test_gram_checkpoints_resume_bitwise_and_on_the_plain_path(optimizer, tmp_path):
     problem = make_problem()
     params = OPTIMIZERS[optimizer]
-    uninterrupted = _algorithm(problem, gradient="gram", **params)
-    run(uninterrupted, 37)
-    saved = uninterrupted.state_dict()  # a checkpoint refreshes, as the run loop's does
-    save_state(tmp_path / "checkpoint.npz", saved)
-    run(uninterrupted, 50)
-
-    resumed = _algorithm(problem, gradient="gram", **params)
-    resumed.load_state_dict(load_state(tmp_path / "checkpoint.npz"))
-    resumed.loss()
-    run(resumed, 50)
+    saved, uninterrupted, resumed = checkpoint_and_resume(
+        lambda **kw: _algorithm(problem, **params, **kw), tmp_path / "checkpoint.npz"
+    )
     for key in ("W", "a"):
         np.testing.assert_array_equal(resumed.state()[key], uninterrupted.state()[key])
     assert set(saved["optimizer"]["state"]) == ({"0", "1"} if "momentum" in optimizer else set())

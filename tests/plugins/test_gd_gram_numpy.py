@@ -6,11 +6,18 @@ kill -9), and is refused where it does not apply. Mirrors ``test_gd_gram.py``.""
 import numpy as np
 import pytest
 from conftest import ROOT, kill_9_and_resume
-from gram_cases import OPTIMIZERS, build, make_problem, relative, run
+from gram_cases import (
+    OPTIMIZERS,
+    build,
+    checkpoint_and_resume,
+    make_problem,
+    relative,
+    run,
+)
 
 from core.errors import ConfigError
 from core.registry import Registry
-from core.store import load_state, save_state
+from core.store import load_state
 from core.threads import limit_threads
 from plugins.gd import GDNumpy, _gram
 
@@ -117,16 +124,9 @@ def test_float32_gram_stays_close_to_float64():
 def test_gram_checkpoints_resume_bitwise_and_on_the_plain_path(optimizer, tmp_path):
     problem = make_problem()
     params = OPTIMIZERS[optimizer]
-    uninterrupted = _algorithm(problem, gradient="gram", **params)
-    run(uninterrupted, 37)
-    saved = uninterrupted.state_dict()  # a checkpoint refreshes, as the run loop's does
-    save_state(tmp_path / "checkpoint.npz", saved)
-    run(uninterrupted, 50)
-
-    resumed = _algorithm(problem, gradient="gram", **params)
-    resumed.load_state_dict(load_state(tmp_path / "checkpoint.npz"))
-    resumed.loss()
-    run(resumed, 50)
+    saved, uninterrupted, resumed = checkpoint_and_resume(
+        lambda **kw: _algorithm(problem, **params, **kw), tmp_path / "checkpoint.npz"
+    )
     for key in ("W", "a"):
         np.testing.assert_array_equal(resumed.state()[key], uninterrupted.state()[key])
     buffers = set(saved["optimizer"]["buffers"])
