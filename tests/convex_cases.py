@@ -16,3 +16,17 @@ def planted_problem(n, d, P, beta_frac=0.05, seed=0):
     masks = np.unique(masks[:, masks.any(axis=0)], axis=1)[:, :P]
     beta = beta_frac * float(np.max(np.abs(X.T @ y)))
     return X, y, masks, beta
+
+
+def through_checkpoint(state):
+    """``state`` written and read back as a run's checkpoint is (``core.store.save_state``:
+    arrays through .npz, no pickle, the rest through JSON)."""
+    import tempfile
+    from pathlib import Path
+
+    from core.store import load_state, save_state
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.npz"
+        save_state(path, state)
+        return load_state(path)

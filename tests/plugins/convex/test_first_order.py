@@ -8,11 +8,10 @@ the masked products against explicit ``D_i X`` sums; bit-for-bit resumption.
 """
 
 import functools
-import json
 
 import numpy as np
 import pytest
-from convex_cases import planted_problem
+from convex_cases import planted_problem, through_checkpoint
 
 from core.params import validate_params
 from plugins.convex._first_order import (
@@ -230,21 +229,6 @@ def test_gated_solution_splits_each_group_by_its_cone_violation(small):
         assert (as_v <= as_w) == (group_norms(V)[i] > 0)
 
 
-def _round_trip(state):
-    """What a checkpoint keeps: arrays through .npz (no pickle), the rest through JSON."""
-    import io
-
-    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as loaded:
-        out = {k: loaded[k] for k in loaded.files}
-    rest = json.loads(json.dumps({k: v for k, v in state.items() if k not in arrays}))
-    out.update(rest)
-    return out
-
-
 @pytest.mark.parametrize(
     "method, cones, k",
     [("first_order", False, 37), ("first_order", True, 3), ("interior_point", True, 6)],
@@ -259,7 +243,7 @@ def test_resume_from_state_dict_is_bitwise_exact(problems, method, cones, k):
     for _ in range(k):
         whole.step()
         first.step()
-    state = _round_trip(first.state_dict())
+    state = through_checkpoint(first.state_dict())
     second = _solver(method)
     second.start(program)
     second.load_state_dict(state)

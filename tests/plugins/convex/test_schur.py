@@ -11,11 +11,10 @@ for bit.
 """
 
 import functools
-import json
 
 import numpy as np
 import pytest
-from convex_cases import planted_problem
+from convex_cases import planted_problem, through_checkpoint
 
 from core.params import validate_params
 from plugins.convex import _schur
@@ -169,12 +168,6 @@ def test_pcg_solves_reach_the_direct_and_clarabel_optimum():
     assert results["pcg"] == pytest.approx(problem.value, rel=1e-6)
 
 
-def _round_trip(state):
-    return json.loads(
-        json.dumps({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in state.items()})
-    )
-
-
 def test_resume_with_pcg_is_bitwise_exact():
     X, y, masks, beta = _data()
     program = ConvexProgram(X, y, masks, beta, cones=True)
@@ -192,7 +185,7 @@ def test_resume_with_pcg_is_bitwise_exact():
         first.step()
     assert whole.engine.schur_last == "pcg"
     second = solver()
-    second.load_state_dict(_round_trip(first.state_dict()))
+    second.load_state_dict(through_checkpoint(first.state_dict()))
     for _ in range(5):
         assert whole.step() == second.step()
     for key in ("V", "Wn"):

@@ -10,11 +10,10 @@ resumed from its state is bit-for-bit the uninterrupted one.
 """
 
 import functools
-import json
 
 import numpy as np
 import pytest
-from convex_cases import planted_problem
+from convex_cases import planted_problem, through_checkpoint
 
 from core.params import validate_params
 from plugins.convex import SOLVERS
@@ -124,20 +123,6 @@ def test_agrees_with_an_independent_cvxpy_formulation():
     assert log["objective"] == pytest.approx(problem.value, rel=1e-5)
 
 
-def _round_trip(state):
-    """What a checkpoint keeps: arrays through .npz (no pickle), the rest through JSON."""
-    import io
-
-    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as loaded:
-        out = {k: loaded[k] for k in loaded.files}
-    out.update(json.loads(json.dumps({k: v for k, v in state.items() if k not in arrays})))
-    return out
-
-
 @pytest.mark.parametrize("k", [5, 40])  # inside the first round, in a later round
 def test_resume_from_state_dict_is_bitwise_exact(k):
     X, y, masks, beta = _data(beta_frac=0.3)
@@ -150,7 +135,7 @@ def test_resume_from_state_dict_is_bitwise_exact(k):
         first.step()
     second = _solver(initial=2)
     second.start(program)
-    second.load_state_dict(_round_trip(first.state_dict()))
+    second.load_state_dict(through_checkpoint(first.state_dict()))
     while not whole.done:
         assert whole.step() == second.step()
     assert second.done
@@ -175,7 +160,7 @@ def test_a_resume_with_a_smaller_tol_goes_on_to_it():
         loose.step()
     tight = _solver(initial=2, tol=1e-6)
     tight.start(program)
-    tight.load_state_dict(_round_trip(loose.state_dict()))
+    tight.load_state_dict(through_checkpoint(loose.state_dict()))
     assert not tight.done
     while not tight.done:
         numbers = tight.step()
