@@ -88,7 +88,7 @@ _SYNCFS = _syncfs_function()
 
 
 def sync_file_system(path):
-    """Flush every file system's cached writes of the file system holding ``path``.
+    """Flush the cached writes of the file system holding ``path``.
 
     Linux ``syncfs(2)``; elsewhere, or when ``path`` cannot be opened, ``os.sync()``.
     """
