@@ -97,7 +97,7 @@ def create_run_folder(config, source, arrays, problem, runs_dir=None, config_pat
         )
     lock = _run_lock(store.path).acquire()
     try:
-        atomic_write_bytes(store.path / "config.py", source.encode())
+        atomic_write_bytes(store.path / "config.py", source.encode(), shared=True)
         atomic_write_json(store.path / "config.json", config)
         meta = {
             "status": "running",

@@ -2,7 +2,8 @@
 
 Layout of ``runs/<experiment>/<UTC stamp>-<short id>/``::
 
-    config.py         copy of the config file's source
+    config.py         copy of the config file's source (hard-linked between the
+                      points of an ensemble: atomic_write_bytes(shared=True))
     config.json       the resolved config (plain data)
     meta.json         status, reason, times, steps, seed, versions, git commit
     problem.npz       X, Y (and X_test, Y_test), W0, a0: what the run started from
@@ -31,6 +32,7 @@ manifest does not list (a flush killed before its manifest) are not read.
 """
 
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -41,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .durability import sync_file, sync_folder
+from .durability import current_group, sync_file, sync_folder
 from .errors import RunStoreError
 from .locks import is_locked
+from .npz import npz_bytes
 
 __all__ = [
     "atomic_write_bytes",
@@ -108,8 +111,12 @@ def _create_temp(dir_fd, name):
     raise FileExistsError(errno.EEXIST, "no unused temporary file name", name)
 
 
-def _atomic_write(path, write):
+def _atomic_write(path, write, link_from=None):
     """Write ``path`` through a temp file, fsync, rename and fsync of its folder.
+
+    With ``link_from`` (a file's path), the temp file is a hard link to it instead
+    (nothing written); returns False, having done nothing, when the link cannot be
+    made (another file system, links not supported), else True.
 
     Refuses (:class:`RunStoreError`) when ``path`` or its folder is a symbolic link;
     the folder is held open, so it cannot be swapped for a link in between.
@@ -124,12 +131,20 @@ def _atomic_write(path, write):
         else:
             if stat.S_ISLNK(st.st_mode):
                 raise _symlink_error(path)
-        tmp, fd = _create_temp(dir_fd, path.name)
+        if link_from is not None:
+            tmp = f".{path.name}.{os.urandom(4).hex()}.tmp"
+            try:
+                os.link(link_from, tmp, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                return False
+        else:
+            tmp, fd = _create_temp(dir_fd, path.name)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                sync_file(fh.fileno())
+            if link_from is None:
+                with os.fdopen(fd, "wb") as fh:
+                    write(fh)
+                    fh.flush()
+                    sync_file(fh.fileno())
             os.rename(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             try:
@@ -138,17 +153,51 @@ def _atomic_write(path, write):
                 pass
             raise
         sync_folder(dir_fd, path.parent)
+        return True
     finally:
         os.close(dir_fd)
 
 
-def atomic_write_bytes(path, data):
+_SHARED = {}  # digest of bytes -> (path, identity) of a file written with them
+_SHARED_SIZE = 64
+
+
+def _identity(st):
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def atomic_write_bytes(path, data, shared=False):
     """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
 
     The file gets the mode the umask gives. Raises :class:`RunStoreError` when
     ``path`` or its folder is a symbolic link.
+
+    With ``shared`` inside a group commit (:func:`core.durability.current_group`:
+    the points of a sweep's ensemble), a file this process wrote earlier with the same
+    bytes (``shared`` too), on the same file system and unchanged since (same inode,
+    size and modification time), is hard-linked instead of written: the copies of a
+    sweep's ``config.py`` in its points' folders are one file. Creating a file costs
+    0.05 to 1 ms on the development VM's disk, a link 0.03 ms. Run files are only
+    ever replaced by a rename, never modified in place, so linked copies stay equal.
     """
+    key = hashlib.blake2b(data, digest_size=16).digest() if shared else None
+    if key is not None and current_group() is not None and key in _SHARED:
+        source, identity = _SHARED[key]
+        try:
+            same = _identity(os.stat(source, follow_symlinks=False)) == identity
+        except OSError:
+            same = False
+        if same and _atomic_write(path, None, link_from=source):
+            return
     _atomic_write(path, lambda fh: fh.write(data))
+    if key is not None:
+        _SHARED.pop(key, None)
+        if len(_SHARED) >= _SHARED_SIZE:
+            del _SHARED[next(iter(_SHARED))]
+        try:
+            _SHARED[key] = (os.path.abspath(path), _identity(os.stat(path, follow_symlinks=False)))
+        except OSError:
+            pass
 
 
 def atomic_write_json(path, obj):
@@ -170,7 +219,11 @@ def atomic_save_npz(path, arrays):
     for key, value in arrays.items():
         if value.dtype == object:
             raise TypeError(f"array {key!r} has dtype object; refusing to pickle it")
-    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    data = npz_bytes(arrays)  # what numpy.savez writes, built faster (core.npz)
+    if data is None:  # ZIP64 or a format-2 header: numpy's writer
+        _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    else:
+        _atomic_write(path, lambda fh: fh.write(data))
 
 
 RESTORE = "restore it from a copy"

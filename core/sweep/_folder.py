@@ -86,7 +86,7 @@ def create_sweep_dir(runs_dir, experiment):
 
 
 def write_sweep_files(path, config, source, spec, points, config_path, config_hash):
-    atomic_write_bytes(path / "config.py", source.encode())
+    atomic_write_bytes(path / "config.py", source.encode(), shared=True)
     atomic_write_json(path / "config.json", config)
     atomic_write_json(
         path / SWEEP_FILE,
