@@ -56,18 +56,18 @@ The paper's size, as an override::
     python runner.py configs/population_census.py --jobs 2 sweep.seeds=500 \\
         "sweep.zip={'data.k': list(range(6, 101)), 'model.width': list(range(6, 101))}"
 
-is 95 x 500 = 47 500 runs. Extrapolated, not measured: with the polish the steps to
-1e-12 grow with k as mean 540 at k = 10, 1860 at 20, 3550 at 30, 4760 at 40 (plain
-gradient descent: median 1000, 3450, 5800, 9300 with a heavy tail), a step costs
-about k^2 angle evaluations, and the batched descent measured 0.32 s of CPU per
-initialisation at k = 30 and 0.57 s at k = 40 (8 at once, loaded machine), about
-k^3.3: some 12 s at k = 100. The polish factorises the (k^2, k^2) Hessian, as k^6:
-measured 0.06 s at k = 40 and 0.2 s at k = 50 (LAPACK, one thread), about 15 s at
-k = 100 plus the Hessian's build, 1.6 factorisations per initialisation, with 3-4 GB
-per worker for the Hessian, its temporaries and its factor at k = 100. In all about
-two to three days on two cores, over half of it the factorisations at k >= 70 (plain
-gradient descent: about two weeks). The census's own Hessians at k = 100 are
-10^4 x 10^4, 0.8 GB each.
+is 95 x 500 = 47 500 runs. Measured at the large k (``descend`` with the polish, 4
+initialisations at once, one thread, CPU seconds per initialisation; the sweep adds
+its store, a few ms per run): k = 30 0.2 s (mean 3350 steps), k = 50 1.5 s (6600),
+k = 70 7.2 s (12 300), k = 100 35.5 s (22 400 steps, 5.5 Newton steps each), peak
+2.5 GB of memory at k = 100 (a Hessian of (k^2, k^2) is 0.8 GB there; a polish
+builds the Hessians of the points trying together in one batch only up to 1 GiB,
+``plugins.population._descent.HESSIAN_BYTES``, one at a time beyond). The cost grows
+as about k^4 to k^4.5; interpolated between the measured k (and as k^3.9 below 30),
+the whole census is about 92 CPU hours: two days with ``--jobs 2``, 87 % of it at
+k >= 70 (plain gradient descent, ``algorithm.newton_below=None``: several times
+more, its slowest initialisations needing over 10^5 steps from k = 20 on). The
+census's own Hessians at k = 100 are 10^4 x 10^4, 0.8 GB each.
 
 Over-parameterised students (never run in the original):
 ``"sweep.zip={'data.k': [6, 8, 10], 'model.width': [7, 9, 11]}"``; gradient descent

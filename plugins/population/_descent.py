@@ -69,6 +69,10 @@ from ._objective import (
 
 __all__ = ["NewtonPolish", "descend"]
 
+HESSIAN_BYTES = 2**30
+"""Most bytes of Hessians a polish builds at once: the points trying together get
+theirs in one batch up to this, one at a time beyond (k >= 60 with several trying)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class NewtonPolish:
@@ -307,26 +311,29 @@ def _polish(W, teacher, G, g2, tol2, budget, polish):
             definite.append(p)
         except np.linalg.LinAlgError:
             pass
+    # the Hessians of all points trying, batched, unless they would hold more than
+    # HESSIAN_BYTES (8 k^4 bytes each: 0.8 GB at k = 100): then one at a time
     H_first = {}
-    if definite:
+    if definite and len(definite) * 8 * (m * d) ** 2 <= HESSIAN_BYTES:
         H = hessian_stack(W[definite], teacher.V[definite], blocks[definite])
         H_first = dict(zip(definite, H))
+        del H
+    definite = set(definite)
     ends = W.copy()
     taken, refused = [], []
     for p in range(P):
         Wp, Gp, gp2 = W[p : p + 1], G[p : p + 1], g2[p]
-        if p not in H_first:
+        if p not in definite:
             taken.append(0)
             refused.append(gp2)
             continue
         one = teacher.take([p])
-        H, factor, fresh, n, stop = H_first[p], None, False, 0, None
+        H, factor, fresh, n, stop = H_first.pop(p, None), None, False, 0, None
         while gp2 > tol2 and n < budget[p]:
             if factor is None:
                 if H is None:
                     H = hessian_stack(Wp, one.V)[0]
-                H = H.copy()  # H - margin I (H may be a view of the batch's Hessians)
-                H[diagonal] -= polish.margin
+                H[diagonal] -= polish.margin  # in place: this point's Hessian, used once
                 factor, info = dpotrf(H, lower=1, clean=0)
                 if info:  # lambda_min(H) <= margin (or not finite)
                     stop = gp2

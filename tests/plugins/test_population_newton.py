@@ -98,6 +98,37 @@ def test_batched_polish_equals_one_initialisation_at_a_time():
     assert (gs <= 1e-12).all()
 
 
+def test_hessians_built_one_at_a_time_past_the_memory_cap_give_the_same_end_points(
+    monkeypatch,
+):
+    import plugins.population._descent as descent_module
+
+    k = 8  # near copies of one point: they try the polish in the same iteration
+    W0 = _xavier(k, 1) + 1e-9 * RNG.standard_normal((5, k, k))
+    V = np.broadcast_to(np.eye(k), W0.shape)
+    built = []
+    real = descent_module.hessian_stack
+
+    def counting(W, *args):
+        built.append(W.shape[0])
+        return real(W, *args)
+
+    monkeypatch.setattr(descent_module, "hessian_stack", counting)
+    W, steps, g, newton, _ = descend(
+        W0, V, 5 / k, 1e-12, 10**6, polish=NewtonPolish(), full_output=True
+    )
+    batched = list(built)
+    built.clear()
+    monkeypatch.setattr(descent_module, "HESSIAN_BYTES", 8 * k**4)  # one Hessian at a time
+    Wc, steps_c, gc, newton_c, _ = descend(
+        W0, V, 5 / k, 1e-12, 10**6, polish=NewtonPolish(), full_output=True
+    )
+    assert max(batched) > 1 and max(built) == 1 and len(built) >= len(batched)
+    np.testing.assert_allclose(Wc, W, atol=1e-13)
+    assert (gc <= 1e-12).all() and (newton_c == newton).all()
+    assert np.abs(steps_c - steps).max() <= 2
+
+
 def test_calls_of_few_iterations_continue_like_one_call():
     # the run loop calls descend for `iterations` steps at a time, passing next_try on
     k = 7
