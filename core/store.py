@@ -33,6 +33,7 @@ manifest does not list (a flush killed before its manifest) are not read.
 
 import errno
 import hashlib
+import io
 import json
 import os
 import socket
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .durability import current_group, sync_file, sync_folder
+from .durability import current_group, sync_file, sync_folder, wait_for_writes
 from .errors import RunStoreError
 from .locks import is_locked
 from .npz import npz_bytes
@@ -166,11 +167,26 @@ def _identity(st):
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _write(path, action, size):
+    """Run ``action()`` (writing ``path``) now, or through the current group's writer.
+
+    Inside :func:`core.durability.group_commit` the group decides (in its writer
+    thread with ``background``); elsewhere the action runs now.
+    """
+    group = current_group()
+    if group is None:
+        action()
+    else:
+        group.write(path, action, size)
+
+
 def atomic_write_bytes(path, data, shared=False):
     """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
 
     The file gets the mode the umask gives. Raises :class:`RunStoreError` when
-    ``path`` or its folder is a symbolic link.
+    ``path`` or its folder is a symbolic link. Inside a background group
+    (:mod:`core.durability`) the write happens in the group's writer thread, and its
+    errors are raised by the group's later writes.
 
     With ``shared`` inside a group commit (:func:`core.durability.current_group`:
     the points of a sweep's ensemble), a file this process wrote earlier with the same
@@ -180,24 +196,35 @@ def atomic_write_bytes(path, data, shared=False):
     0.05 to 1 ms on the development VM's disk, a link 0.03 ms. Run files are only
     ever replaced by a rename, never modified in place, so linked copies stay equal.
     """
+    data = bytes(data)
     key = hashlib.blake2b(data, digest_size=16).digest() if shared else None
-    if key is not None and current_group() is not None and key in _SHARED:
-        source, identity = _SHARED[key]
-        try:
-            same = _identity(os.stat(source, follow_symlinks=False)) == identity
-        except OSError:
-            same = False
-        if same and _atomic_write(path, None, link_from=source):
-            return
-    _atomic_write(path, lambda fh: fh.write(data))
-    if key is not None:
-        _SHARED.pop(key, None)
-        if len(_SHARED) >= _SHARED_SIZE:
-            del _SHARED[next(iter(_SHARED))]
-        try:
-            _SHARED[key] = (os.path.abspath(path), _identity(os.stat(path, follow_symlinks=False)))
-        except OSError:
-            pass
+    in_group = current_group() is not None
+
+    def write():
+        if key is not None and in_group and key in _SHARED:
+            source, identity = _SHARED[key]
+            try:
+                same = _identity(os.stat(source, follow_symlinks=False)) == identity
+            except OSError:
+                same = False
+            if same and _atomic_write(path, None, link_from=source):
+                return
+        _atomic_write(path, lambda fh: fh.write(data))
+        if key is not None:
+            _remember(key, path)
+
+    _write(path, write, len(data))
+
+
+def _remember(key, path):
+    """Note ``path`` as the file last written with the bytes of digest ``key``."""
+    _SHARED.pop(key, None)
+    if len(_SHARED) >= _SHARED_SIZE:
+        _SHARED.pop(next(iter(_SHARED)), None)
+    try:
+        _SHARED[key] = (os.path.abspath(path), _identity(os.stat(path, follow_symlinks=False)))
+    except OSError:
+        pass
 
 
 def atomic_write_json(path, obj):
@@ -214,16 +241,25 @@ def _json_default(obj):
 
 
 def atomic_save_npz(path, arrays):
-    """Save a dict of arrays to ``path`` (.npz) atomically, uncompressed."""
+    """Save a dict of arrays to ``path`` (.npz) atomically, uncompressed.
+
+    The archive is :func:`core.npz.npz_bytes`'s (numpy's own writer for large
+    arrays, or, in a background group, into memory first).
+    """
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     for key, value in arrays.items():
         if value.dtype == object:
             raise TypeError(f"array {key!r} has dtype object; refusing to pickle it")
     data = npz_bytes(arrays)  # what numpy.savez writes, built faster (core.npz)
-    if data is None:  # ZIP64 or a format-2 header: numpy's writer
-        _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    group = current_group()
+    if data is None and group is not None and group.background:  # held until written
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        data = buffer.getvalue()
+    if data is None:  # ZIP64 or a format-2 header: numpy's writer, streaming to the file
+        _write(path, lambda: _atomic_write(path, lambda fh: np.savez(fh, **arrays)), 0)
     else:
-        _atomic_write(path, lambda fh: fh.write(data))
+        _write(path, lambda: _atomic_write(path, lambda fh: fh.write(data)), len(data))
 
 
 RESTORE = "restore it from a copy"
@@ -273,6 +309,7 @@ def load_npz(path, advice=RESTORE):
 
 
 def _load_npz(path, advice, what=""):
+    wait_for_writes(path)
     _check_regular(path, advice, what)
     try:
         f = np.load(path, allow_pickle=False)
@@ -291,6 +328,7 @@ def _load_npz(path, advice, what=""):
 
 def read_json(path, advice=RESTORE):
     """The JSON object in ``path``; RunStoreError naming it when missing or corrupt."""
+    wait_for_writes(path)
     _check_regular(path, advice)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -742,6 +780,7 @@ class TraceWriter:
                 return
             self._listing_before(index)
             self._write_manifest()
+            wait_for_writes(self.trace_dir / MANIFEST)  # cut before any chunk goes
             doomed = []
             for name in names:
                 parsed = _parse_chunk_name(name)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..cli import StopSignals
-from ..durability import group_commit
+from ..durability import group_commit, wait_for_writes
 from ..errors import RunStoreError
 from ..locks import FolderLock, is_locked
 from ..loop import describe_error, execute, prepare_resume, prepare_run
@@ -56,6 +56,7 @@ class _PoolWorker:
 
 def raw_meta(path):
     """A run's ``meta.json`` as written (no crash detection), or None."""
+    wait_for_writes(Path(path) / "meta.json")
     try:
         return json.loads((Path(path) / "meta.json").read_text())
     except (OSError, ValueError):
@@ -164,7 +165,7 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
     # one thread limit (a run's own limit_threads with the same count is then free)
     together = len(items) > 1
     with (
-        group_commit() if together else contextlib.nullcontext(),
+        group_commit(background=True) if together else contextlib.nullcontext(),
         limit_threads(threads or 1) if together else contextlib.nullcontext(),
     ):
         for path, config in items:

@@ -16,9 +16,11 @@ from conftest import toy_config
 import core.durability as durability
 from core.config import resolve
 from core.durability import current_group, group_commit
+from core.errors import RunStoreError
+from core.locks import is_locked
 from core.loop import execute, prepare_resume, prepare_run
 from core.store import Run, atomic_write_json, read_json
-from core.sweep import run_sweep
+from core.sweep import resume_sweep, run_sweep
 
 SEEDS = (3, 4, 5)
 
@@ -190,3 +192,91 @@ def test_members_whose_end_was_not_committed_resume_to_the_uninterrupted_result(
         assert run.meta["status"] == "finished" and run.meta["steps"] == 30
         np.testing.assert_array_equal(run.final_state()["W"], ref.final_state()["W"])
         np.testing.assert_array_equal(run.scalars["loss"], ref.scalars["loss"])
+
+
+# ---- background writes (group_commit(background=True): a sweep's ensembles) ----------
+
+
+def test_background_writes_run_in_the_groups_thread_in_submission_order(tmp_path, monkeypatch):
+    renames = []
+    real = os.rename
+
+    def recording(src, dst, **kwargs):
+        renames.append((threading.current_thread().name, os.path.basename(dst)))
+        return real(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", recording)
+    names = [f"f{i:02d}.json" for i in range(20)]
+    with group_commit(background=True):
+        for i, name in enumerate(names):
+            atomic_write_json(tmp_path / name, {"i": i})
+    assert [dst for _, dst in renames] == names
+    assert {thread for thread, _ in renames} == {"relulab-writer"}
+    assert [read_json(tmp_path / n)["i"] for n in names] == list(range(20))
+
+
+def test_a_read_waits_for_the_pending_write_of_its_file(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"v": 1})
+    release = threading.Event()
+    with group_commit(background=True) as group:
+        group.write(tmp_path / "blocker", release.wait)  # holds the writer
+        atomic_write_json(tmp_path / "a.json", {"v": 2})
+        assert (tmp_path / "a.json").read_text().count("1")  # not written yet
+        threading.Timer(0.2, release.set).start()
+        assert read_json(tmp_path / "a.json") == {"v": 2}  # waited for it
+
+
+def test_a_bounded_queue_waits_and_writes_everything(tmp_path, monkeypatch):
+    monkeypatch.setattr(durability.GroupCommit, "MAX_QUEUED_BYTES", 1)
+    with group_commit(background=True):
+        for i in range(10):
+            atomic_write_json(tmp_path / f"{i}.json", {"i": i})
+    assert [read_json(tmp_path / f"{i}.json")["i"] for i in range(10)] == list(range(10))
+
+
+def test_after_a_failed_background_write_later_writes_raise_and_deferred_ones_see_it(tmp_path):
+    seen = []
+
+    def record_end():
+        try:
+            atomic_write_json(tmp_path / "meta.json", {"status": "finished"})
+            seen.append("written")
+        except Exception as exc:  # what Execution._record_end does: meta stays as it was
+            seen.append(type(exc).__name__)
+
+    with group_commit(background=True) as group:
+        atomic_write_json(tmp_path / "meta.json", {"status": "running"})
+        atomic_write_json(tmp_path / "missing" / "checkpoint.json", {})  # no such folder
+        group.defer(record_end)
+        group.drain()
+        with pytest.raises(RunStoreError, match="checkpoint.json"):
+            atomic_write_json(tmp_path / "other.json", {})
+    assert seen == ["RunStoreError"]
+    assert read_json(tmp_path / "meta.json") == {"status": "running"}
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_a_sweep_whose_ensemble_write_fails_records_no_point_as_ended_then_resumes(
+    tmp_path, toy_registry, monkeypatch
+):
+    import core.store as store
+
+    config = _config(tmp_path, toy_registry, 3)
+    config["sweep"] = {"grid": {"model.width": [4]}, "seeds": 3}
+    real = store._atomic_write
+
+    def failing(path, write, link_from=None):
+        if path.name == "checkpoint.npz" and "0001" in str(path):
+            raise OSError(28, "No space left on device")
+        return real(path, write, link_from=link_from)
+
+    monkeypatch.setattr(store, "_atomic_write", failing)
+    path = run_sweep(config, "", toy_registry, jobs=0)
+    points = sorted((path / "runs").iterdir())
+    assert len(points) == 3
+    for point in points:
+        assert Run(point).meta["status"] != "finished"
+        assert not is_locked(point / "run.lock")
+    monkeypatch.setattr(store, "_atomic_write", real)
+    resume_sweep(path, toy_registry, jobs=0)
+    assert [Run(p).meta["status"] for p in points] == ["finished"] * 3
