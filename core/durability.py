@@ -31,10 +31,11 @@ A group commits at its end and, through :meth:`GroupCommit.commit_if_due`, at mo
 every ``interval`` seconds while runs go on (so runs ended early in a long ensemble
 are recorded within that time, and periodic saves reach the disk).
 
-With ``background=True`` (what :func:`core.sweep.run_points` asks for), the files of
-the group are also *written* by a thread of the group, in the order they were
-submitted (:meth:`GroupCommit.write`), while the caller goes on training: creating a
-file costs 0.05 to 1 ms on the development VM's disk, most of a tiny run's overhead.
+With ``background=True`` (:func:`core.sweep.run_points` asks for ``"auto"``: the
+background once the group's first writes prove slow), the files of the group are
+also *written* by a thread of the group, in the order they were submitted
+(:meth:`GroupCommit.write`), while the caller goes on training: creating a file costs
+0.05 to 1 ms on the development VM's disk, most of a tiny run's overhead.
 Since the thread writes in order, a ``kill -9`` loses a suffix of the writes: the
 folder is what a process killed earlier would have left, which the rules above
 already cover. A read of a file with a write pending waits for it
@@ -231,16 +232,30 @@ class GroupCommit:
     ----------
     interval : float
         Seconds between commits that :meth:`commit_if_due` allows.
-    background : bool
-        Write the files in a thread of the group (:meth:`write`).
+    background : bool or "auto"
+        Write the files in a thread of the group (:meth:`write`). ``"auto"``
+        decides from the median time of the first :attr:`PROBE_WRITES` writes (done
+        in the caller's thread): the background when it exceeds :attr:`SLOW_WRITE`.
+        Handing a write to the thread costs the caller about 0.2 ms (the GIL passed
+        back and forth), more than a whole write to a quick disk or tmpfs: measured
+        on the development VM, the census sweep's per-point overhead rose from 7 to
+        9 ms on tmpfs in the background, and fell from 18-32 to 15-18 ms on its disk
+        (file creation 0.5-1 ms there).
     """
 
     #: most bytes of background writes queued at once
     MAX_QUEUED_BYTES = 256 * 2**20
+    #: ``background="auto"``: the writes timed before deciding, and the median time
+    #: (seconds) above which the rest go to the background
+    PROBE_WRITES = 12
+    SLOW_WRITE = 2.5e-4
 
     def __init__(self, interval=2.0, background=False):
+        if background not in (True, False, "auto"):
+            raise ValueError(f"background must be True, False or 'auto'; got {background!r}")
         self.interval = float(interval)
-        self.background = bool(background)
+        self.background = background is True
+        self._probe = [] if background == "auto" else None  # write times, while deciding
         self.folders = {}  # st_dev -> a folder written to on that file system
         self.deferred = []
         self.dirty = False
@@ -263,6 +278,15 @@ class GroupCommit:
             if threading.current_thread() is writer.thread:  # a deferred action's write
                 action()
                 return
+        if self._probe is not None:  # "auto": time the first writes, then decide
+            start = time.perf_counter()
+            action()
+            self._probe.append(time.perf_counter() - start)
+            if len(self._probe) >= self.PROBE_WRITES:
+                self._probe.sort()
+                self.background = self._probe[len(self._probe) // 2] > self.SLOW_WRITE
+                self._probe = None
+            return
         if not self.background:
             action()
             return
@@ -347,6 +371,8 @@ class GroupCommit:
 @contextlib.contextmanager
 def group_commit(interval=2.0, background=False):
     """Make the writes of the block durable together (module docstring).
+
+    ``background``: see :class:`GroupCommit`.
 
     Nested inside another group, the outer group stays in charge. The group commits
     when the block ends, also when it ends with an exception; the deferred

@@ -165,7 +165,7 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
     # one thread limit (a run's own limit_threads with the same count is then free)
     together = len(items) > 1
     with (
-        group_commit(background=True) if together else contextlib.nullcontext(),
+        group_commit(background="auto") if together else contextlib.nullcontext(),
         limit_threads(threads or 1) if together else contextlib.nullcontext(),
     ):
         for path, config in items:

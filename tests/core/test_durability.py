@@ -256,10 +256,16 @@ def test_after_a_failed_background_write_later_writes_raise_and_deferred_ones_se
     assert not (tmp_path / "other.json").exists()
 
 
+@pytest.mark.parametrize("background", [True, False])
 def test_a_sweep_whose_ensemble_write_fails_records_no_point_as_ended_then_resumes(
-    tmp_path, toy_registry, monkeypatch
+    tmp_path, toy_registry, monkeypatch, background
 ):
+    """In the background, no point of the ensemble reads finished; writing in the
+    caller's thread, only the point whose write failed is not finished."""
     import core.store as store
+
+    monkeypatch.setattr(durability.GroupCommit, "PROBE_WRITES", 1)
+    monkeypatch.setattr(durability.GroupCommit, "SLOW_WRITE", 0.0 if background else 3600.0)
 
     config = _config(tmp_path, toy_registry, 3)
     config["sweep"] = {"grid": {"model.width": [4]}, "seeds": 3}
@@ -275,8 +281,32 @@ def test_a_sweep_whose_ensemble_write_fails_records_no_point_as_ended_then_resum
     points = sorted((path / "runs").iterdir())
     assert len(points) == 3
     for point in points:
-        assert Run(point).meta["status"] != "finished"
+        finished = Run(point).meta["status"] == "finished"
+        assert finished == (not background and point.name != "0001")
         assert not is_locked(point / "run.lock")
     monkeypatch.setattr(store, "_atomic_write", real)
     resume_sweep(path, toy_registry, jobs=0)
     assert [Run(p).meta["status"] for p in points] == ["finished"] * 3
+
+
+@pytest.mark.parametrize("slow, expected", [(0.0, True), (3600.0, False)])
+def test_auto_background_decides_from_the_first_writes(tmp_path, monkeypatch, slow, expected):
+    monkeypatch.setattr(durability.GroupCommit, "PROBE_WRITES", 3)
+    monkeypatch.setattr(durability.GroupCommit, "SLOW_WRITE", slow)
+    threads = []
+    real = os.rename
+
+    def recording(src, dst, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", recording)
+    with group_commit(background="auto") as group:
+        for i in range(6):
+            atomic_write_json(tmp_path / f"{i}.json", {"i": i})
+        assert group.background is expected
+    assert threads[:3] == ["MainThread"] * 3  # the probe: in the caller's thread
+    assert set(threads[3:]) == {"relulab-writer" if expected else "MainThread"}
+    assert [read_json(tmp_path / f"{i}.json")["i"] for i in range(6)] == list(range(6))
+    with pytest.raises(ValueError, match="background"):
+        durability.GroupCommit(background="yes")
