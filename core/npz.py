@@ -20,6 +20,7 @@ sections 4.3.7 (local file header), 4.3.12 (central directory header) and 4.3.16
 (end of central directory record).
 """
 
+import functools
 import io
 import struct
 import zlib
@@ -43,18 +44,36 @@ MAX_BYTES = 16 * 2**20
 """Arrays of more bytes than this in all are left to :func:`numpy.savez`."""
 
 
+def _npy_header(descr, fortran_order, shape):
+    """The ``.npy`` header (format 1.0) for these fields, or None when it needs format 2."""
+    if isinstance(descr, str):  # (a structured dtype's descr is a list: not cached)
+        return _cached_header(descr, fortran_order, shape)
+    return _header(descr, fortran_order, shape)
+
+
+def _header(descr, fortran_order, shape):
+    out = io.BytesIO()
+    fields = {"descr": descr, "fortran_order": fortran_order, "shape": shape}
+    try:
+        npy_format.write_array_header_1_0(out, fields)
+    except ValueError:  # a header over 64 KiB (format 2.0): left to numpy.savez
+        return None
+    return out.getvalue()
+
+
+_cached_header = functools.lru_cache(maxsize=512)(_header)
+
+
 def _npy(array):
     """The ``.npy`` bytes of ``array``, as :func:`numpy.lib.format.write_array` writes them
     (Fortran order for a Fortran-contiguous array, else C order), or None when its
-    header needs format 2."""
-    out = io.BytesIO()
-    header = npy_format.header_data_from_array_1_0(array)
-    try:
-        npy_format.write_array_header_1_0(out, header)
-    except ValueError:  # a header over 64 KiB (format 2.0): left to numpy.savez
+    header needs format 2. Headers are cached by dtype, order and shape (a run's
+    saves repeat them)."""
+    fields = npy_format.header_data_from_array_1_0(array)
+    header = _npy_header(fields["descr"], fields["fortran_order"], fields["shape"])
+    if header is None:
         return None
-    out.write(array.tobytes(order="F" if header["fortran_order"] else "C"))
-    return out.getvalue()
+    return header + array.tobytes(order="F" if fields["fortran_order"] else "C")
 
 
 def npz_bytes(arrays):

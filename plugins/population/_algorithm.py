@@ -50,7 +50,7 @@ from core.errors import ConfigError
 from core.params import Param
 
 from ._descent import NewtonPolish, descend
-from ._objective import population_loss
+from ._objective import _Teacher, population_loss, stack_gradient
 
 __all__ = ["PopulationGD"]
 
@@ -132,8 +132,8 @@ class PopulationGD(Algorithm):
 
     def _measure(self):
         """Loss and gradient norm at ``W`` (the norm as :func:`descend` computes it)."""
-        grad_norm = descend(self.W[None], self.V[None], self.step_size, self.tol, 0)[2][0]
-        self.grad_norm = float(grad_norm)
+        G = stack_gradient(self.W[None].copy(), _Teacher(self.V[None]))  # as descend does
+        self.grad_norm = float(np.sqrt(np.einsum("bdm,bdm->b", G, G))[0])
         self._loss = population_loss(self.W, self.V)
 
     @property
