@@ -42,7 +42,8 @@ census sweep overhead k=10
     that compute: what
     the run store, loggers and lockstep loop cost per point. An ensemble's files
     reach the disk together (:mod:`core.durability`: one ``syncfs`` per group
-    commit instead of about 20 fsyncs per run).
+    commit instead of about 20 fsyncs per run), written by a background thread of
+    the group when its first writes prove slow.
 """
 
 import os
