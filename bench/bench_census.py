@@ -186,6 +186,17 @@ def _compare(k, n):
     ]
 
 
+def _file_creation(folder, count=50):
+    """Seconds to create, write 1 kB to and close one new file in ``folder`` (mean of
+    ``count``): what a run's files cost on that file system now."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".bench-files-") as tmp:
+        start = time.perf_counter()
+        for i in range(count):
+            with open(os.path.join(tmp, f"f{i}"), "wb") as fh:
+                fh.write(b"x" * 1024)
+        return (time.perf_counter() - start) / count
+
+
 def _sweep_overhead(n, passes):
     from core.problem import build_problem
     from core.threads import limit_threads
@@ -224,11 +235,12 @@ def _sweep_overhead(n, passes):
             return time.perf_counter() - start
 
     warm_up, _, _ = sweep(2)  # the process's first sweep imports what it uses
-    sweeps, computes = [], []
+    sweeps, computes, creates = [], [], [_file_creation(runs_dir)]
     for _ in range(passes):  # interleaved: a drift of the machine's speed weighs on both
         seconds, points, ensemble = sweep(n)
         sweeps.append(seconds / n)
         computes.append(compute(points, ensemble) / n)
+        creates.append(_file_creation(runs_dir))
     sweep_seconds, compute_seconds = float(np.median(sweeps)), float(np.median(computes))
     overheads = sorted(s - c for s, c in zip(sweeps, computes))
     overhead = max(float(np.median(overheads)), 1e-9)
@@ -239,7 +251,9 @@ def _sweep_overhead(n, passes):
         compute_seconds * 1e3,
         note=f"{n} points, jobs=0, ensembles of up to {ensemble}, runs in {runs_dir}; "
         f"median of {passes} passes (overheads {', '.join(f'{o * 1e3:.1f}' for o in overheads)} "
-        f"ms); sweep {sweep_seconds * 1e3:.1f} ms/point in all, after a 2-point sweep "
+        f"ms); creating a small file there took {min(creates) * 1e3:.2f}-"
+        f"{max(creates) * 1e3:.2f} ms around the passes; "
+        f"sweep {sweep_seconds * 1e3:.1f} ms/point in all, after a 2-point sweep "
         f"({warm_up:.2f} s: the imports of a process's first sweep); baseline: the points' "
         "descent alone",
     )
