@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 _GROUP = contextvars.ContextVar("relulab_group_commit", default=None)
+_COMMIT = "<commit>"  # the path a commit's task is queued under (never a file's)
 
 
 def current_group():
@@ -333,7 +334,7 @@ class GroupCommit:
             if self._writer is None:
                 self._commit_now(actions)
             else:
-                self._writer.submit("", lambda: self._commit_now(actions), 0, always=True)
+                self._writer.submit(_COMMIT, lambda: self._commit_now(actions), 0, always=True)
             self.commits += 1
         self.last_commit = time.perf_counter()
         if wait:
@@ -356,10 +357,16 @@ class GroupCommit:
                 self.dirty = False
 
     def commit_if_due(self):
-        """:meth:`commit` when there is something to commit and ``interval`` has passed."""
+        """:meth:`commit` when there is something to commit and ``interval`` has passed.
+
+        In the background it first waits for the previous commit to be done, so the
+        writes reach the disk at most about two intervals after they were made.
+        """
         if (self.dirty or self.deferred) and (
             time.perf_counter() - self.last_commit >= self.interval
         ):
+            if self._writer is not None:  # the writer at most one interval behind
+                self._writer.wait(_COMMIT)
             self.commit(wait=False)
 
     def close(self):

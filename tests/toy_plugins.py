@@ -129,6 +129,8 @@ class ToyEnsemble(Algorithm):
         Param("nan_seed", int, -1, "the member with this seed becomes NaN at step 3"),
         Param("interrupt_at", int, -1, "step at which a SIGTERM is sent to this process"),
         Param("sleep", float, 0.0, "seconds to sleep per step (or per ensemble step)", low=0),
+        Param("die_at", int, -1, "step at which the process is killed (SIGKILL) ..."),
+        Param("kill_file", str, "", "... if this file exists (it is removed first)"),
     )
     calls = []
     """Sizes of the ensembles ``step_together`` was called with (tests read it)."""
@@ -149,6 +151,9 @@ class ToyEnsemble(Algorithm):
             self.W = np.full_like(self.W, np.nan)
         if self.t == self.interrupt_at:
             os.kill(os.getpid(), signal.SIGTERM)
+        if self.t == self.die_at and self.kill_file and os.path.exists(self.kill_file):
+            os.remove(self.kill_file)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def step(self):
         time.sleep(self.sleep)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..cli import StopSignals
 from ..durability import group_commit, wait_for_writes
-from ..errors import RunStoreError
+from ..errors import ConfigError, RunStoreError
 from ..locks import FolderLock, is_locked
 from ..loop import describe_error, execute, prepare_resume, prepare_run
 from ..registry import get_registry
@@ -134,6 +134,22 @@ def _prepare_point(path, config, source, registry, config_path, threads):
     return ("start" if meta is None else "restart"), execution
 
 
+BACKGROUND_WRITES = {"on": True, "off": False, "auto": "auto"}
+
+
+def background_writes():
+    """How an ensemble's files are written: ``RELULAB_BACKGROUND_WRITES`` = ``auto``
+    (default: a background thread once the first writes prove slow), ``on`` or ``off``
+    (:class:`core.durability.GroupCommit`)."""
+    value = os.environ.get("RELULAB_BACKGROUND_WRITES", "auto").strip().lower() or "auto"
+    if value not in BACKGROUND_WRITES:
+        raise ConfigError(
+            f"RELULAB_BACKGROUND_WRITES must be one of {', '.join(BACKGROUND_WRITES)}; "
+            f"got {value!r}"
+        )
+    return BACKGROUND_WRITES[value]
+
+
 def run_points(items, source="", registry=None, config_path=None, threads=None):
     """Bring points to an end in their run folders, trained together.
 
@@ -165,7 +181,7 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
     # one thread limit (a run's own limit_threads with the same count is then free)
     together = len(items) > 1
     with (
-        group_commit(background="auto") if together else contextlib.nullcontext(),
+        group_commit(background=background_writes()) if together else contextlib.nullcontext(),
         limit_threads(threads or 1) if together else contextlib.nullcontext(),
     ):
         for path, config in items:

@@ -6,12 +6,17 @@ file-system sync that follows every other file of their runs, and a process that
 dies before its group commits leaving runs that resume to the uninterrupted result.
 """
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import toy_config
+from conftest import ROOT, subprocess_env, toy_config
 
 import core.durability as durability
 from core.config import resolve
@@ -20,7 +25,7 @@ from core.errors import RunStoreError
 from core.locks import is_locked
 from core.loop import execute, prepare_resume, prepare_run
 from core.store import Run, atomic_write_json, read_json
-from core.sweep import resume_sweep, run_sweep
+from core.sweep import resume_sweep, run_points, run_sweep
 
 SEEDS = (3, 4, 5)
 
@@ -310,3 +315,74 @@ def test_auto_background_decides_from_the_first_writes(tmp_path, monkeypatch, sl
     assert [read_json(tmp_path / f"{i}.json")["i"] for i in range(6)] == list(range(6))
     with pytest.raises(ValueError, match="background"):
         durability.GroupCommit(background="yes")
+
+
+KILL_POINTS = """
+import json, sys
+from core.registry import get_registry
+from core.sweep import run_points
+run_points([tuple(item) for item in json.load(open(sys.argv[1]))], "", get_registry())
+"""
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_an_ensemble_killed_while_training_resumes_to_the_uninterrupted_result(
+    tmp_path, toy_registry, mode
+):
+    """kill -9 with background writes pending (``on``) or none (``off``): each member
+    resumes from the last checkpoint that reached its folder and ends bit for bit
+    where the uninterrupted ensemble does."""
+    kill_file = tmp_path / "kill"
+    kill_file.write_text("")
+
+    def items(root, die_at):
+        algorithm = {
+            "name": "toy_ensemble",
+            "die_at": die_at,
+            "kill_file": str(kill_file),
+            "sleep": 0.02,  # time for the writer to save the checkpoints before the kill
+        }
+        raw = {
+            "algorithm": algorithm,
+            "stoppers": {"max_steps": {"steps": 40}},
+            "savers": {"periodic": {"every_seconds": 0.0, "every_steps": 5}},
+        }
+        return [
+            (str(root / f"p{seed}"), resolve(toy_config(root, seed=seed, **raw), toy_registry))
+            for seed in SEEDS
+        ]
+
+    killed = items(tmp_path / "killed", 23)
+    (tmp_path / "items.json").write_text(json.dumps(killed))
+    env = subprocess_env()
+    env["RELULAB_BACKGROUND_WRITES"] = mode
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_POINTS, str(tmp_path / "items.json")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert not kill_file.exists()
+    results = run_points([(Path(p), c) for p, c in killed], "", toy_registry)
+    assert [r["status"] for r in results] == ["finished"] * len(SEEDS)
+    assert {r["action"] for r in results} == {"resume"}  # from checkpoints on the disk, results
+    reference = items(tmp_path / "reference", -1)
+    run_points([(Path(p), c) for p, c in reference], "", toy_registry)
+    for (path, _), (ref, _) in zip(killed, reference):
+        run, want = Run(path), Run(ref)
+        assert run.meta["steps"] == want.meta["steps"] == 40
+        np.testing.assert_array_equal(run.final_state()["W"], want.final_state()["W"])
+        np.testing.assert_array_equal(run.scalars["loss"], want.scalars["loss"])
+
+
+def test_background_writes_setting_is_checked(monkeypatch):
+    from core.errors import ConfigError
+    from core.sweep._worker import background_writes
+
+    for value, expected in (("on", True), ("off", False), ("", "auto"), ("Auto", "auto")):
+        monkeypatch.setenv("RELULAB_BACKGROUND_WRITES", value)
+        assert background_writes() == expected
+    monkeypatch.setenv("RELULAB_BACKGROUND_WRITES", "sometimes")
+    with pytest.raises(ConfigError, match="RELULAB_BACKGROUND_WRITES"):
+        background_writes()
