@@ -256,7 +256,7 @@ def atomic_save_npz(path, arrays):
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
-    if data is None:  # ZIP64 or a format-2 header: numpy's writer, streaming to the file
+    if data is None:  # large, ZIP64 or format 2: numpy's writer, streaming to the file
         _write(path, lambda: _atomic_write(path, lambda fh: np.savez(fh, **arrays)), 0)
     else:
         _write(path, lambda: _atomic_write(path, lambda fh: fh.write(data)), len(data))
