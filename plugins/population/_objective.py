@@ -373,6 +373,7 @@ class _Teacher:
         # V = the first k columns of I_d for every point: cosines are entries of U
         self.identity = k <= d and bool(np.array_equal(V, np.broadcast_to(np.eye(d, k), V.shape)))
         self.k = k
+        self.single = None  # buffers of _single_gradient (one point)
 
     def take(self, keep):
         """The teachers of the points ``keep`` (a boolean mask or indices)."""
@@ -380,6 +381,7 @@ class _Teacher:
         out.V, out.norms, out.units = self.V[keep], self.norms[keep], self.units[keep]
         out.minus_V, out.minus_norms = self.minus_V[keep], self.minus_norms[keep]
         out.identity, out.k = self.identity, self.k
+        out.single = None
         return out
 
 
@@ -463,13 +465,58 @@ def _descent_direction_joint(W, teacher):
     return G
 
 
+def _single_gradient(W, teacher):
+    """The gradient (1, d, m) of a stack of one point: :func:`_descent_direction_joint`
+    in two dimensions.
+
+    The same operations on the point's (d, m) matrices, in buffers kept on
+    ``teacher`` (``[U | V / |V|]``, ``[W | -V]`` and ``[|w|, -|v|]``, the teacher's
+    halves written once), so no array is concatenated per call: about 36 us instead of
+    90 us at ``k = 20`` (a stacked product and each stacking cost more than the
+    arithmetic for one point). This is the step of the slowest initialisation of a
+    census, which runs alone at the end. Zero neurons take the stacked form.
+    """
+    w = W[0]
+    norms = np.sqrt(np.einsum("dm,dm->m", w, w))
+    if not norms.all() or teacher.V.shape[0] != 1:
+        return _descent_direction_joint(W, teacher)
+    buffers = teacher.single
+    if buffers is None or buffers[0].shape[1] != w.shape[1] + teacher.k:
+        d, m = w.shape
+        units = np.empty((d, m + teacher.k))  # [U | V / |V|]
+        units[:, m:] = teacher.units[0]
+        signed = np.empty((d, m + teacher.k))  # [W | -V]
+        signed[:, m:] = teacher.minus_V[0]
+        weights = np.empty(m + teacher.k)  # [|w|, -|v|]
+        weights[m:] = teacher.minus_norms[0]
+        teacher.single = buffers = (units, signed, weights)
+    units, signed, weights = buffers
+    m = w.shape[1]
+    U = np.divide(w, norms, out=units[:, :m])
+    C = _clip_cosines(U.T @ units)  # (m, m + k): against students, then teachers
+    S = C * C
+    np.subtract(1.0, S, out=S)
+    np.sqrt(S, out=S)
+    weights[:m] = norms
+    radial = S @ weights  # (m,)
+    np.arccos(C, out=C)
+    np.subtract(np.pi, C, out=C)
+    signed[:, :m] = w
+    G = signed @ C.T
+    G += U * radial
+    G *= 1.0 / TWO_PI
+    return G[None]
+
+
 def stack_gradient(W, teacher):
     """The gradient (B, d, m) of a stack against its teachers (a :class:`_Teacher`).
 
-    :func:`_descent_direction_joint` for small stacks (``B * m**2`` at most
-    :data:`JOINT_BELOW`), :func:`_descent_direction` for larger ones; the two agree
-    to rounding (tested).
+    :func:`_single_gradient` for one point, :func:`_descent_direction_joint` for
+    small stacks (``B * m**2`` at most :data:`JOINT_BELOW`), :func:`_descent_direction`
+    for larger ones; the three agree to rounding (tested).
     """
+    if W.shape[0] == 1:
+        return _single_gradient(W, teacher)
     if W.shape[0] * W.shape[2] ** 2 <= JOINT_BELOW:
         return _descent_direction_joint(W, teacher)
     return _descent_direction(W, teacher)

@@ -198,10 +198,11 @@ def test_batched_descent_equals_one_initialisation_at_a_time():
 
 
 @pytest.mark.parametrize("teacher", ["identity", "general"])
-def test_both_batched_gradient_forms_equal_the_closed_form(teacher):
+def test_the_gradient_forms_equal_the_closed_form(teacher):
     from plugins.population._objective import (
         _descent_direction,
         _descent_direction_joint,
+        _single_gradient,
         _Teacher,
     )
 
@@ -215,6 +216,11 @@ def test_both_batched_gradient_forms_equal_the_closed_form(teacher):
     assert _Teacher(V).identity == (teacher == "identity")
     for form in (_descent_direction, _descent_direction_joint):
         np.testing.assert_allclose(form(W, _Teacher(V)), expected, atol=1e-14)
+    for b in range(len(W)):  # one point: the two-dimensional form (zero neuron: joint)
+        one = _Teacher(V[b : b + 1])
+        for _ in range(2):  # the second call reuses the buffers kept on the teacher
+            got = _single_gradient(W[b : b + 1], one)
+            np.testing.assert_allclose(got, expected[b : b + 1], atol=1e-14)
 
 
 def test_a_stream_through_few_slots_equals_one_batch():
