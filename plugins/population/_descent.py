@@ -54,8 +54,7 @@ batched gradient steps of 8 to 50 points (12 us per point and step at 50, a thir
 it ``arccos``), 17 % in the slowest initialisation alone at the end (it crosses a
 saddle region until about step 11 600, where Newton first converges, and its
 gradient descent cannot be shortened without changing the path; a lone point's
-gradient is the two-dimensional :func:`~plugins.population._objective._single_gradient`,
-36 us a step against the seed style's 66 us), 17 % the polish (a Hessian and its
+gradient takes 36 us, the seed style's 66 us), 17 % the polish (a Hessian and its
 factorisation, 3.3 ms, 1.6 per initialisation, and 5 to 10 chord steps), 8 % stacks
 of 2 to 7 points and the rest the loop.
 """

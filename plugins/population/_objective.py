@@ -373,8 +373,7 @@ class _Teacher:
         # V = the first k columns of I_d for every point: cosines are entries of U
         self.identity = k <= d and bool(np.array_equal(V, np.broadcast_to(np.eye(d, k), V.shape)))
         self.k = k
-        self.single = None  # buffers of _single_gradient (one point)
-        self.work = None  # the _Workspace of _descent_direction
+        self.work = self.joint = None  # buffers of _descent_direction and of the joint form
 
     def take(self, keep):
         """The teachers of the points ``keep`` (a boolean mask or indices)."""
@@ -382,7 +381,7 @@ class _Teacher:
         out.V, out.norms, out.units = self.V[keep], self.norms[keep], self.units[keep]
         out.minus_V, out.minus_norms = self.minus_V[keep], self.minus_norms[keep]
         out.identity, out.k = self.identity, self.k
-        out.single = out.work = None
+        out.work = out.joint = None
         return out
 
 
@@ -404,9 +403,10 @@ class _Workspace:
     """Arrays of :func:`_descent_direction` for one stack shape, reused from call to call.
 
     A stack's arrays are reused while its points stay (its :class:`_Teacher` holds
-    them; a new membership takes a new teacher): at ``B = 50``, ``k = 20`` fresh
-    arrays per call made the gradient up to twice as slow (each new 130-160 kB array
-    can come back from the allocator as new pages, faulted in on first touch).
+    them; a new membership takes a new teacher). At ``B = 50``, ``k = 20`` fresh
+    arrays per call cost up to twice the time in a loop of gradients alone (a new
+    130-160 kB array can come back from the allocator as new pages, faulted in on
+    first touch), about 7 % of the batched steps within a census's descent.
     ``S`` keeps its zero diagonal and ``P`` its ``pi`` diagonal: each call overwrites
     only the off-diagonal entries.
     """
@@ -482,19 +482,31 @@ def _descent_direction_joint(W, teacher):
     Fewer array operations than :func:`_descent_direction` (for small stacks, where
     each operation's fixed cost dominates), at the price of every student pair's
     angle computed twice; ``t_ii`` comes out of ``arccos`` near 0, and its error
-    cancels between ``sin t_ii`` and ``t_ii`` to third order.
+    cancels between ``sin t_ii`` and ``t_ii`` to third order. The stacked
+    ``[U | V / |V|]``, ``[W | -V]`` and ``[|w|, -|v|]`` are buffers kept on
+    ``teacher`` (:class:`_JointWork`), their teacher halves written once: at ``k = 20``
+    one point's gradient takes 36 us instead of 43 us with the three concatenated per
+    call (the slowest initialisation of a census runs alone for thousands of steps).
     """
+    B, d, m = W.shape
+    work = teacher.joint
+    if work is None or work.shape != W.shape:
+        work = teacher.joint = _JointWork(W.shape, teacher)
     nW = np.sqrt(np.einsum("bdm,bdm->bm", W, W))
     zero = not nW.all()
-    U = W / (np.where(nW > 0, nW, 1.0) if zero else nW)[:, None, :]
-    C = _clip_cosines(U.transpose(0, 2, 1) @ np.concatenate([U, teacher.units], axis=2))
+    U = np.divide(
+        W, (np.where(nW > 0, nW, 1.0) if zero else nW)[:, None, :], out=work.units[:, :, :m]
+    )
+    C = _clip_cosines(U.transpose(0, 2, 1) @ work.units)
     S = C * C  # in place from here: each call's fixed cost dominates small stacks
     np.subtract(1.0, S, out=S)
     np.sqrt(S, out=S)
-    radial = S @ np.concatenate([nW, teacher.minus_norms], axis=1)[:, :, None]  # (B, m, 1)
+    work.weights[:, :m, 0] = nW
+    radial = S @ work.weights  # (B, m, 1)
     np.arccos(C, out=C)
     np.subtract(np.pi, C, out=C)
-    G = np.concatenate([W, teacher.minus_V], axis=2) @ C.transpose(0, 2, 1)
+    work.signed[:, :, :m] = W
+    G = work.signed @ C.transpose(0, 2, 1)
     U *= radial.transpose(0, 2, 1)
     G += U
     if zero:
@@ -503,58 +515,27 @@ def _descent_direction_joint(W, teacher):
     return G
 
 
-def _single_gradient(W, teacher):
-    """The gradient (1, d, m) of a stack of one point: :func:`_descent_direction_joint`
-    in two dimensions.
+class _JointWork:
+    """The stacked operands of :func:`_descent_direction_joint` for one stack shape."""
 
-    The same operations on the point's (d, m) matrices, in buffers kept on
-    ``teacher`` (``[U | V / |V|]``, ``[W | -V]`` and ``[|w|, -|v|]``, the teacher's
-    halves written once), so no array is concatenated per call: about 36 us instead of
-    90 us at ``k = 20`` (a stacked product and each stacking cost more than the
-    arithmetic for one point). This is the step of the slowest initialisation of a
-    census, which runs alone at the end. Zero neurons take the stacked form.
-    """
-    w = W[0]
-    norms = np.sqrt(np.einsum("dm,dm->m", w, w))
-    if not norms.all() or teacher.V.shape[0] != 1:
-        return _descent_direction_joint(W, teacher)
-    buffers = teacher.single
-    if buffers is None or buffers[0].shape[1] != w.shape[1] + teacher.k:
-        d, m = w.shape
-        units = np.empty((d, m + teacher.k))  # [U | V / |V|]
-        units[:, m:] = teacher.units[0]
-        signed = np.empty((d, m + teacher.k))  # [W | -V]
-        signed[:, m:] = teacher.minus_V[0]
-        weights = np.empty(m + teacher.k)  # [|w|, -|v|]
-        weights[m:] = teacher.minus_norms[0]
-        teacher.single = buffers = (units, signed, weights)
-    units, signed, weights = buffers
-    m = w.shape[1]
-    U = np.divide(w, norms, out=units[:, :m])
-    C = _clip_cosines(U.T @ units)  # (m, m + k): against students, then teachers
-    S = C * C
-    np.subtract(1.0, S, out=S)
-    np.sqrt(S, out=S)
-    weights[:m] = norms
-    radial = S @ weights  # (m,)
-    np.arccos(C, out=C)
-    np.subtract(np.pi, C, out=C)
-    signed[:, :m] = w
-    G = signed @ C.T
-    G += U * radial
-    G *= 1.0 / TWO_PI
-    return G[None]
+    def __init__(self, shape, teacher):
+        B, d, m = self.shape = shape
+        width = m + teacher.k
+        self.units = np.empty((B, d, width))  # [U | V / |V|]
+        self.units[:, :, m:] = teacher.units
+        self.signed = np.empty((B, d, width))  # [W | -V]
+        self.signed[:, :, m:] = teacher.minus_V
+        self.weights = np.empty((B, width, 1))  # [|w|, -|v|]
+        self.weights[:, m:, 0] = teacher.minus_norms
 
 
 def stack_gradient(W, teacher):
     """The gradient (B, d, m) of a stack against its teachers (a :class:`_Teacher`).
 
-    :func:`_single_gradient` for one point, :func:`_descent_direction_joint` for
-    small stacks (``B * m**2`` at most :data:`JOINT_BELOW`), :func:`_descent_direction`
-    for larger ones; the three agree to rounding (tested).
+    :func:`_descent_direction_joint` for small stacks (``B * m**2`` at most
+    :data:`JOINT_BELOW`), :func:`_descent_direction` for larger ones; the two agree
+    to rounding (tested).
     """
-    if W.shape[0] == 1:
-        return _single_gradient(W, teacher)
     if W.shape[0] * W.shape[2] ** 2 <= JOINT_BELOW:
         return _descent_direction_joint(W, teacher)
     return _descent_direction(W, teacher)

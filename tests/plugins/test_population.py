@@ -202,7 +202,6 @@ def test_the_gradient_forms_equal_the_closed_form(teacher):
     from plugins.population._objective import (
         _descent_direction,
         _descent_direction_joint,
-        _single_gradient,
         _Teacher,
     )
 
@@ -216,11 +215,11 @@ def test_the_gradient_forms_equal_the_closed_form(teacher):
     assert _Teacher(V).identity == (teacher == "identity")
     for form in (_descent_direction, _descent_direction_joint):
         np.testing.assert_allclose(form(W, _Teacher(V)), expected, atol=1e-14)
-    for b in range(len(W)):  # one point: the two-dimensional form (zero neuron: joint)
+    for b in range(len(W)):  # one point at a time (zero neuron included)
         one = _Teacher(V[b : b + 1])
-        for _ in range(2):  # the second call reuses the buffers kept on the teacher
-            got = _single_gradient(W[b : b + 1], one)
-            np.testing.assert_allclose(got, expected[b : b + 1], atol=1e-14)
+        for form in (_descent_direction, _descent_direction_joint):
+            for _ in range(2):  # the second call reuses the buffers kept on the teacher
+                np.testing.assert_allclose(form(W[b : b + 1], one), expected[b : b + 1], atol=1e-14)
 
 
 def test_a_stream_through_few_slots_equals_one_batch():
