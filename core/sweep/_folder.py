@@ -26,6 +26,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import RunStoreError
 from ..store import Run, atomic_write_bytes, atomic_write_json, find_latest
 
@@ -136,10 +138,18 @@ def point_row(point, run_path, meta=None):
 
 
 def cell(value):
-    """A CSV cell: floats exactly (repr), None empty, lists and dicts as JSON."""
+    """A CSV cell: floats exactly (repr; numpy's too), None empty, lists and dicts as JSON.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [cell(v) for v in (0.1, np.float64(0.1), np.float32(0.5), float("nan"), None)]
+    ['0.1', '0.1', '0.5', 'nan', '']
+    """
     if value is None:
         return ""
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
+        value = float(value)  # numpy's repr is "np.float64(0.1)"
         return repr(value) if math.isfinite(value) else str(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)

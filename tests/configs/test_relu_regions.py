@@ -30,6 +30,8 @@ def test_relu_regions_declares_the_papers_setting(tmp_path):
     paper, _, _ = _load(tmp_path, *PAPER_OVERRIDES)
     _, points = expand_sweep(paper, registry)
     assert len(points) == 3 * 5 and paper["stoppers"]["max_steps"]["steps"] == 24998
+    # the authors' data: one data set for every width and run
+    assert {point.config["data_seed"] for point in points} == {0}
     two, _, _ = _load(tmp_path, *TWO_LAYER_OVERRIDES)
     assert (two["algorithm"]["train"], two["algorithm"]["lr"]) == ("both", 0.002)
 
@@ -61,7 +63,9 @@ def test_shortened_region_curves(tmp_path):
         assert np.all(np.isfinite(s["grad_change"][1:])) and np.all(s["grad_change"][1:] >= 0)
     analyse_sweep(results, registry)
     with open(path / "curves.csv") as handle:
-        keys = {row["key"] for row in csv.DictReader(handle)}
-    assert set(CURVES) <= keys
+        rows = list(csv.DictReader(handle))
+    assert set(CURVES) <= {row["key"] for row in rows}
+    # plain numbers a spreadsheet reads (numpy's repr would write "np.float64(...)")
+    assert all(float(row["mean"]) == float(row["mean"]) or row["mean"] == "nan" for row in rows)
     figures = plot_sweep(path, registry=registry)
     assert {f"sweep_curves_{key}" for key in CURVES} <= set(figures)
