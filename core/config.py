@@ -13,6 +13,7 @@ defaults in ``configs/base.py``)::
     config = {
         "experiment": "gd_sinus",          # runs go to runs/<experiment>/
         "seed": 0,                         # every random choice flows from it
+        "data_seed": 7,                    # optional: the data's own seed (default: seed)
         "model": {"width": 200, "scaling": "standard", "loss": "mse"},
         "data": {"name": "sinus", "n": 20},          # one plugin: name + params
         "init": {"name": "normal", "scale": 1.0},
@@ -22,6 +23,11 @@ defaults in ``configs/base.py``)::
         "savers": {"periodic": {"every_seconds": 30}},
         "run": {"display": "auto"},
     }
+
+``data_seed`` (an int >= 0, optional) draws the data set from its own seed, so runs
+with different ``seed`` but the same ``data_seed`` train on the same data (their
+initialisations and algorithms still differ); without it the data set is drawn from
+``seed``. It is absent from a resolved config that does not set it.
 
 Setting a multi-plugin entry to ``None`` removes it (``stoppers.wall_time=None``).
 Switching a plugin (``algorithm.name=jko`` in a file or an override) drops the old
@@ -99,6 +105,7 @@ RUN_PARAMS = (
 TOP_LEVEL_KEYS = (
     "experiment",
     "seed",
+    "data_seed",
     "notes",
     "model",
     "data",
@@ -370,6 +377,13 @@ def resolve(config, registry):
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
     out["seed"] = seed
+    data_seed = config.get("data_seed")
+    if data_seed is not None:  # absent when unset: configs made before it keep their hash
+        if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+            raise ConfigError(
+                f"data_seed must be an int >= 0 (or None: the data from seed); got {data_seed!r}"
+            )
+        out["data_seed"] = data_seed
     notes = config.get("notes", "")
     if not isinstance(notes, str):
         raise ConfigError(f"notes must be a string; got {notes!r}")

@@ -2,7 +2,9 @@
 
 Every random choice flows from the config's seed through :func:`seed_streams`: one
 independent stream for the data, one for the initialisation and one for the
-algorithm, so changing e.g. the initialisation never changes the data.
+algorithm, so changing e.g. the initialisation never changes the data. A config's
+``data_seed``, when set, seeds the data stream instead (runs that differ only in
+``seed`` then share their data set).
 """
 
 import numpy as np
@@ -56,6 +58,8 @@ def build_problem(config, registry, arrays=None):
         The data set produced no points or inputs without features.
     """
     rng_data, rng_init, rng_algo = seed_streams(config["seed"])
+    if config.get("data_seed") is not None:
+        rng_data = seed_streams(config["data_seed"])[0]
     data_cfg = dict(config["data"])
     data_name = data_cfg.pop("name")
     data_cls = registry.get("data", data_name)

@@ -8,10 +8,18 @@ A config declares a sweep in its ``sweep`` section::
         "seeds": 10,
         "success": {"key": "final_loss", "below": 1e-3},
         "ensemble": 16,   # optional: most seeds of one cell trained together
+        "data": "cell",   # optional: the seeds of a cell share one data set
     }
 
 The points are ``product(grid) x zip rows x seeds``, in that order (the last grid key
-varies fastest, seeds innermost). A grid list names distinct values; zip lists are
+varies fastest, seeds innermost). ``data`` says where a point's data set comes from:
+``"run"`` (the default) as the config says (from each point's ``seed``, or from the
+config's ``data_seed`` when it sets one: then every point shares it); ``"cell"``
+gives the seeds of each cell one data set of their own, drawn from a ``data_seed``
+made from the config's ``data_seed`` (else its ``seed``) and the cell's values
+(:func:`cell_data_seed`: the same cell gets the same data whatever else the grid
+holds), as a study that draws a fresh data set per grid cell and trains several
+initialisations on it. A grid list names distinct values; zip lists are
 read by position, so a value may repeat in one of them (``lr=[0.1, 0.1]`` with
 ``momentum=[0.9, 0.5]``) as long as no two rows are equal. Every key is optional:
 ``{"seeds": 5}`` alone runs the base config with five seeds.
@@ -36,9 +44,11 @@ __all__ = [
     "first_difference",
     "group_by_shape",
     "together_key",
+    "cell_data_seed",
 ]
 
-SPEC_KEYS = ("grid", "zip", "seeds", "success", "ensemble")
+SPEC_KEYS = ("grid", "zip", "seeds", "success", "ensemble", "data")
+DATA_MODES = ("run", "cell")
 _SUCCESS_KEYS = ("key", "below", "above")
 
 
@@ -183,9 +193,10 @@ def validate_spec(spec):
     -------
     spec : dict
         ``{"grid": {key: [values]}, "zip": {key: [values]}, "seeds": int,
-        "success": {"key": str, "below" or "above": float} or None}``, and
-        ``"ensemble": int`` when given (most points of one cell a batchable algorithm
-        trains together; :data:`core.sweep._execute.MAX_BATCH` otherwise).
+        "success": {"key": str, "below" or "above": float} or None, "data": "run" or
+        "cell"}``, and ``"ensemble": int`` when given (most points of one cell a
+        batchable algorithm trains together; :data:`core.sweep._execute.MAX_BATCH`
+        otherwise).
 
     Raises
     ------
@@ -193,7 +204,8 @@ def validate_spec(spec):
         Unknown sweep key, a value that is not a non-empty list of literals, a
         value repeated in a ``grid`` list, a key both in ``grid`` and ``zip``,
         ``zip`` lists of different lengths or two equal ``zip`` rows, ``seeds`` not
-        an int >= 1, ``ensemble`` not an int >= 1, or a malformed ``success``.
+        an int >= 1, ``ensemble`` not an int >= 1, ``data`` not one of
+        :data:`DATA_MODES`, or a malformed ``success``.
     """
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep must be a dict with keys {', '.join(SPEC_KEYS)}; got {spec!r}")
@@ -235,7 +247,41 @@ def validate_spec(spec):
                 f"got {ensemble!r}"
             )
         out["ensemble"] = ensemble
+    data = spec.get("data", "run")
+    if data not in DATA_MODES:
+        raise ConfigError(
+            f"sweep.data must be one of {', '.join(map(repr, DATA_MODES))} (where a point's "
+            f"data set comes from); got {data!r}" + did_you_mean(str(data), DATA_MODES)
+        )
+    out["data"] = data
     return out
+
+
+def cell_data_seed(base, cell):
+    """The ``data_seed`` of a cell's points under ``sweep.data = "cell"``.
+
+    Parameters
+    ----------
+    base : int
+        The config's ``data_seed``, else its ``seed`` (before the seed index).
+    cell : dict
+        The cell's dotted keys and values.
+
+    Returns
+    -------
+    int
+        In ``[0, 2**63)``: a hash of ``base`` and the cell's keys and values (in key
+        order), so a cell keeps its data when the grid around it changes.
+
+    Examples
+    --------
+    >>> cell_data_seed(0, {"data.d": 4}) == cell_data_seed(0, {"data.d": 4})
+    True
+    >>> cell_data_seed(0, {"data.d": 4}) != cell_data_seed(0, {"data.d": 6})
+    True
+    """
+    text = json.dumps([base, sorted(cell.items())])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def _check_success(success):
@@ -315,6 +361,11 @@ def expand_sweep(config, registry):
                 if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                     raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
                 raw["seed"] = seed + seed_index
+                if spec["data"] == "cell":
+                    base_data = raw.get("data_seed")
+                    raw["data_seed"] = cell_data_seed(
+                        seed if base_data is None else base_data, cell
+                    )
                 resolved = resolve(raw, registry)
             except RelulabError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
