@@ -15,14 +15,17 @@ width ``d1`` (``model.width``), for the paper's two architectures, swept togethe
 
 Data (``uniform``): inputs uniform in ``[-1, 1]^d0`` then each row scaled to unit norm
 (not uniform on the sphere), labels the sign of a uniform draw (the paper's ``d2 = 1``
-normalisation: exactly +-1), a fresh data set per run drawn from the run's seed
-(config seed + 0, 1, ...; the original seeds nothing). Loss: mean-squared error,
-float32 parameters (the authors' torch default). Success (``sweep.success``): the last
-recorded loss over ``sqrt(N)`` below 2.5e-3, i.e. ``final_loss < THRESHOLD =
-2.5e-3 sqrt(200) = 0.03536``; a run that diverges (the two-layer net at small
-``d0``, as with the authors' code) is ``diverged`` and counts as a failure. The
-authors record the loss before each step, so their last recorded loss (of 49 999) is
-that after 49 998 updates: ``stoppers.max_steps.steps=49998`` here.
+normalisation: exactly +-1), one data set per grid cell shared by the cell's runs,
+which differ in their initialisation (``sweep.data = "cell"``: the authors'
+``grid_search.py`` draws ``X``, ``Y`` once per ``(d0, d1)`` and trains its 10 runs
+on them; it seeds nothing, relulab draws each cell's data from a seed made from the
+config's seed and the cell). ``sweep.data=run`` draws a data set per run instead.
+Loss: mean-squared error, float32 parameters (the authors' torch default).
+Success (``sweep.success``): the last recorded loss over ``sqrt(N)`` below 2.5e-3,
+i.e. ``final_loss < THRESHOLD = 2.5e-3 sqrt(200) = 0.03536``; a run that diverges
+(the two-layer net at small ``d0``, as with the authors' code) is ``diverged`` and
+counts as a failure. The authors record the loss before each step, so their last
+recorded loss (of 49 999) is that after 49 998 updates: ``stoppers.max_steps.steps=49998`` here.
 
 Outputs: ``python postprocess.py latest`` writes ``groups.csv`` (per cell: success
 fraction, mean and std of the final loss) and, by the ``corner_grid`` sweep
@@ -33,17 +36,17 @@ success fraction (and its contours), of the mean final loss and of the mean corn
 count (``sweep_corners_*``), one per architecture.
 
 Default (scaled down): ``d0`` in 4, 10, 16, 22, 28, ``d1`` in 4, 12, 20, 40, 60, both
-architectures, 3 runs, 3000 steps: 150 runs, measured 3 min 9 s with ``--jobs 2`` on
-the two-core machine while shared (load average about 12; the 3 runs of a cell train
-as one ensemble), ``postprocess.py`` 14 s, ``plot.py`` 30 s. Success fractions
-(BasicNet1L / BasicNet2L): the two-layer net fits from about ``d0 d1 >= N``
-(every run at ``d0 >= 10, d1 >= 20`` and ``d0 >= 16, d1 >= 12``, none at ``d0 = 4``
-nor ``d1 = 4``; one of its 75 runs diverged, at ``(4, 40)``); the one-layer net,
-after 3000 of the paper's 49 998 steps, only at ``d0 >= 22`` (``d0 = 22``: ``d1 >=
-40``; ``d0 = 28``: ``d1 >= 20``, and 1/3 at ``d1 = 12``), none at ``d0 <= 16`` even
-with ``d1 = 60``. Mean corners at the end: 0 for the one-layer net but in three
-cells (0.3, at ``d1 = 60``), 0.3 to 1.7 for the two-layer net wherever it fits with
-``d1 >= 20``.
+architectures, 3 runs, 3000 steps: 150 runs, measured 11.6 s with ``--jobs 2`` on the
+idle two-core machine (3 min 9 s while it was shared at load average about 12; the 3
+runs of a cell train as one ensemble), ``postprocess.py`` 1.8 s, ``plot.py`` 5.3 s.
+Success fractions (BasicNet1L / BasicNet2L): the two-layer net fits from about ``d0
+d1 >= N`` (every run at ``d0 >= 16, d1 >= 12`` and ``d0 = 10, d1 >= 40``, 2/3 at ``(10,
+20)``, none at ``d0 = 4`` nor ``d1 = 4``; 4 of its 75 runs diverged, two at ``(4, 40)``
+and two at ``(4, 60)``); the one-layer net, after 3000 of the paper's 49 998 steps,
+only at ``d0 >= 22`` (``d0 = 22``: ``d1 >= 40``; ``d0 = 28``: ``d1 >= 20``, and 1/3 at
+``d1 = 12``), none at ``d0 <= 16`` even with ``d1 = 60``. Mean corners at the end:
+0 for the one-layer net but in four cells (1/3), 0.3 to 1.3 for the two-layer net
+in most cells where it fits with ``d1 >= 12``.
 
 The paper's grid, as overrides (``PAPER_OVERRIDES``)::
 
@@ -120,6 +123,7 @@ config = merge(
             },
             "seeds": 3,
             "success": {"key": "final_loss", "below": THRESHOLD},
+            "data": "cell",  # the authors' setting: a cell's runs share one data set
         },
     },
 )

@@ -4,7 +4,10 @@ What it shows: the network and data of ``configs/overparam_grid.py`` (BasicNet1L
 ``W`` trained from ``N(0, 1)``, second layer fixed at ``+-1/sqrt(d1)`` with
 ``floor(d1/2)`` negative; ``N = 200`` unit-norm cube inputs in ``d0 = 20``
 dimensions, labels +-1; MSE; full-batch SGD, momentum 0.9, lr 0.15; float32) at the
-widths ``d1`` = 200, 752, 2828 (``N``, ``N^1.25``, ``N^1.5``), with, at every step,
+widths ``d1`` = 200, 752, 2828 (``N``, ``N^1.25``, ``N^1.5``), every width and run on
+one data set (``data_seed``: the authors' ``relu_region.py`` draws ``X``, ``Y`` once
+and trains every width and run on them; ``data_seed=None`` draws one per run), with,
+at every step,
 the paper's region metrics (``loggers.scalars.metrics``):
 
 * ``rel_loss_change`` ``|L_t - L_{t-1}| / L_{t-1}`` (metric ``loss_change``);
@@ -22,15 +25,16 @@ the paper's region metrics (``loggers.scalars.metrics``):
 over the runs with a band from the smallest to the largest (the built-in ``curves``
 sweep analysis, ``plots/sweep_curves_<key>.png``; ``curves.csv`` by ``postprocess.py``).
 
-Default (scaled down): 3 runs per width, 1000 steps. Measured: 6 min 50 s with
-``--jobs 2`` on the two-core machine while shared (load average about 12; the runs of
-a width train as one ensemble and the metrics at every step cost several times the
-step itself at d1 = 2828), ``plot.py`` 45 s. At step 1000 the loss is 0.060-0.073
-(d1 = 200), 0.034-0.040 (752), 0.023-0.027 (2828); the wider the network, the smaller
-the fraction of pattern entries changed since the start (0.126, 0.071, 0.039), the
-smaller the gradient change (0.58, 0.43, 0.27 at step 1000, after a first peak near
-0.07 at step 35) and the more corners (mean over the last 100 steps 0.13, 0.79, 3.5).
-The relative loss change is about 0.018 at step 10 and 0.0015-0.0025 at step 1000.
+Default (scaled down): 3 runs per width, 1000 steps. Measured: 49 s with ``--jobs 2``
+on the idle two-core machine (6 min 50 s while it was shared at load average about
+12; the runs of a width train as one ensemble and the metrics at every step cost
+several times the step itself at d1 = 2828), ``postprocess.py`` 1.4 s, ``plot.py``
+5.2 s. At step 1000 the loss is 0.069-0.073 (d1 = 200), 0.039-0.043 (752),
+0.025-0.029 (2828); the wider the network, the smaller the fraction of pattern
+entries changed since the start (0.126, 0.073, 0.040), the smaller the gradient
+change (0.58, 0.40, 0.27 at step 1000, after a first peak of 0.063-0.075 near step
+35) and the more corners (mean over the last 100 steps 0.15, 0.76, 3.7). The
+relative loss change is 0.016-0.019 at step 10 and 0.0015-0.0025 at step 1000.
 The paper's length, as overrides (``PAPER_OVERRIDES``): ``sweep.seeds=5
 stoppers.max_steps.steps=24998`` (the last of its 24 999 recorded losses is after
 24 998 updates), 15 runs, 25x the default's steps per run; the two-layer network
@@ -60,6 +64,7 @@ config = merge(
     {key: value for key, value in grid.items() if key not in ("sweep", "loggers")},
     {
         "experiment": "relu_regions",
+        "data_seed": 0,  # the authors' setting: one data set for every width and run
         "data": {"d": 20},
         "model": {"width": 200},
         "stoppers": {"max_steps": {"steps": 1000}},

@@ -41,6 +41,12 @@ def test_overparam_grid_declares_the_papers_setting(tmp_path):
     )
     _, points = expand_sweep(config, registry)
     assert len(points) == 5 * 5 * 2 * 3
+    # the authors' data: one data set per cell, shared by its runs, fresh between cells
+    data_seeds = {}
+    for point in points:
+        data_seeds.setdefault(tuple(point.overrides.items()), set()).add(point.config["data_seed"])
+    assert len(data_seeds) == 50 and all(len(seeds) == 1 for seeds in data_seeds.values())
+    assert len(set().union(*data_seeds.values())) == 50
     paper, _, _ = _load(tmp_path, *PAPER_OVERRIDES)
     spec = paper["sweep"]
     cells = len(spec["grid"]["data.d"]) * len(spec["grid"]["model.width"])
