@@ -58,6 +58,7 @@ import collections
 import contextlib
 import contextvars
 import ctypes
+import functools
 import os
 import threading
 import time
@@ -87,7 +88,20 @@ def wait_for_writes(path):
     group = _GROUP.get()
     writer = group._writer if group is not None else None
     if writer is not None and threading.current_thread() is not writer.thread:
-        writer.wait(os.path.abspath(path))
+        writer.wait(_write_key(path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder):
+    return os.path.realpath(folder)
+
+
+def _write_key(path):
+    """The key of a file's pending writes: its folder's real path and its name, so a
+    read through a symbolic link (or ``..``) waits for a write made by another spelling
+    of the path. Folders are resolved once each (cached)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(_real_folder(folder), name)
 
 
 def sync_file(fd):
@@ -294,7 +308,7 @@ class GroupCommit:
         if writer is None:
             writer = self._writer = _Writer(self, self.MAX_QUEUED_BYTES)
         self.dirty = True  # the next commit syncs it
-        writer.submit(os.path.abspath(path), action, size)
+        writer.submit(_write_key(path), action, size)
 
     def drain(self):
         """Return once every background write submitted so far is done."""

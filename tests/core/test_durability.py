@@ -231,6 +231,25 @@ def test_a_read_waits_for_the_pending_write_of_its_file(tmp_path):
         assert read_json(tmp_path / "a.json") == {"v": 2}  # waited for it
 
 
+@pytest.mark.parametrize("spelling", ["link", "dotdot"])
+def test_a_read_through_another_spelling_of_the_path_waits_too(tmp_path, spelling):
+    run = tmp_path / "run"
+    run.mkdir()
+    atomic_write_json(run / "a.json", {"v": 1})
+    if spelling == "link":
+        (tmp_path / "alias").symlink_to(run)
+        other = tmp_path / "alias" / "a.json"
+    else:
+        (run / "sub").mkdir()
+        other = run / "sub" / ".." / "a.json"
+    release = threading.Event()
+    with group_commit(background=True) as group:
+        group.write(tmp_path / "blocker", release.wait)  # holds the writer
+        atomic_write_json(run / "a.json", {"v": 2})
+        threading.Timer(0.2, release.set).start()
+        assert read_json(other) == {"v": 2}  # waited for the write made as run/a.json
+
+
 def test_a_bounded_queue_waits_and_writes_everything(tmp_path, monkeypatch):
     monkeypatch.setattr(durability.GroupCommit, "MAX_QUEUED_BYTES", 1)
     with group_commit(background=True):
