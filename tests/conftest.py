@@ -25,6 +25,31 @@ def toy_registry():
     return Registry(builtins=CORE_PLUGINS + ["toy_plugins"], entry_points=False)
 
 
+@pytest.fixture(scope="session")
+def batchable_registry():
+    """:func:`toy_registry` plus ``toy_batchable``: ``toy_sgd`` declared ``batchable``
+    (a sweep groups its seeds for ``step_together``, which steps them one by one)."""
+    from toy_plugins import ToySGD
+
+    from core.hookspecs import hookimpl
+    from core.registry import Registry
+
+    class BatchableSGD(ToySGD):
+        name = "toy_batchable"
+        batchable = True
+
+    class Plugin:
+        @hookimpl
+        def relulab_algorithms():
+            return [BatchableSGD]
+
+    return Registry(
+        builtins=CORE_PLUGINS + ["toy_plugins"],
+        entry_points=False,
+        extra_plugins=[(Plugin, "test")],
+    )
+
+
 def toy_config(runs_dir, **sections):
     """A raw config of the toy plugins writing to ``runs_dir``; sections override."""
     config = {

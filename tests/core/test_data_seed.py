@@ -2,14 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import CORE_PLUGINS, toy_config
-from toy_plugins import ToySGD
+from conftest import toy_config
 
 from core.config import resolve
 from core.errors import ConfigError
-from core.hookspecs import hookimpl
 from core.problem import build_problem
-from core.registry import Registry
 from core.store import load_run
 from core.sweep import expand_sweep, group_by_shape, load_sweep, run_sweep, validate_spec
 from core.sweep._spec import cell_data_seed
@@ -84,21 +81,8 @@ def test_sweep_data_is_checked():
         validate_spec({"data": "cel"})
 
 
-def test_a_cells_seeds_still_train_together(tmp_path, toy_registry):
-    class BatchableSGD(ToySGD):
-        name = "toy_batchable"
-        batchable = True
-
-    class Plugin:
-        @hookimpl
-        def relulab_algorithms():
-            return [BatchableSGD]
-
-    registry = Registry(
-        builtins=CORE_PLUGINS + ["toy_plugins"],
-        entry_points=False,
-        extra_plugins=[(Plugin, "test")],
-    )
+def test_a_cells_seeds_still_train_together(tmp_path, batchable_registry):
+    registry = batchable_registry
     sweep = {"grid": {"model.width": [4, 8]}, "seeds": 3, "data": "cell"}
     config = _sweep(tmp_path, registry, sweep, algorithm={"name": "toy_batchable"})
     _, points = expand_sweep(config, registry)

@@ -15,7 +15,6 @@ from conftest import CORE_PLUGINS, ROOT, subprocess_env, toy_config
 
 from core.config import resolve
 from core.errors import ConfigError, RunStoreError
-from core.hookspecs import hookimpl
 from core.locks import FolderLock, is_locked
 from core.loop import resume_run
 from core.registry import Registry
@@ -173,23 +172,8 @@ def test_a_bad_point_fails_the_whole_sweep_before_anything_runs(
     assert not (tmp_path / "runs").exists()
 
 
-def test_group_by_shape_puts_seeds_of_a_batchable_algorithm_together(tmp_path):
-    from toy_plugins import ToySGD
-
-    class BatchableSGD(ToySGD):
-        name = "toy_batchable"
-        batchable = True
-
-    class Plugin:
-        @hookimpl
-        def relulab_algorithms():
-            return [BatchableSGD]
-
-    registry = Registry(
-        builtins=CORE_PLUGINS + ["toy_plugins"],
-        entry_points=False,
-        extra_plugins=[(Plugin, "test")],
-    )
+def test_group_by_shape_puts_seeds_of_a_batchable_algorithm_together(tmp_path, batchable_registry):
+    registry = batchable_registry
     sweep = {"grid": {"model.width": [4, 8]}, "seeds": 3}
     _, points = expand_sweep(sweep_config(tmp_path, registry, sweep), registry)
     assert [len(g) for g in group_by_shape(points, registry)] == [1] * 6
