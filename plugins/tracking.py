@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +122,19 @@ class _Mirror(Scalars):
 
 @contextlib.contextmanager
 def _quiet(*names):
-    """Lower the chatter of the named loggers (database set-up messages) to warnings."""
+    """Lower the chatter of the named loggers (database set-up messages) to warnings,
+    and silence the SQLAlchemy deprecation notice MLflow's own store code raises (about
+    its ``noload`` loader strategy: nothing a relulab user can act on)."""
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="The ``noload`` loader strategy", category=DeprecationWarning
+            )
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
