@@ -280,7 +280,7 @@ def cell_data_seed(base, cell):
     >>> cell_data_seed(0, {"data.d": 4}) != cell_data_seed(0, {"data.d": 6})
     True
     """
-    text = json.dumps([base, sorted(cell.items())])
+    text = json.dumps([base, sorted(cell.items())], sort_keys=True)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
