@@ -44,19 +44,23 @@ point; the polish lands within rounding of it (tested against gradient descent t
 end points within 3e-11 and 6e-10, every census class the same). Measured at k = 20
 (the bench's 50 initialisations): mean 1860 steps instead of 6560, the slowest
 12 800 instead of 113 000, 1.6 factorisations and 8 Newton steps per
-initialisation. Its cost: a factorisation of a ``(k^2, k^2)`` matrix, about 5 ms at
-``k = 20`` on the loaded development machine, the price of a few hundred batched
-gradient steps.
+initialisation. Its cost: a Hessian and a factorisation of a ``(k^2, k^2)`` matrix,
+about 1.1 ms at ``k = 20`` (both written into buffers kept from call to call: a
+fresh 1.3 MB array costs its page faults, as much again), the price of a few hundred
+batched gradient steps.
 
-Where the time goes at k = 20 (polished, 50 initialisations, about 40 ms per
-initialisation on one thread of the idle development machine): about half in
-batched gradient steps of 8 to 50 points (12 us per point and step at 50, a third of
-it ``arccos``), 17 % in the slowest initialisation alone at the end (it crosses a
-saddle region until about step 11 600, where Newton first converges, and its
-gradient descent cannot be shortened without changing the path; a lone point's
-gradient takes 36 us, the seed style's 66 us), 17 % the polish (a Hessian and its
-factorisation, 3.3 ms, 1.6 per initialisation, and 5 to 10 chord steps), 8 % stacks
-of 2 to 7 points and the rest the loop.
+Where the time goes at k = 20 (polished, 50 initialisations, one thread): on the
+AVX2 development machine (AMD EPYC) about 40 ms per initialisation, on an AVX-512
+one (Intel Xeon, numpy's ``arccos`` vectorised) about 20 ms, split alike: about half
+in batched gradient steps of 8 to 50 points (6 us per point and step at 30 to 50 on
+the Xeon, 12 us on the EPYC, where a third of it was ``arccos``), 17 % in the
+slowest initialisation alone at the end (it crosses a saddle region until about step
+11 600, where Newton first converges, and its gradient descent cannot be shortened
+without changing the path; a lone point's gradient takes 19-36 us, about 20 numpy
+calls on a (20, 40) matrix, the seed style's 25-66 us), 16 % the polish (per
+factorisation: the Hessian 0.55 ms and ``dpotrf`` 0.55 ms on the Xeon, 1.6 per
+initialisation; 5 to 10 chord steps of 0.13 ms), 8 % stacks of 2 to 7 points and the
+rest the loop.
 """
 
 import dataclasses
@@ -65,6 +69,7 @@ import numpy as np
 
 from ._objective import (
     _as_stack,
+    _scratch,
     _Teacher,
     hessian_diagonal_blocks,
     hessian_stack,
@@ -319,7 +324,12 @@ def _polish(W, teacher, G, g2, tol2, budget, polish):
     # HESSIAN_BYTES (8 k^4 bytes each: 0.8 GB at k = 100): then one at a time
     H_first = {}
     if definite and len(definite) * 8 * (m * d) ** 2 <= HESSIAN_BYTES:
-        H = hessian_stack(W[definite], teacher.V[definite], blocks[definite])
+        H = hessian_stack(
+            W[definite],
+            teacher.V[definite],
+            blocks[definite],
+            out=_scratch("polish_hessians", (len(definite), m * d, m * d)),
+        )
         H_first = dict(zip(definite, H))
         del H
     definite = set(definite)
@@ -336,9 +346,12 @@ def _polish(W, teacher, G, g2, tol2, budget, polish):
         while gp2 > tol2 and n < budget[p]:
             if factor is None:
                 if H is None:
-                    H = hessian_stack(Wp, one.V)[0]
+                    H = hessian_stack(Wp, one.V, out=_scratch("polish_hessian", (1, m * d, m * d)))
+                    H = H[0]
                 H[diagonal] -= polish.margin  # in place: this point's Hessian, used once
-                factor, info = dpotrf(H, lower=1, clean=0)
+                # factorised in place: the transpose is Fortran-ordered (no copy), and
+                # its lower triangle is H's upper one (H is symmetric up to rounding)
+                factor, info = dpotrf(H.T, lower=1, clean=0, overwrite_a=1)
                 if info:  # lambda_min(H) <= margin (or not finite)
                     stop = gp2
                     break

@@ -178,6 +178,23 @@ def test_batched_gradient_equals_one_point_at_a_time():
         assert F[b] == pytest.approx(f, rel=1e-14)
 
 
+def test_hessians_written_into_a_buffer_equal_fresh_ones_and_later_calls_leave_them():
+    from plugins.population._objective import hessian_stack
+
+    W, V = RNG.standard_normal((3, 4, 5)), RNG.standard_normal((3, 4, 2))
+    fresh = hessian_stack(W, V)
+    buffer = np.empty_like(fresh)
+    assert hessian_stack(W, V, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, fresh)
+    # the intermediates are reused between calls; a returned Hessian is never one
+    kept = fresh.copy()
+    hessian_stack(RNG.standard_normal((3, 4, 5)), V)
+    np.testing.assert_array_equal(fresh, kept)
+    # each point's Hessian is its own: one at a time gives the stack's entries
+    for b in range(3):
+        np.testing.assert_array_equal(hessian_stack(W[b : b + 1], V[b : b + 1])[0], fresh[b])
+
+
 # ---- descent ---------------------------------------------------------------------------
 
 
