@@ -127,6 +127,26 @@ def test_pcg_meets_its_residual_bound_and_is_exact_with_the_exact_preconditioner
     assert _schur.SplitPreconditioner(X, pats, tau=0.0, max_rank_fraction=0.0).build(C) is None
 
 
+@pytest.mark.parametrize("tau", [1e-2, 1.0, 10.0, 1e3])
+def test_the_split_preconditioner_solves_with_its_documented_matrix(tau):
+    # N_hat = I + F_R F_R^T + (X X^T) o (|M| diag(c) |M|^T), written out densely here;
+    # the build forms one triangle by symmetric rank-k updates and factors it in place
+    rng = np.random.default_rng(5)
+    n, d, P = 35, 5, 8
+    X = rng.standard_normal((n, d))
+    pats = (rng.random((n, P)) < 0.5).astype(float)
+    C = _blocks(rng, P, d)
+    pre = _schur.SplitPreconditioner(X, pats, tau=tau, max_rank_fraction=1.0).build(C)
+    L, ranks, rest = _schur.pivoted_cholesky(C, tau / pre.scale)
+    assert 0 < pre.rank == ranks.sum() <= P * d  # all of them at tau = 1e-2
+    N_hat = np.eye(n) + (X @ X.T) * ((pats * (rest.sum(axis=1) / d)) @ pats.T)
+    for p in range(P):
+        F = pats[:, p, None] * (X @ L[p][:, : ranks[p]])
+        N_hat += F @ F.T
+    for b in rng.standard_normal((3, n)):
+        np.testing.assert_allclose(pre(b), np.linalg.solve(N_hat, b), rtol=1e-10, atol=0)
+
+
 @pytest.mark.parametrize("k", [1, 4, 9])
 def test_a_pcg_step_equals_the_direct_step(k):
     direct, pcg = _engine("direct"), _engine("pcg")
