@@ -437,10 +437,13 @@ def _triangles(m):
 
 
 def _clip_cosines(C):
-    """Clip cosines to [-1, 1] in place and return them (two ufunc calls: ``np.clip``'s
-    Python wrapper costs more than the clipping on a small stack)."""
-    np.maximum(C, -1.0, out=C)
-    return np.minimum(C, 1.0, out=C)
+    """Clip cosines to [-1, 1] in place and return them: two ufunc calls on a small
+    array (``np.clip``'s Python wrapper costs more than the clipping of a few hundred
+    entries), one pass of ``np.clip`` on a large one (half the time at 24 000)."""
+    if C.size < 2000:
+        np.maximum(C, -1.0, out=C)
+        return np.minimum(C, 1.0, out=C)
+    return np.clip(C, -1.0, 1.0, out=C)
 
 
 class _Workspace:
