@@ -45,8 +45,8 @@ class _Buffers:
     Attributes
     ----------
     H, D : Tensor, shape (B, n, m)
-        ``relu(Z)`` and the 0/1 mask ``sign(H)``; ``H`` then holds ``(R a^T) * D``
-        for several outputs.
+        ``relu(Z)`` and the 0/1 mask ``sign(H)``; with one output ``H`` then becomes
+        the mask (``D`` unused), with several ``H`` then holds ``(R a^T) * D``.
     out : Tensor, shape (B, 1, n) or (B, n, k)
     R, gR : Tensor, shape of ``Y``
         Residuals and ``g R``.
@@ -73,7 +73,7 @@ class _Buffers:
         self.s_, self.c_, self.g_ = (torch.tensor(v, **options) for v in (self.s, self.c, self.g))
         self.H = torch.empty((B, n, m), **options)
         self.HT = self.H.transpose(1, 2)
-        self.D = torch.empty((B, n, m), **options)
+        self.D = None if self.vector else torch.empty((B, n, m), **options)
         self.out = torch.empty((B, 1, n) if self.vector else (B, n, k), **options)
         self.out_rows = self.out.squeeze(1) if self.vector else self.out
         self.R = torch.empty(Y.shape, **options)
@@ -170,8 +170,9 @@ class Evaluator:
             values = torch.sum(b.RR_flat, dim=1, out=b.values).mul_(b.c_).tolist()
             if not need_grad:
                 return values, None
-            D = torch.sign(H, out=b.D)
-            if b.vector:
+            if b.vector:  # the mask in place: H is used up (a second (B, n, m) array,
+                # written out of place, costs 2-4x the pass once the two outgrow the cache)
+                D = H.sign_()
                 torch.mul(R, b.g_, out=b.gR)
                 torch.mul(X, b.gR_col, out=b.XR)
                 G = torch.bmm(b.XRT, D, out=b.G)
@@ -179,6 +180,7 @@ class Evaluator:
                 if self._grad_a:
                     torch.sum(torch.mul(W, G, out=b.WG), dim=1, out=b.grad_a)
             else:
+                D = torch.sign(H, out=b.D)
                 if self._grad_a:
                     torch.mul(torch.bmm(b.HT, R, out=b.Ga), b.g_, out=b.grad_a)
                 back = torch.bmm(R, b.a_rows(a), out=b.H).mul_(D)  # H is used up
