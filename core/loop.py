@@ -206,6 +206,7 @@ class Execution:
         self.store, self.config, self.meta, self.lock = store, config, meta, lock
         self.loggers = []
         self.ended = False
+        self.recorded = False  # the final meta.json written (then equal to self.meta)
         try:
             self._setup(config, registry, problem, checkpoint, display, threads)
         except BaseException as exc:
@@ -244,8 +245,10 @@ class Execution:
         self.fresh = checkpoint is None
         self.max_pending = config["run"]["max_pending_mb"] * 2**20
         if checkpoint is None:
-            self.trace = TraceWriter(self.store.trace_dir, 0)
-            self.trace.drop_chunks_from(0)
+            new = self.store.created  # an empty trace/ just made: nothing to check or drop
+            self.trace = TraceWriter(self.store.trace_dir, 0, new=new)
+            if not new:
+                self.trace.drop_chunks_from(0)
             step, self.elapsed_before = 0, 0.0
         else:
             loop_state = checkpoint["loop"]
@@ -427,6 +430,7 @@ class Execution:
         """Write the final ``meta.json``, then release the run's lock (whatever happened)."""
         try:
             self.store.write_meta(self.meta)
+            self.recorded = True
         except Exception as exc:
             self.error = self.error or exc
             self.status = self.reason = None  # meta.json still says running: crashed

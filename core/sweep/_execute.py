@@ -79,7 +79,7 @@ from ._folder import (
     sweep_path,
     write_sweep_files,
 )
-from ._spec import config_hash, expand_sweep, first_difference, group_by_shape
+from ._spec import config_hash, expand_sweep, first_difference, keyed_groups
 from ._worker import init_pool_worker, raw_meta, run_batch
 
 __all__ = ["run_sweep", "resume_sweep", "InlineExecutor", "WorkerPool"]
@@ -381,11 +381,21 @@ class _Driver:
 
     def _run_points(self, todo):
         """Run the batches; after a worker process died, the points not done in a new pool."""
-        groups = group_by_shape(todo, self.registry)
+        groups, keys = keyed_groups(todo, self.registry)
+        # a worker trains together the points of one group (a number: the keys, computed
+        # once here, need not travel); None: a point that trains alone
+        group_of = {
+            p.index: None if keys[p.index] is None else number
+            for number, group in enumerate(groups)
+            for p in group
+        }
         queue = collections.deque(
             {
                 **self.job,
-                "items": [{"index": p.index, "run": p.run, "config": p.config} for p in batch],
+                "items": [
+                    {"index": p.index, "run": p.run, "config": p.config, "group": group_of[p.index]}
+                    for p in batch
+                ],
             }
             for batch in _batches(groups, self.batch_size, self.engine.workers, self.ensemble)
         )

@@ -281,7 +281,8 @@ class StatusTable:
         """A point's result as a worker reported it (:func:`core.sweep.run_batch`)."""
         index = result["index"]
         self.active.pop(index, None)
-        row = point_row(self.entries[index], self.run_path(index))
+        # every field the run's meta.json would give comes with the result: not read
+        row = point_row(self.entries[index], self.run_path(index), meta={})
         row.update({k: result[k] for k in ("status", "reason", "steps", "final_loss")})
         return self._set(index, row)
 

@@ -316,7 +316,8 @@ def expand_sweep(config, registry):
     sweep has its own display) and ``seed`` increased by the seed index. Grid
     cells share their seeds, so cell ``(20, 5)`` seed 1 and cell ``(40, 5)`` seed 1
     see the same random streams. Every point is resolved here, before anything
-    runs, so a bad key fails the whole sweep at once.
+    runs, so a bad key fails the whole sweep at once (a cell is resolved once: its
+    other seeds' configs are copies with their own seed, as resolving gives).
 
     Parameters
     ----------
@@ -351,24 +352,29 @@ def expand_sweep(config, registry):
     width = max(4, len(str(total - 1)))
     points = []
     for cell in cells:
+        texts = [f"{key}={value!r}" for key, value in cell.items()]
+        first = None  # the cell's first point: (its seed before the seed index, its config)
         for seed_index in range(spec["seeds"]):
             index = len(points)
-            texts = [f"{key}={value!r}" for key, value in cell.items()]
-            where = f"sweep point {index} ({', '.join(texts) or 'base config'})"
-            try:
-                raw = apply_overrides(base, texts + ["run.display='off'"])
-                seed = raw.get("seed", 0)
-                if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                    raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
-                raw["seed"] = seed + seed_index
-                if spec["data"] == "cell":
-                    base_data = raw.get("data_seed")
-                    raw["data_seed"] = cell_data_seed(
-                        seed if base_data is None else base_data, cell
-                    )
-                resolved = resolve(raw, registry)
-            except RelulabError as exc:
-                raise type(exc)(f"{where}: {exc}") from None
+            if first is None:
+                where = f"sweep point {index} ({', '.join(texts) or 'base config'})"
+                try:
+                    raw = apply_overrides(base, texts + ["run.display='off'"])
+                    seed = raw.get("seed", 0)
+                    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                        raise ConfigError(f"seed must be an int >= 0; got {seed!r}")
+                    raw["seed"] = seed + seed_index
+                    if spec["data"] == "cell":
+                        base_data = raw.get("data_seed")
+                        raw["data_seed"] = cell_data_seed(
+                            seed if base_data is None else base_data, cell
+                        )
+                    resolved = resolve(raw, registry)
+                except RelulabError as exc:
+                    raise type(exc)(f"{where}: {exc}") from None
+                first = (seed, resolved)
+            else:  # resolving depends on the seed only through the seed itself
+                resolved = _with_seed(first[1], first[0] + seed_index)
             points.append(
                 Point(
                     index,
@@ -381,6 +387,32 @@ def expand_sweep(config, registry):
                 )
             )
     return spec, points
+
+
+def _copy_plain(value):
+    """A copy of resolved config data (dicts, lists, tuples of plain values)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_plain(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy_plain(item) for item in value]
+    if kind is tuple:
+        return tuple(_copy_plain(item) for item in value)
+    if isinstance(value, (dict, list, tuple)):
+        return copy.deepcopy(value)
+    return value
+
+
+def _with_seed(resolved, seed):
+    """The resolved config of another seed of the same cell: ``resolved`` with ``seed``.
+
+    :func:`core.config.resolve` reads the seed only to check it (an int >= 0, which
+    ``seed`` is) and to copy it, so this equals resolving the point's raw config, at
+    a fraction of the cost (a sweep has many seeds per cell).
+    """
+    out = _copy_plain(resolved)
+    out["seed"] = seed
+    return out
 
 
 def together_key(config, registry):
@@ -415,8 +447,14 @@ def group_by_shape(points, registry):
     groups : list of list of Point
         In order of first appearance.
     """
-    groups = {}
+    return keyed_groups(points, registry)[0]
+
+
+def keyed_groups(points, registry):
+    """:func:`group_by_shape`'s groups and each point's :func:`together_key` by index
+    (computed once: a sweep's driver tells its workers which points train together)."""
+    groups, keys = {}, {}
     for point in points:
-        key = together_key(point.config, registry)
+        key = keys[point.index] = together_key(point.config, registry)
         groups.setdefault(("single", point.index) if key is None else key, []).append(point)
-    return list(groups.values())
+    return list(groups.values()), keys

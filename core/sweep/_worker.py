@@ -63,8 +63,13 @@ def raw_meta(path):
         return None
 
 
-def _result(path):
-    meta = raw_meta(path) or {}
+def _result(path, execution=None):
+    """A point's outcome as its ``meta.json`` says: the meta an execution wrote at its
+    end (not read back), else the file as read."""
+    if execution is not None and execution.recorded:
+        meta = execution.meta
+    else:
+        meta = raw_meta(path) or {}
     return {
         "status": meta.get("status", "pending"),
         "reason": meta.get("reason"),
@@ -103,12 +108,13 @@ def _prepare_point(path, config, source, registry, config_path, threads):
       ``failed`` (its last step may have half-updated the state) or no checkpoint:
       ``start`` / ``restart`` from scratch (:func:`core.loop.prepare_run`).
     """
-    meta = raw_meta(path)
+    exists = path.exists()  # (a new sweep's points: nothing to read)
+    meta = raw_meta(path) if exists else None
     status = meta.get("status") if meta else None
     if status in DONE_STATUSES:
         return "skip", None
     kwargs = {"display": "off", "threads": threads}
-    if path.exists():
+    if exists:
         try:
             lock = FolderLock(path / RUN_LOCK, f"run {path}").acquire()
         except RunStoreError:
@@ -214,7 +220,7 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
         if error is None and execution is not None and execution.error is not None:
             error = describe_error(execution.error)
             _settle(path, error)  # e.g. a failed final save left it "running"
-        result = {**_result(path), "action": action}
+        result = {**_result(path, execution), "action": action}
         if error is not None:
             result.update(status="failed", reason=result["reason"] or error)
         results.append(result)
@@ -253,7 +259,9 @@ def run_batch(job, registry=None):
         ``plugins`` (the driver's ``registry.plugin_modules``), ``threads``
         (threads per point, or None), ``stop_file`` (the batch stops before its
         next point once this file exists) and ``items``:
-        ``[{"index", "run", "config"}]``.
+        ``[{"index", "run", "config"}]``, each with the ``"group"`` of points it
+        trains with (a number, None: alone; without it, the batch compares the
+        points' :func:`core.sweep.together_key`).
     registry : Registry, optional
         Default: this process's registry with the driver's plugin modules.
 
@@ -315,8 +323,8 @@ def _consecutive_groups(items, registry):
     """Split items into runs of consecutive points that train together."""
     groups, last = [], None
     for item in items:
-        try:
-            key = together_key(item["config"], registry)
+        try:  # the driver's group when it sent one (its keys computed once per point)
+            key = item["group"] if "group" in item else together_key(item["config"], registry)
         except Exception:  # an unknown plugin: the point runs alone and fails there
             key = None
         if key is not None and key == last:

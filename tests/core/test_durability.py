@@ -199,6 +199,40 @@ def test_members_whose_end_was_not_committed_resume_to_the_uninterrupted_result(
         np.testing.assert_array_equal(run.scalars["loss"], ref.scalars["loss"])
 
 
+def test_run_points_results_are_what_each_points_meta_json_says(
+    tmp_path, toy_registry, monkeypatch
+):
+    """A point's result is the meta its run wrote at its end (not read back); where that
+    write failed, what the file says once the point is settled."""
+    from core.store import RunStore
+
+    fields = ("status", "reason", "steps", "final_loss")
+
+    def check(results, items):
+        for (path, _), result in zip(items, results):
+            meta = read_json(path / "meta.json")
+            assert {k: result[k] for k in fields} == {k: meta.get(k) for k in fields}
+
+    items = [(tmp_path / "a" / f"p{s}", _config(tmp_path, toy_registry, s)) for s in SEEDS]
+    results = run_points(items, "", toy_registry)
+    assert [r["status"] for r in results] == ["finished"] * len(SEEDS)
+    check(results, items)
+
+    real = RunStore.write_meta
+
+    def failing(self, meta):
+        if meta["status"] == "finished" and self.path.name == "p4":
+            raise OSError(28, "No space left on device")
+        return real(self, meta)
+
+    monkeypatch.setattr(RunStore, "write_meta", failing)
+    items = [(tmp_path / "b" / f"p{s}", _config(tmp_path, toy_registry, s)) for s in SEEDS]
+    results = run_points(items, "", toy_registry)
+    assert [r["status"] for r in results] == ["finished", "failed", "finished"]
+    assert "No space left" in results[1]["reason"]
+    check(results, items)
+
+
 # ---- background writes (group_commit(background=True): a sweep's ensembles) ----------
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import CORE_PLUGINS, ROOT, subprocess_env, toy_config
 
-from core.config import resolve
+from core.config import apply_overrides, resolve
 from core.errors import ConfigError, RunStoreError
 from core.locks import FolderLock, is_locked
 from core.loop import resume_run
@@ -31,6 +31,7 @@ from core.sweep import (
     summarize_sweep,
     validate_spec,
 )
+from core.sweep._spec import cell_data_seed, config_hash
 
 GRID = {
     "grid": {"model.width": [4, 8], "algorithm.lr": [0.01, 0.02]},
@@ -99,6 +100,33 @@ def test_expansion_order_seeds_overrides_and_hashes(tmp_path, toy_registry):
     assert len({p.hash for p in points}) == len(points)
     _, again = expand_sweep(config, toy_registry)
     assert [p.hash for p in again] == [p.hash for p in points]
+
+
+@pytest.mark.parametrize("data", ["run", "cell"])
+def test_a_cells_seeds_have_the_configs_resolving_each_point_gives(tmp_path, toy_registry, data):
+    """A cell is resolved once and its other seeds are copies with their seed: the same
+    configs (and hashes) as resolving every point's raw config, each its own copy."""
+    sweep = {
+        "grid": {"model.width": [4, 8]},
+        "zip": {"algorithm.lr": [0.1, 0.01]},
+        "seeds": 3,
+        "data": data,
+    }
+    config = sweep_config(tmp_path, toy_registry, sweep)
+    _, points = expand_sweep(config, toy_registry)
+    base = {k: v for k, v in config.items() if k != "sweep"}
+    for point in points:
+        texts = [f"{k}={v!r}" for k, v in point.overrides.items()]
+        raw = apply_overrides(base, texts + ["run.display='off'"])
+        if data == "cell":
+            raw["data_seed"] = cell_data_seed(raw["seed"], point.overrides)
+        raw["seed"] += point.seed_index
+        expected = resolve(raw, toy_registry)
+        assert json.dumps(point.config) == json.dumps(expected)  # same keys, same order
+        assert point.config == expected and point.hash == config_hash(expected)
+    assert len({p.hash for p in points}) == len(points)
+    points[1].config["model"]["width"] = -1  # the copies share nothing
+    assert points[0].config["model"]["width"] == points[2].config["model"]["width"] == 4
 
 
 def test_nested_keys_as_command_line_overrides_write_them_are_dotted_keys():

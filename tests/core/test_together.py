@@ -133,6 +133,34 @@ def test_sweep_trains_the_seeds_of_a_cell_as_one_ensemble(tmp_path, toy_registry
         )
 
 
+def test_a_batch_groups_its_points_as_the_driver_says(tmp_path, toy_registry, monkeypatch):
+    """The driver tells which points train together (their keys computed once, there);
+    a batch without that computes the keys itself."""
+    import core.sweep._worker as worker
+    from core.sweep import run_batch, together_key
+
+    config = _config(tmp_path, toy_registry, 3, steps=5)
+    config["sweep"] = {"grid": {"model.width": [4]}, "seeds": 3}
+    _, points = expand_sweep(config, toy_registry)
+    items = [{"index": p.index, "run": p.run, "config": p.config} for p in points]
+    key = together_key(points[0].config, toy_registry)
+    job = {"sweep": str(tmp_path / "s"), "source": "", "items": items}
+    ToyEnsemble.calls.clear()
+    run_batch({**job, "items": [{**item, "group": 0} for item in items]}, toy_registry)
+    assert ToyEnsemble.calls == [3] * 5
+    computed = []
+    monkeypatch.setattr(worker, "together_key", lambda config, registry: computed.append(1) or key)
+    ToyEnsemble.calls.clear()
+    run_batch({**job, "sweep": str(tmp_path / "t")}, toy_registry)  # no keys sent
+    assert ToyEnsemble.calls == [3] * 5 and len(computed) == 3
+    computed.clear()
+    ToyEnsemble.calls.clear()
+    alone = [{**item, "group": None} for item in items]  # the driver's word: alone
+    out = run_batch({**job, "sweep": str(tmp_path / "u"), "items": alone}, toy_registry)
+    assert ToyEnsemble.calls == [] and not computed  # each point stepped on its own
+    assert [r["status"] for r in out["results"]] == ["finished"] * 3
+
+
 def test_sweep_ensemble_key_caps_the_members_trained_together(tmp_path, toy_registry):
     config = _config(tmp_path, toy_registry, 3, steps=5)
     config["sweep"] = {"grid": {"model.width": [4]}, "seeds": 5, "ensemble": 2}
