@@ -35,7 +35,8 @@ class Display:
     """
 
     def __init__(self, mode="auto", title="run", refresh_per_second=10.0, plain_every=10.0):
-        self.console = Console(stderr=True)
+        # a console only where it is used (making one costs more than a tiny run's step)
+        self.console = Console(stderr=True) if mode in ("auto", "live") else None
         if mode == "auto":
             mode = "live" if self.console.is_terminal else "plain"
         self.mode = mode

@@ -69,11 +69,18 @@ def _npy(array):
     (Fortran order for a Fortran-contiguous array, else C order), or None when its
     header needs format 2. Headers are cached by dtype, order and shape (a run's
     saves repeat them)."""
-    fields = npy_format.header_data_from_array_1_0(array)
-    header = _npy_header(fields["descr"], fields["fortran_order"], fields["shape"])
+    dtype = array.dtype
+    if dtype.isbuiltin == 1 and dtype.metadata is None:  # (numpy's descr: dtype.str)
+        flags = array.flags
+        fortran_order = flags.f_contiguous and not flags.c_contiguous
+        header = _cached_header(dtype.str, fortran_order, array.shape)
+    else:
+        fields = npy_format.header_data_from_array_1_0(array)
+        fortran_order = fields["fortran_order"]
+        header = _npy_header(fields["descr"], fortran_order, fields["shape"])
     if header is None:
         return None
-    return header + array.tobytes(order="F" if fields["fortran_order"] else "C")
+    return header + array.tobytes(order="F" if fortran_order else "C")
 
 
 def npz_bytes(arrays):

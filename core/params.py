@@ -97,22 +97,26 @@ class Param:
         """Return ``value`` converted to the declared type, or raise ConfigError."""
         if value is None and self.nullable:
             return None
-        key = f"{owner}.{self.name}"
-        bad = ConfigError(f"{key} must be {self.allowed()}; got {value!r}")
+        given = value
+
+        def bad():  # the message is built only when it is raised (a sweep checks thousands)
+            return ConfigError(f"{owner}.{self.name} must be {self.allowed()}; got {given!r}")
+
         value = _coerce(value, self.type, self.item_type, bad)
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f"{key} must be {self.allowed()}; got {value!r}" + did_you_mean(value, self.choices)
+                f"{owner}.{self.name} must be {self.allowed()}; got {value!r}"
+                + did_you_mean(value, self.choices)
             )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and math.isnan(value):
-                raise bad
+                raise bad()
             if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-                raise bad
+                raise bad()
             if self.high is not None and (
                 value > self.high or (self.high_open and value == self.high)
             ):
-                raise bad
+                raise bad()
         return value
 
 
@@ -130,12 +134,13 @@ def describe_type(typ, item_type=None):
 
 
 def _coerce(value, typ, item_type, bad):
+    """``value`` as the declared type; ``bad()`` is the error raised when it is not one."""
     types = typ if isinstance(typ, tuple) else (typ,)
     # bool is an int subclass: accept it only where bool is declared.
     if isinstance(value, bool):
         if bool in types:
             return value
-        raise bad
+        raise bad()
     for t in types:
         if t is float and isinstance(value, (int, float)):
             return float(value)
@@ -146,7 +151,7 @@ def _coerce(value, typ, item_type, bad):
             return items
         if t is not bool and t is not float and isinstance(value, t):
             return value
-    raise bad
+    raise bad()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Run-store primitives: atomic files, state packing, chunked trace."""
 
+import enum
 import json
 
 import numpy as np
@@ -7,8 +8,10 @@ import pytest
 
 from core.store import (
     TraceWriter,
+    _json_default,
     atomic_save_npz,
     atomic_write_json,
+    indented_json,
     load_npz,
     load_state,
     pack_state,
@@ -25,6 +28,46 @@ def test_atomic_json_replaces_and_leaves_no_temp_files(tmp_path):
     atomic_write_json(path, {"a": np.float64(2.5), "b": np.arange(2)})
     assert json.loads(path.read_text()) == {"a": 2.5, "b": [0, 1]}
     assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]
+
+
+class _Level(enum.IntEnum):
+    HIGH = 2
+
+
+INDENTED_CASES = [
+    {},
+    [],
+    "top-level text",
+    None,
+    {"status": "finished", "reason": None, "steps": 540, "final_loss": 1.5e-25, "ok": True},
+    {"nested": {"empty": {}, "none": [], "list": [1, [2, [3, {}]], ()], "t": (1.0, "x")}},
+    {"nan": float("nan"), "inf": float("inf"), "-inf": -float("inf"), "tiny": 5e-324},
+    {"text": 'quote " backslash \\ tab \t newline \n nul \x00', "unicode": "é π 😀"},
+    {7: "int key", 2.5: "float key", True: "bool key", None: "None key", "": "empty key"},
+    {False: "bool key", -1: "negative key", float("nan"): "nan key"},
+    {"numpy": np.float64(0.1), "f32": np.float32(0.5), "i": np.int64(-3), "b": np.bool_(1)},
+    {"array": np.arange(3), "matrix": np.eye(2), "scalar_array": np.array(7)},
+    {"big": 10**30, "neg": -0.0, "enum": _Level.HIGH, "bool": False},
+    [[[[]]], [{"a": [{}]}]],
+]
+
+
+@pytest.mark.parametrize("obj", INDENTED_CASES, ids=range(len(INDENTED_CASES)))
+def test_indented_json_is_the_text_json_dumps_writes(obj):
+    assert indented_json(obj) == json.dumps(obj, indent=2, default=_json_default)
+
+
+def test_indented_json_refuses_what_json_refuses():
+    loop = {"a": []}
+    loop["a"].append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        indented_json(loop)
+    with pytest.raises(TypeError, match="set is not JSON serialisable"):
+        indented_json({"a": {1, 2}})
+    with pytest.raises(TypeError, match="keys must be str, int, float, bool or None"):
+        indented_json({(1, 2): 3})
+    shared = [1]
+    assert indented_json([shared, shared]) == json.dumps([shared, shared], indent=2)
 
 
 def test_object_arrays_are_refused(tmp_path):
@@ -106,6 +149,19 @@ def test_trace_manifest_lists_the_streams_of_each_chunk(tmp_path):
     ]
     with pytest.raises(ValueError, match="stream name"):
         trace.append("a.b", {"x": 1})
+
+
+def test_a_new_trace_folder_is_taken_as_empty(tmp_path, monkeypatch):
+    """``new``: the empty trace/ a new run's folder was just made with; not listed."""
+    with pytest.raises(ValueError, match="chunk 0"):
+        TraceWriter(tmp_path, 1, new=True)
+    monkeypatch.setattr("core.store.os.listdir", None)  # never listed
+    trace = TraceWriter(tmp_path, 0, new=True)
+    trace.append("scalars", {"step": 0, "loss": 1.0})
+    assert trace.flush()
+    monkeypatch.undo()
+    assert read_stream(tmp_path, "scalars")["step"].tolist() == [0]
+    assert json.loads((tmp_path / "chunks.json").read_text())["n_chunks"] == 1
 
 
 def test_snapshots_keep_dtype(tmp_path):
