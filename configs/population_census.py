@@ -36,8 +36,11 @@ non-global minimum against ``k`` (Wilson 95 % intervals), the number of distinct
 minima against ``k`` and the neuron-norm sums of the minima for the largest ``k``
 (``plots/census_*.png``).
 
-Default: k = 6..20, 40 initialisations each (600 runs): measured 15 s with ``--jobs 2``
-on the idle two-core development machine (16.5 s with the runner's start-up; 20 s
+Default: k = 6..20, 40 initialisations each (600 runs): measured 4.7 s with ``--jobs
+2`` on a two-core Intel Xeon (AVX-512; 2026-12-02, with the runner's start-up), then
+3.6 s for ``python postprocess.py`` and 3.2 s for ``python plot.py``; 15 s on the idle
+two-core AMD EPYC (AVX2) development machine of earlier stops (16.5 s with the
+runner's start-up; 20 s
 before an ensemble's files reached the disk by group commits, ``core/durability.py``;
 24 s in ensembles of 16, ``sweep.ensemble=16``; 1 min 57 s while other work kept its
 load near 9; 5 min 51 s before the Newton polish, load near 10), then 10.5 s for
