@@ -203,7 +203,7 @@ class SplitPreconditioner:
         self.max_rank_fraction = float(max_rank_fraction)
         n, d = X.shape
         self.scale = float(np.einsum("nd,nd->", X, X)) / d  # mean ||X u||^2, ||u|| = 1
-        self.gram = None  # X X^T, on first build
+        self.gram = self.patterns_t = None  # X X^T and patterns^T (P, n), on first build
         self.rank = 0
 
     def build(self, C):
@@ -231,7 +231,7 @@ class SplitPreconditioner:
         V = L[p_idx, :, k_idx]  # (R, d), grouped by pattern
         if self.gram is None:
             self.gram = X @ X.T
-            self.patterns_t = np.ascontiguousarray(pats.T)  # (P, n): row gathers below
+            self.patterns_t = np.ascontiguousarray(pats.T)  # row gathers below
         # Only the lower triangle of Nh (C order) is formed where it saves work: it is
         # the upper one of the Fortran-ordered Nh.T, all LAPACK reads below.
         # (|M| diag(c) |M|^T) by a symmetric rank-P update of (|M| sqrt(c)): half the

@@ -190,6 +190,8 @@ def test_hessians_written_into_a_buffer_equal_fresh_ones_and_later_calls_leave_t
     kept = fresh.copy()
     hessian_stack(RNG.standard_normal((3, 4, 5)), V)
     np.testing.assert_array_equal(fresh, kept)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        hessian_stack(W, V, out=np.empty_like(fresh).transpose(0, 2, 1))
     # each point's Hessian is its own: one at a time gives the stack's entries
     for b in range(3):
         np.testing.assert_array_equal(hessian_stack(W[b : b + 1], V[b : b + 1])[0], fresh[b])
