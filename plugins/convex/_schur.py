@@ -193,10 +193,8 @@ class SplitPreconditioner:
 
     def __init__(self, X, patterns, tau=3.0, max_rank_fraction=0.6):
         import scipy.linalg  # imported on first use: keeps start-up light
-        import scipy.linalg.blas
-        import scipy.linalg.lapack
 
-        self._linalg, self._blas = scipy.linalg, scipy.linalg.blas
+        self._linalg = scipy.linalg  # (its blas and lapack modules come with it)
         self.X = X
         self.patterns = patterns
         self.tau = float(tau)
@@ -236,7 +234,7 @@ class SplitPreconditioner:
         # the upper one of the Fortran-ordered Nh.T, all LAPACK reads below.
         # (|M| diag(c) |M|^T) by a symmetric rank-P update of (|M| sqrt(c)): half the
         # multiply-adds of the product
-        half = self._blas.dsyrk(1.0, (pats * np.sqrt(c)).T, trans=1)  # Fortran-ordered
+        half = self._linalg.blas.dsyrk(1.0, (pats * np.sqrt(c)).T, trans=1)  # Fortran-ordered
         Nh = np.multiply(self.gram, half.T)  # C-ordered, lower triangle valid
         chunk = max(1, self.CHUNK_BYTES // (8 * n))
         for first in range(0, len(p_idx), chunk):  # F_R F_R^T, F_R^T in (chunk, n) blocks
@@ -244,7 +242,7 @@ class SplitPreconditioner:
             Ft = V[rows] @ X.T
             Ft *= self.patterns_t[p_idx[rows]]  # contiguous row gathers
             # Nh += F F^T in place, one triangle (a symmetric rank-k update)
-            self._blas.dsyrk(1.0, Ft.T, beta=1.0, c=Nh.T, trans=0, lower=0, overwrite_c=1)
+            self._linalg.blas.dsyrk(1.0, Ft.T, beta=1.0, c=Nh.T, trans=0, lower=0, overwrite_c=1)
         Nh[np.diag_indices_from(Nh)] += 1.0
         # factorised in place: Nh.T is Fortran-ordered, its upper triangle is Nh's
         # lower one; the factor is read in place by the solves
