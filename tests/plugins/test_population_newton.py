@@ -12,6 +12,7 @@ from plugins.population import (
     descend,
     population_grad,
     population_hessian,
+    population_loss,
 )
 from plugins.population._census import is_global
 
@@ -154,8 +155,36 @@ def test_calls_of_few_iterations_continue_like_one_call():
     assert (np.abs(total - steps_one) <= 3).all() and (newton > 0).all()
 
 
+def test_armijo_steps_go_down_a_curved_valley_where_the_gradient_norm_refuses_newton():
+    # initialisation 23 of bench_census's 50 at k = 20: at step 3 361 the gradient
+    # (norm 1e-3) lies along the Hessian's softest direction (eigenvalue 3.7e-3)
+    k = 20
+    W0 = np.random.default_rng(1020).standard_normal((50, k, k))[23:24] / np.sqrt(k)
+    V = np.broadcast_to(np.eye(k), W0.shape)
+    W, _, _ = descend(W0, V, 5 / k, 1e-12, 3361)
+    G, H = population_grad(W[0], V[0]), population_hessian(W[0], V[0])
+    assert np.linalg.eigvalsh(H)[0] > 1e-3
+    delta = np.linalg.solve(H, G.T.ravel()).reshape(k, k).T
+    for scale in (0.5, 0.25):  # damped Newton steps: F falls, the gradient norm rises
+        W_new = W[0] - scale * delta
+        assert np.linalg.norm(population_grad(W_new, V[0])) > np.linalg.norm(G)
+        assert population_loss(W_new, V[0]) < population_loss(W[0], V[0]) - 1e-5
+    plain = descend(W, V, 5 / k, 1e-12, 20_000, polish=NewtonPolish(armijo=None))
+    armijo = descend(W, V, 5 / k, 1e-12, 20_000, polish=NewtonPolish())
+    assert plain[1][0] > 9000 and armijo[1][0] < 50  # steps from here
+    assert plain[2][0] <= 1e-12 and armijo[2][0] <= 1e-12
+    np.testing.assert_allclose(armijo[0], plain[0], atol=1e-9)  # the same minimum
+
+
 def test_settings_are_checked():
-    for bad in ({"below": 0.0}, {"margin": -1.0}, {"retry": 1.0}, {"damping": -1}):
+    for bad in (
+        {"below": 0.0},
+        {"margin": -1.0},
+        {"retry": 1.0},
+        {"damping": -1},
+        {"armijo": 0.0},
+        {"armijo": 1.0},
+    ):
         with pytest.raises(ValueError):
             NewtonPolish(**bad)
 
