@@ -54,26 +54,26 @@ it ends at: ``W - s (H - margin I)^{-1} g`` has the same fixed points (``g = 0``
 gradient descent. Gradient descent stops within about ``tol / lambda_min`` of that
 point; the polish lands within rounding of it (tested against gradient descent to
 1e-12, and by ``bench/bench_census.py``: 50 initialisations at k = 10 and at k = 20,
-end points within 3e-11 and 6e-10, every census class the same). Measured at k = 20
-(the bench's 50 initialisations): mean 1860 steps instead of 6560, the slowest
-12 800 instead of 113 000, 1.6 factorisations and 8 Newton steps per
-initialisation. Its cost: a Hessian and a factorisation of a ``(k^2, k^2)`` matrix,
-about 1.1 ms at ``k = 20`` (both written into buffers kept from call to call: a
-fresh 1.3 MB array costs its page faults, as much again), the price of a few hundred
-batched gradient steps.
+end points within 3e-11 and 7e-10, every census class the same; over 200 more
+initialisations at k = 10 and k = 20, 100 at k = 15, 60 at k = 25 and 40 at k = 30,
+end points within 1.1e-9 of gradient descent's and every class the same). Measured at
+k = 20 (the bench's 50 initialisations): mean 1670 steps instead of 6560, the slowest
+4 580 instead of 113 000, 1.5 factorisations and 8 Newton steps per initialisation.
+Its cost: a Hessian and a factorisation of a ``(k^2, k^2)`` matrix, about 1.1 ms at
+``k = 20`` (both written into buffers kept from call to call: a fresh 1.3 MB array
+costs its page faults, as much again), the price of a few hundred batched gradient
+steps.
 
-Where the time goes at k = 20 (polished, 50 initialisations, one thread): on the
-AVX2 development machine (AMD EPYC) about 40 ms per initialisation, on an AVX-512
-one (Intel Xeon, numpy's ``arccos`` vectorised) about 20 ms, split alike: about half
-in batched gradient steps of 8 to 50 points (6 us per point and step at 30 to 50 on
-the Xeon, 12 us on the EPYC, where a third of it was ``arccos``), 17 % in the
-slowest initialisation alone at the end (it crosses a saddle region until about step
-11 600, where Newton first converges, and its gradient descent cannot be shortened
-without changing the path; a lone point's gradient takes 19-36 us, about 20 numpy
-calls on a (20, 40) matrix, the seed style's 25-66 us), 16 % the polish (per
-factorisation: the Hessian 0.55 ms and ``dpotrf`` 0.55 ms on the Xeon, 1.6 per
-initialisation; 5 to 10 chord steps of 0.13 ms), 8 % stacks of 2 to 7 points and the
-rest the loop.
+Where the time goes at k = 20 (polished, 50 initialisations, one thread, on an
+AVX-512 Intel Xeon where numpy's ``arccos`` is vectorised): about 17 ms per
+initialisation (about 40 ms on the AVX2 development machine, an AMD EPYC, with the
+gradient-norm test alone), half of it in batched gradient steps of 30 to 50 points (0.3 ms per
+step of 50: 6 us per point and step, the element passes over the ``(50, 20, 40)``
+angle matrix about half of it), 23 % the polish (per factorisation: the Hessian
+0.55 ms and ``dpotrf`` 0.55 ms; chord steps of 0.1 ms, the triangular solves reading a
+1.3 MB factor), 8 % stacks of 8 to 29 points, 8 % the last five initialisations
+(3 to 1 at a time, 21-45 us per gradient: about 20 numpy calls whatever the size) and
+the rest the loop.
 """
 
 import dataclasses
