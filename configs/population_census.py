@@ -16,14 +16,17 @@ each leaves as soon as it converges).
 Newton polish (``algorithm.newton_below = 1e-3``, the default): once a run's gradient
 norm is at most 1e-3 it finishes with Newton steps on the closed-form Hessian, taken
 only where the Hessian is positive definite (smallest eigenvalue above
-``newton_margin = 1e-6``) and only while they lower the gradient norm, so a saddle or
-a flat minimum keeps gradient descent. The descent's path up to there is the
-authors', so each initialisation ends at the critical point their gradient descent
-converges to: on 50 initialisations at k = 10 and at k = 20 the end points agree with
-plain gradient descent to 3e-11 and 6e-10 (gradient descent's own error, about
-``tol / lambda_min``) and the census puts every one in the same class
-(``bench/bench_census.py``). It takes mean 540 steps instead of 1370 at k = 10 and
-1860 instead of 6560 at k = 20, the slowest 12 800 instead of 113 000.
+``newton_margin = 1e-6``) and only when they lower the gradient norm or, in a curved
+valley where a Newton step raises the gradient norm, lower ``F`` by Armijo's
+sufficient decrease, so a saddle or a flat minimum keeps gradient descent. The
+descent's path up to there is the authors', so each initialisation ends at the
+critical point their gradient descent converges to: on 50 initialisations at k = 10
+and at k = 20 the end points agree with plain gradient descent to 3e-11 and 7e-10
+(gradient descent's own error, about ``tol / lambda_min``) and the census puts every
+one in the same class (``bench/bench_census.py``; also 650 more initialisations at
+k = 10 to 30, ``plugins/population/_descent.py``). It takes mean 540 steps instead of
+1370 at k = 10 and 1670 instead of 6560 at k = 20, the slowest 4 580 instead of
+113 000.
 ``algorithm.newton_below=None`` is the authors' procedure to the letter, at about
 twice (k = 10) and four to six times (k = 20) the compute.
 
@@ -36,9 +39,10 @@ non-global minimum against ``k`` (Wilson 95 % intervals), the number of distinct
 minima against ``k`` and the neuron-norm sums of the minima for the largest ``k``
 (``plots/census_*.png``).
 
-Default: k = 6..20, 40 initialisations each (600 runs): measured 4.7 s with ``--jobs
+Default: k = 6..20, 40 initialisations each (600 runs): measured 4.6 s with ``--jobs
 2`` on a two-core Intel Xeon (AVX-512; 2026-12-02, with the runner's start-up), then
-3.6 s for ``python postprocess.py`` and 3.2 s for ``python plot.py``; 15 s on the idle
+3.9 s for ``python postprocess.py`` and 3.4 s for ``python plot.py`` (4.7, 3.6 and
+3.2 s before the polish's Armijo test: the same census); 15 s on the idle
 two-core AMD EPYC (AVX2) development machine of earlier stops (16.5 s with the
 runner's start-up; 20 s
 before an ensemble's files reached the disk by group commits, ``core/durability.py``;
@@ -61,16 +65,18 @@ The paper's size, as an override::
 
 is 95 x 500 = 47 500 runs. Measured at the large k (``descend`` with the polish, 4
 initialisations at once, one thread, CPU seconds per initialisation; the sweep adds
-its store, a few ms per run): k = 30 0.2 s (mean 3350 steps), k = 50 1.5 s (6600),
-k = 70 7.2 s (12 300), k = 100 35.5 s (22 400 steps, 5.5 Newton steps each), peak
-2.5 GB of memory at k = 100 (a Hessian of (k^2, k^2) is 0.8 GB there; a polish
-builds the Hessians of the points trying together in one batch only up to 1 GiB,
-``plugins.population._descent.HESSIAN_BYTES``, one at a time beyond). The cost grows
-as about k^4 to k^4.5; interpolated between the measured k (and as k^3.9 below 30),
-the whole census is about 92 CPU hours: two days with ``--jobs 2``, 87 % of it at
-k >= 70 (plain gradient descent, ``algorithm.newton_below=None``: several times
-more, its slowest initialisations needing over 10^5 steps from k = 20 on). The
-census's own Hessians at k = 100 are 10^4 x 10^4, 0.8 GB each.
+its store, a few ms per run) on the two-core Intel Xeon (2026-12-02): k = 30 0.10 s
+(mean 2790 steps), k = 50 0.86 s (8090), k = 70 3.0 s (11 900), k = 100 20 s (22 400
+steps, 5.8 Newton steps each), peak 1.75 GB of memory at k = 100 (a Hessian of
+(k^2, k^2) is 0.8 GB there; a polish builds the Hessians of the points trying
+together in one batch only up to 1 GiB, ``plugins.population._descent.HESSIAN_BYTES``,
+one at a time beyond); on the AMD EPYC of earlier stops 0.2, 1.5, 7.2 and 35.5 s. The
+cost grows as about k^4 to k^5; interpolated between the measured k (and as k^3.9
+below 30), the whole census is about 47 CPU hours on the Xeon (92 on the EPYC): a day
+with ``--jobs 2``, 88 % of it at k >= 70 (plain gradient descent,
+``algorithm.newton_below=None``: several times more, its slowest initialisations
+needing over 10^5 steps from k = 20 on). The census's own Hessians at k = 100 are
+10^4 x 10^4, 0.8 GB each.
 
 Over-parameterised students (never run in the original):
 ``"sweep.zip={'data.k': [6, 8, 10], 'model.width': [7, 9, 11]}"``; gradient descent
