@@ -30,7 +30,7 @@ census k=K, stream of S slots + polish
     The polished descent through a batch of ``min(50, N / 2)`` slots, a waiting
     initialisation taking the place of each one that leaves (``descend(...,
     slots=...)``), against the one-batch time.
-census sweep overhead k=10
+census sweep overhead k=10 [, tmpfs]
     Milliseconds per point of the shipped sweep (``configs/population_census.py``
     at ``k = 10``: N points, ensembles of up to ``sweep.ensemble`` (40) seeds, every
     run in its own folder under the repository's ``runs/``, or
@@ -43,7 +43,10 @@ census sweep overhead k=10
     the run store, loggers and lockstep loop cost per point. An ensemble's files
     reach the disk together (:mod:`core.durability`: one ``syncfs`` per group
     commit instead of about 20 fsyncs per run), written by a background thread of
-    the group when its first writes prove slow.
+    the group when its first writes prove slow. The ``tmpfs`` row (full mode, when
+    ``/dev/shm`` is writable and ``RELULAB_BENCH_RUNS_DIR`` is not set) runs the same
+    sweeps in memory: the store's own work without the disk's file creations (about
+    17 file-system entries and renames per run).
 """
 
 import os
@@ -197,13 +200,14 @@ def _file_creation(folder, count=50):
         return (time.perf_counter() - start) / count
 
 
-def _sweep_overhead(n, passes):
+def _sweep_overhead(n, passes, runs_dir=None):
     from core.problem import build_problem
     from core.threads import limit_threads
 
     registry = get_registry()
     # where runs go: the store's cost is its file system's
-    runs_dir = Path(os.environ.get("RELULAB_BENCH_RUNS_DIR") or REPO_ROOT / "runs")
+    memory = runs_dir is not None
+    runs_dir = Path(runs_dir or os.environ.get("RELULAB_BENCH_RUNS_DIR") or REPO_ROOT / "runs")
     runs_dir.mkdir(exist_ok=True)
 
     def sweep(seeds):
@@ -245,7 +249,7 @@ def _sweep_overhead(n, passes):
     overheads = sorted(s - c for s, c in zip(sweeps, computes))
     overhead = max(float(np.median(overheads)), 1e-9)
     return row(
-        "census sweep overhead k=10",
+        "census sweep overhead k=10" + (", tmpfs" if memory else ""),
         overhead * 1e3,
         "ms/point",
         compute_seconds * 1e3,
@@ -266,4 +270,12 @@ def run(quick):
     for k in (10, 20):
         rows.extend(_compare(k, n))
     rows.append(_sweep_overhead(8, 1) if quick else _sweep_overhead(80, 3))
+    memory = Path("/dev/shm")
+    if not quick and not os.environ.get("RELULAB_BENCH_RUNS_DIR") and _writable(memory):
+        # the same in memory: the store's own work, without the disk's file creations
+        rows.append(_sweep_overhead(80, 3, memory))
     return rows
+
+
+def _writable(folder):
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
