@@ -55,8 +55,9 @@ gradient descent. Gradient descent stops within about ``tol / lambda_min`` of th
 point; the polish lands within rounding of it (tested against gradient descent to
 1e-12, and by ``bench/bench_census.py``: 50 initialisations at k = 10 and at k = 20,
 end points within 3e-11 and 7e-10, every census class the same; over 200 more
-initialisations at k = 10 and k = 20, 100 at k = 15, 60 at k = 25 and 40 at k = 30,
-end points within 1.1e-9 of gradient descent's and every class the same). Measured at
+initialisations at k = 10 and k = 20, 100 at k = 15, 60 at k = 25, 40 at k = 30 and
+16 at k = 40, end points within 1.1e-9 of gradient descent's and every class the
+same). Measured at
 k = 20 (the bench's 50 initialisations): mean 1670 steps instead of 6560, the slowest
 4 580 instead of 113 000, 1.5 factorisations and 8 Newton steps per initialisation.
 Its cost: a Hessian and a factorisation of a ``(k^2, k^2)`` matrix, about 1.1 ms at
