@@ -23,7 +23,7 @@ descent's path up to there is the authors', so each initialisation ends at the
 critical point their gradient descent converges to: on 50 initialisations at k = 10
 and at k = 20 the end points agree with plain gradient descent to 3e-11 and 7e-10
 (gradient descent's own error, about ``tol / lambda_min``) and the census puts every
-one in the same class (``bench/bench_census.py``; also 650 more initialisations at
+one in the same class (``bench/bench_census.py``; also 616 more initialisations at
 k = 10 to 40, ``plugins/population/_descent.py``). It takes mean 540 steps instead of
 1370 at k = 10 and 1670 instead of 6560 at k = 20, the slowest 4 580 instead of
 113 000.
