@@ -200,13 +200,12 @@ def _file_creation(folder, count=50):
         return (time.perf_counter() - start) / count
 
 
-def _sweep_overhead(n, passes, runs_dir=None):
+def _sweep_overhead(n, passes, runs_dir=None, label=""):
     from core.problem import build_problem
     from core.threads import limit_threads
 
     registry = get_registry()
     # where runs go: the store's cost is its file system's
-    memory = runs_dir is not None
     runs_dir = Path(runs_dir or os.environ.get("RELULAB_BENCH_RUNS_DIR") or REPO_ROOT / "runs")
     runs_dir.mkdir(exist_ok=True)
 
@@ -249,7 +248,7 @@ def _sweep_overhead(n, passes, runs_dir=None):
     overheads = sorted(s - c for s, c in zip(sweeps, computes))
     overhead = max(float(np.median(overheads)), 1e-9)
     return row(
-        "census sweep overhead k=10" + (", tmpfs" if memory else ""),
+        "census sweep overhead k=10" + label,
         overhead * 1e3,
         "ms/point",
         compute_seconds * 1e3,
@@ -273,7 +272,7 @@ def run(quick):
     memory = Path("/dev/shm")
     if not quick and not os.environ.get("RELULAB_BENCH_RUNS_DIR") and _writable(memory):
         # the same in memory: the store's own work, without the disk's file creations
-        rows.append(_sweep_overhead(80, 3, memory))
+        rows.append(_sweep_overhead(80, 3, memory, label=", tmpfs"))
     return rows
 
 

@@ -134,7 +134,7 @@ class PopulationGD(Algorithm):
 
     def _measure(self):
         """Loss and gradient norm at ``W`` (the norm as :func:`descend` computes it)."""
-        G = stack_gradient(self.W[None].copy(), _Teacher(self.V[None]))  # as descend does
+        G = stack_gradient(self.W[None], _Teacher(self.V[None]))  # as descend does
         self.grad_norm = float(np.sqrt(np.einsum("bdm,bdm->b", G, G))[0])
         self._loss = population_loss(self.W, self.V)
 

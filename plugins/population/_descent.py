@@ -58,9 +58,9 @@ point; the polish lands within rounding of it (tested against gradient descent t
 end points within 3e-11 and 7e-10, every census class the same; over 200 more
 initialisations at k = 10 and k = 20, 100 at k = 15, 60 at k = 25, 40 at k = 30 and
 16 at k = 40, end points within 1.1e-9 of gradient descent's and every class the
-same). Measured at
-k = 20 (the bench's 50 initialisations): mean 1670 steps instead of 6560, the slowest
-4 580 instead of 113 000, 1.5 factorisations and 8 Newton steps per initialisation.
+same). Measured at k = 20 (the bench's 50 initialisations): mean 1670 steps instead
+of 6560, the slowest 4 580 instead of 113 000, 1.5 factorisations and 8 Newton steps
+per initialisation.
 Its cost: a Hessian and a factorisation of a ``(k^2, k^2)`` matrix, about 1.1 ms at
 ``k = 20`` (both written into buffers kept from call to call: a fresh 1.3 MB array
 costs its page faults, as much again), the price of a few hundred batched gradient
@@ -69,13 +69,13 @@ steps.
 Where the time goes at k = 20 (polished, 50 initialisations, one thread, on an
 AVX-512 Intel Xeon where numpy's ``arccos`` is vectorised): about 17 ms per
 initialisation (about 40 ms on the AVX2 development machine, an AMD EPYC, with the
-gradient-norm test alone), half of it in batched gradient steps of 30 to 50 points (0.3 ms per
-step of 50: 6 us per point and step, the element passes over the ``(50, 20, 40)``
-angle matrix about half of it), 23 % the polish (per factorisation: the Hessian
-0.55 ms and ``dpotrf`` 0.55 ms; chord steps of 0.1 ms, the triangular solves reading a
-1.3 MB factor), 8 % stacks of 8 to 29 points, 8 % the last five initialisations
-(3 to 1 at a time, 21-45 us per gradient: about 20 numpy calls whatever the size) and
-the rest the loop.
+gradient-norm test alone), half of it in batched gradient steps of 30 to 50 points
+(0.3 ms per step of 50: 6 us per point and step, the element passes over the
+``(50, 20, 40)`` angle matrix about half of it), 23 % the polish (per factorisation:
+the Hessian 0.55 ms and ``dpotrf`` 0.55 ms; chord steps of 0.1 ms, the triangular
+solves reading a 1.3 MB factor), 8 % stacks of 8 to 29 points, 8 % the last five
+initialisations (3 to 1 at a time, 21-45 us per gradient: about 20 numpy calls
+whatever the size) and the rest the loop.
 """
 
 import dataclasses
