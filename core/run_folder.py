@@ -62,8 +62,17 @@ def _run_lock(path):
     return FolderLock(Path(path) / RUN_LOCK, f"run {path}")
 
 
-def create_run_folder(config, source, arrays, problem, runs_dir=None, config_path=None, path=None):
-    """Make a new run's folder, locked, with its config, meta and problem.
+def create_run_folder(
+    config,
+    source,
+    arrays,
+    problem,
+    runs_dir=None,
+    config_path=None,
+    path=None,
+    record_start=True,
+):
+    """Make a new run's folder, locked, with its config, problem and (``record_start``) meta.
 
     Parameters
     ----------
@@ -76,14 +85,14 @@ def create_run_folder(config, source, arrays, problem, runs_dir=None, config_pat
         that a data set that fails leaves no folder behind.
     problem : Problem
         Gives ``n``, ``d``, ``width`` and ``bias`` for ``meta.json``.
-    runs_dir, config_path, path
+    runs_dir, config_path, path, record_start
         See :func:`core.loop.prepare_run`.
 
     Returns
     -------
     store : RunStore
     meta : dict
-        As written (status ``running``).
+        Status ``running``: as written, or to be written (``record_start`` False).
     lock : FolderLock
         Held; released by the run's end.
     """
@@ -124,7 +133,8 @@ def create_run_folder(config, source, arrays, problem, runs_dir=None, config_pat
             "resumes": [],
         }
         atomic_save_npz(store.path / "problem.npz", arrays)
-        store.write_meta(meta)
+        if record_start:
+            store.write_meta(meta)
     except BaseException:
         lock.release()
         raise

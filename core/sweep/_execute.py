@@ -500,9 +500,13 @@ class _Driver:
             items = []
             for item in job["items"]:
                 index = item["index"]
-                status = (raw_meta(self.table.run_path(index)) or {}).get("status")
+                run = self.table.run_path(index)
+                status = (raw_meta(run) or {}).get("status")
                 touched = self.table.touched(index)
-                if touched and status == "running" and self._fail(index, WORKER_DIED):
+                # started here: "running", or a run folder without meta.json yet (an
+                # ensemble member before its first save)
+                started = status == "running" or (status is None and run.is_dir())
+                if touched and started and self._fail(index, WORKER_DIED):
                     culprits.append(index)
                 elif status in DONE_STATUSES or (touched and status == "failed"):
                     self._show(self.table.lost(index))
@@ -513,17 +517,20 @@ class _Driver:
         return rest, culprits
 
     def _fail(self, index, reason):
-        """Mark a point ``failed`` in its meta (and the table) if its run lock is free."""
+        """Mark a point ``failed`` in its meta (and the table) if its run lock is free.
+
+        A run folder without ``meta.json`` (an ensemble member killed before its
+        first save) gets one that says only that.
+        """
         run = self.table.run_path(index)
         try:
             lock = FolderLock(run / RUN_LOCK, f"run {run}").acquire()
         except RunStoreError:
             return False
         with lock:
-            meta = raw_meta(run)
-            if meta is not None:
-                meta.update(status="failed", reason=reason)
-                atomic_write_json(run / "meta.json", meta)
+            meta = raw_meta(run) or {"run_id": run.name}
+            meta.update(status="failed", reason=reason)
+            atomic_write_json(run / "meta.json", meta)
         self._show(self.table.lost(index))
         return True
 

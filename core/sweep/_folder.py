@@ -210,8 +210,9 @@ class StatusTable:
 
     Rows are rebuilt from the run folders (:func:`point_row`), updated from what
     workers report and from the ``meta.json`` of points handed out (re-read when
-    its modification time changes), and written to ``status.json`` /
-    ``status.csv`` at most every ``write_every`` seconds.
+    its modification time changes; a handed-out point whose folder exists without
+    one, an ensemble member before its first save, reads ``running``), and written
+    to ``status.json`` / ``status.csv`` at most every ``write_every`` seconds.
 
     Parameters
     ----------
@@ -227,19 +228,28 @@ class StatusTable:
         self.entries = {e["index"]: e for e in entries}
         self.rows = {i: point_row(e, self.path / e["run"]) for i, e in self.entries.items()}
         self.write_every = write_every
-        self.active = {}  # index -> meta.json mtime last seen, while handed out
-        self._handed = {}  # index -> meta.json mtime when handed out
+        self.active = {}  # index -> _stamp last seen, while handed out
+        self._handed = {}  # index -> _stamp when handed out
         self._reported = set()
         self._written = None
 
     def run_path(self, index):
         return self.path / self.entries[index]["run"]
 
-    def _mtime(self, index):
+    def _stamp(self, index):
+        """What a point's run changes as it writes: ``meta.json``'s modification
+        time; before its first ``meta.json`` (an ensemble member), ``("folder",
+        inode, ctime)`` of its run folder; None without a folder."""
+        run = self.run_path(index)
         try:
-            return (self.run_path(index) / "meta.json").stat().st_mtime_ns
+            return (run / "meta.json").stat().st_mtime_ns
+        except OSError:
+            pass
+        try:
+            stat = run.stat()
         except OSError:
             return None
+        return ("folder", stat.st_ino, stat.st_ctime_ns)
 
     def _set(self, index, row):
         """Store a row; return the message to print if the point newly failed."""
@@ -258,23 +268,26 @@ class StatusTable:
         return self._set(index, point_row(self.entries[index], self.run_path(index)))
 
     def hand_out(self, indices):
-        """Points given to a worker: watch their ``meta.json`` from now on."""
+        """Points given to a worker: watch their run folders from now on."""
         for index in indices:
-            self.active[index] = self._handed[index] = self._mtime(index)
+            self.active[index] = self._handed[index] = self._stamp(index)
             self._reported.discard(index)
 
     def touched(self, index):
-        """Whether a point's ``meta.json`` changed since it was handed out."""
-        return index in self._handed and self._mtime(index) != self._handed[index]
+        """Whether a point's run wrote (``meta.json``, or a new run folder) since it
+        was handed out."""
+        return index in self._handed and self._stamp(index) != self._handed[index]
 
     def poll(self):
-        """Re-read the rows of handed-out points whose meta changed; new failures."""
+        """Re-read the rows of handed-out points whose run wrote; new failures."""
         messages = []
         for index, seen in list(self.active.items()):
-            mtime = self._mtime(index)
-            if mtime is not None and mtime != seen:
-                self.active[index] = mtime
+            stamp = self._stamp(index)
+            if stamp is not None and stamp != seen:
+                self.active[index] = stamp
                 messages += self.refresh(index)
+                if isinstance(stamp, tuple) and self.rows[index]["status"] == "pending":
+                    self.rows[index]["status"] = "running"  # made, first save to come
         return messages
 
     def result(self, result):

@@ -94,7 +94,7 @@ def _settle(path, error):
             RunStore(path).write_meta(meta)
 
 
-def _prepare_point(path, config, source, registry, config_path, threads):
+def _prepare_point(path, config, source, registry, config_path, threads, record_start=True):
     """Decide what a point needs and set it up: ``(action, execution or None)``.
 
     What the run folder holds decides:
@@ -104,9 +104,12 @@ def _prepare_point(path, config, source, registry, config_path, threads):
       and the folder is left alone;
     * ``interrupted``, or ``running`` left by a dead process, with a checkpoint:
       ``resume`` (:func:`core.loop.prepare_resume`: same folder, same trace);
-    * nothing, a folder without ``meta.json`` (killed while being created),
-      ``failed`` (its last step may have half-updated the state) or no checkpoint:
-      ``start`` / ``restart`` from scratch (:func:`core.loop.prepare_run`).
+    * nothing, a folder without ``meta.json`` (killed while being created, or an
+      ensemble member killed before its first save), ``failed`` (its last step may
+      have half-updated the state) or no checkpoint: ``start`` / ``restart`` from
+      scratch (:func:`core.loop.prepare_run`).
+
+    ``record_start``: see :func:`core.loop.prepare_run`.
     """
     exists = path.exists()  # (a new sweep's points: nothing to read)
     meta = raw_meta(path) if exists else None
@@ -136,7 +139,15 @@ def _prepare_point(path, config, source, registry, config_path, threads):
         finally:
             if not handed:
                 lock.release()
-    execution = prepare_run(config, source, registry, config_path=config_path, path=path, **kwargs)
+    execution = prepare_run(
+        config,
+        source,
+        registry,
+        config_path=config_path,
+        path=path,
+        record_start=record_start,
+        **kwargs,
+    )
     return ("start" if meta is None else "restart"), execution
 
 
@@ -162,7 +173,9 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
     Each point is prepared as :func:`_prepare_point` decides, then the prepared
     ones run in lockstep (:func:`core.loop.execute`): one ensemble when their
     algorithm is batchable, so pass only points with one
-    :func:`core.sweep.together_key` (or a single point).
+    :func:`core.sweep.together_key` (or a single point). With several points, a new
+    run's ``meta.json`` is first written at its first save (``record_start`` of
+    :func:`core.loop.prepare_run`): for tiny runs, at their end.
 
     Parameters
     ----------
@@ -195,7 +208,7 @@ def run_points(items, source="", registry=None, config_path=None, threads=None):
             action, execution, error = "start", None, None
             try:
                 action, execution = _prepare_point(
-                    path, config, source, registry, config_path, threads
+                    path, config, source, registry, config_path, threads, not together
                 )
             except RunStoreError as exc:
                 if is_locked(path / RUN_LOCK):  # taken by another process meanwhile

@@ -328,6 +328,34 @@ def test_a_point_that_kills_its_worker_fails_alone(tmp_path, monkeypatch):
         np.testing.assert_array_equal(load_run(path / row["run"]).scalars["step"], np.arange(41))
 
 
+def test_an_ensemble_that_kills_its_worker_before_its_first_save_fails_as_a_whole(
+    tmp_path, worker_registry
+):
+    """Members write meta.json at their first save: killed before it, their folders
+    have none, and the driver still finds them (started here) and marks them failed."""
+    kill_file = tmp_path / "kill"
+    kill_file.touch()
+    sweep = {"grid": {"algorithm.die_at": [-1, 5]}, "seeds": 2}
+    config = sweep_config(
+        tmp_path,
+        worker_registry,
+        sweep,
+        steps=40,
+        algorithm={"name": "toy_ensemble", "kill_file": str(kill_file)},
+    )
+    path = run_sweep(config, "", worker_registry, jobs=2, batch_size=2)
+    rows = read_status(path)["points"]
+    assert [row["status"] for row in rows] == ["finished", "finished", "failed", "failed"]
+    for row in rows[2:]:
+        assert "worker process running this point died" in row["reason"]
+        meta = Run(path / row["run"]).meta  # the driver's: the member never saved
+        assert meta == {"run_id": row["id"], "status": "failed", "reason": row["reason"]}
+    resume_sweep(path, worker_registry, jobs=2)  # the kill file is gone: they finish
+    assert read_status(path)["counts"] == {"finished": 4}
+    for row in rows:
+        np.testing.assert_array_equal(load_run(path / row["run"]).scalars["step"], np.arange(41))
+
+
 def test_an_error_outside_the_loop_is_recorded_too(tmp_path, toy_registry, monkeypatch):
     import toy_plugins
 
@@ -365,6 +393,10 @@ def _statuses(runs_dir):
     return [Run(m.parent).meta["status"] for m in runs_dir.glob("toy/*/runs/*/meta.json")]
 
 
+def _locked(runs_dir):
+    return any(is_locked(lock) for lock in runs_dir.glob("toy/*/runs/*/run.lock"))
+
+
 def _midway(runs_dir):
     """Some points finished and one is running, past a checkpoint but far from its end."""
     metas = [Run(m.parent).meta for m in runs_dir.glob("toy/*/runs/*/meta.json")]
@@ -392,8 +424,13 @@ def test_kill_9_midway_then_resume_finishes_every_point_once(tmp_path, worker_re
     _wait(lambda: _midway(runs_dir), proc, what="points finished and one running")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # the orphaned pool workers interrupt their point, save and exit by themselves
-    _wait(lambda: "running" not in _statuses(runs_dir), timeout=40, what="orphans to exit")
+    # the orphaned pool workers interrupt their point, save and exit by themselves,
+    # releasing the run locks (an ensemble member's meta.json comes at its first save)
+    _wait(
+        lambda: "running" not in _statuses(runs_dir) and not _locked(runs_dir),
+        timeout=40,
+        what="orphans to exit",
+    )
     statuses = _statuses(runs_dir)
     assert "interrupted" in statuses and statuses.count("finished") < 8
 

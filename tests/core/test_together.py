@@ -211,3 +211,38 @@ def test_members_save_once_at_the_end_and_a_member_killed_before_resumes_from_st
     assert run.meta["status"] == "finished" and run.meta["resumes"][-1]["from_step"] == 0
     np.testing.assert_array_equal(run.final_state()["W"], alone.final_state()["W"])
     np.testing.assert_array_equal(run.scalars["step"], alone.scalars["step"])
+
+
+def test_sweep_members_write_meta_json_once_at_their_first_save(
+    tmp_path, toy_registry, monkeypatch
+):
+    """Points trained together write meta.json once (at their end, here the first
+    save: a new file, not a replacement); a point alone writes it at its start too."""
+    from core.store import RunStore
+    from core.sweep import run_points
+
+    writes = []
+    original = RunStore.write_meta
+
+    def counting(self, meta):
+        writes.append((self.path.name, meta["status"]))
+        return original(self, meta)
+
+    monkeypatch.setattr(RunStore, "write_meta", counting)
+    no_saver = {"savers": {}}
+    items = [
+        (tmp_path / f"p{s}", _config(tmp_path, toy_registry, s, steps=20, **no_saver))
+        for s in SEEDS
+    ]
+    results = run_points(items, registry=toy_registry)
+    assert [r["status"] for r in results] == ["finished"] * len(SEEDS)
+    assert sorted(writes) == sorted((f"p{s}", "finished") for s in SEEDS)
+    for seed in SEEDS:  # the whole record, written once
+        meta = Run(tmp_path / f"p{seed}").meta
+        assert (meta["seed"], meta["steps"], meta["width"]) == (seed, 20, 16)
+        assert meta["started"] and meta["ended"] and meta["pid"]
+
+    writes.clear()
+    alone = _config(tmp_path, toy_registry, SEEDS[0], steps=20, **no_saver)
+    run_points([(tmp_path / "alone", alone)], registry=toy_registry)
+    assert writes[0] == ("alone", "running") and writes[-1] == ("alone", "finished")
