@@ -175,11 +175,19 @@ def population_loss(W, V):
     True
     """
     W, V = _as_stack(W, V)
-    total = (
-        0.5 * kernel(W, W).sum(axis=(-1, -2))
-        - kernel(W, V).sum(axis=(-1, -2))
-        + 0.5 * kernel(V, V).sum(axis=(-1, -2))
+    # F = 1/2 s^T kappa(N, N) s over all neurons N = [W, V], s = (1, .., 1, -1, .., -1):
+    # one angle matrix instead of three kernels
+    batch = np.broadcast_shapes(W.shape[:-2], V.shape[:-2])
+    m = W.shape[-1]
+    N = np.concatenate(
+        [np.broadcast_to(W, batch + W.shape[-2:]), np.broadcast_to(V, batch + V.shape[-2:])],
+        axis=-1,
     )
+    norms, U = _unit(N)
+    C, T, S = _pair_terms(U, U)
+    signed = norms.copy()
+    signed[..., m:] *= -1.0
+    total = np.einsum("...i,...ij,...j->...", signed, S + (np.pi - T) * C, signed) / (2 * TWO_PI)
     return total if np.ndim(total) else float(total)
 
 
