@@ -21,7 +21,9 @@ sync, followed by a second sync. So:
   its files on the disk, whatever happens;
 * ``kill -9`` keeps every file written (renames included) and loses only the final
   ``meta.json`` of members that ended since the last commit: those read ``crashed``
-  and resume from their final checkpoint, ending at once;
+  and resume from their final checkpoint, ending at once (a member whose first
+  ``meta.json`` is that final one, :func:`core.loop.prepare_run`'s ``record_start``,
+  has none and starts again from scratch);
 * power loss may lose or tear files written since the last commit, of runs not yet
   recorded as ended: a sweep resume continues them from their checkpoint, starts
   them again when ``meta.json`` is unreadable, or reports a damaged file by name

@@ -84,10 +84,11 @@ def prepare_run(
         Write ``meta.json`` now (default). False (an ensemble member,
         :func:`core.sweep.run_points`) leaves it to the run's first save, often its
         final one: a tiny run then writes it once, as a new file (replacing a file
-        forces its data to the disk on ext4: about 0.5 ms where a new file takes
-        0.1). Until then the folder is not listed as a run, and a process killed
-        before that save leaves a folder without ``meta.json``, which a sweep starts
-        again from scratch. A set-up that fails still records ``failed``.
+        makes ext4 flush the new data: 0.11 ms against 0.05 for a new
+        ``meta.json`` on the development disk, in a group commit). Until then the
+        folder is not listed as a run, and a process killed before that save leaves
+        a folder without ``meta.json``, which a sweep starts again from scratch. A
+        set-up that fails still records ``failed``.
 
     Returns
     -------
