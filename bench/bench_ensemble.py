@@ -65,14 +65,14 @@ products alone take 48-66 us per run-step and all the kernels 65-85 us (``floor`
 rows), so against the seed style's 382 us (the issue's measurement, quieter machine)
 the batched step cannot reach 10x on one thread: at most 4.5-5.9x, whatever the
 Python around it. On the Intel Xeon (AVX-512) of later stops the products run at
-130-143 GFLOP/s (80-88 % of the 512^3 rate) at d1 = 60 and 200, the kernels take
-32-35 us per run-step at d1 = 200 against the seed style's 299 us (2026-12-02): at
-most 8.6-9.2x there. Rewriting the step for the data a cell's runs share (one
-``mm`` of ``X`` against all ten networks' neurons, then one for the gradient) was
-measured too: 3.6 against 4.3 us per run-step for the products at d1 = 20, 9.7
-against 8.6 at 60 and 34.6 against 29.1 at 200 (the gradient then needs one more
-``(N, d1)`` pass), so the step keeps ``bmm``. Under the load of the measurements in
-the README (load average
+127-143 GFLOP/s (80-88 % of the 512^3 rate) at d1 = 60 and 200, the kernels take 31-36
+us per run-step at d1 = 200 against the seed style's 294-353 us (four runs on
+2026-12-02): at most 9.2-9.9x there, with nothing around them. Rewriting the step for
+the data a cell's runs share (one ``mm`` of ``X`` against all ten networks' neurons,
+then one for the gradient) was measured too: 3.6 against 4.3 us per run-step for the
+products at d1 = 20, 9.7 against 8.6 at 60 and 34.6 against 29.1 at 200 (the gradient
+then needs one more ``(N, d1)`` pass), so the step keeps ``bmm``. Under the load of
+the measurements in the README (load average
 4 to 8 on the 2 cores) the seed style itself slows to 730-1100 us per run-step
 (it allocates fresh ``(N, d1)`` tensors every step) while the kernels slow less, so
 ratios measured under load are larger than on a quiet machine. At d1 = 20 and 60 the
