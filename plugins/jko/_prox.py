@@ -47,6 +47,7 @@ __all__ = [
     "ProxSolverError",
     "prox_objective",
     "kkt_residual",
+    "damped_dual_newton",
     "TINY_MASS",
 ]
 
@@ -128,6 +129,75 @@ def kkt_residual(energy, log_q, sigma, p, log_p=None, rel_mass=TINY_MASS):
         return 0.0
     g = sigma * energy.gradient(p) + log_p - log_q
     return float(np.max(np.abs(g[keep])))
+
+
+def damped_dual_newton(evaluate, newton_step, log_mass_change, lam, tol, max_iter):
+    r"""Damped Newton with an Armijo line search on the prox's dual, for any array type.
+
+    The iteration of :func:`plugins.jko._prox_scipy.dual_newton_prox` (numpy) and of
+    the ``torch`` prox: only the arrays and the linear algebra differ, given as
+    callables. Near the optimum, where the decrease of the dual is below rounding, a
+    step is accepted when it reduces the residual. The iteration stops when the
+    residual or the log-mass change of a step taken is at most ``tol`` (success),
+    after ``max_iter`` steps, after three steps without halving the residual (its
+    rounding floor), or when no step length down to ``1e-12`` decreases the dual.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(lam) -> (value, p, log_p, grad, residual)``: the dual's value
+        (float), the prox point and its log at ``lam``, the dual's gradient and the
+        largest first-order residual (float).
+    newton_step : callable
+        ``newton_step(p, grad) -> step``: :math:`-H^{-1} \nabla D` with the dual's
+        Hessian :math:`A\,\mathrm{diag}(p) A^\top + \rho I`.
+    log_mass_change : callable
+        ``log_mass_change(step) -> float``: :math:`\max_j |(A^\top \mathrm{step})_j|`.
+    lam : array, shape (n,)
+        Starting multiplier.
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    lam : array, shape (n,)
+    p, log_p : arrays, shape (N,)
+    residual : float
+    n_iter : int
+    success : bool
+    """
+    eps = float(np.finfo(float).eps)
+    value, p, log_p, grad, residual = evaluate(lam)
+    n_iter, success, change = 0, False, float("inf")
+    best, stalled = residual, 0
+    while True:
+        if residual <= tol or change <= tol:
+            success = True
+            break
+        if n_iter >= max_iter or stalled >= 3:
+            break
+        step = newton_step(p, grad)
+        change = log_mass_change(step)  # largest change of a log-mass
+        slope = float(grad @ step)
+        t, trial = 1.0, None
+        while t > 1e-12:
+            candidate = evaluate(lam + t * step)
+            if np.isfinite(candidate[0]) and (
+                candidate[0] <= value + 1e-4 * t * slope
+                or (candidate[0] <= value + 8 * eps * abs(value) and candidate[4] < residual)
+            ):
+                trial = candidate
+                break
+            t *= 0.5
+        if trial is None:  # no decrease left at machine precision
+            break
+        lam = lam + t * step
+        value, p, log_p, grad, residual = trial
+        n_iter += 1
+        change *= t
+        stalled = 0 if residual < 0.5 * best else stalled + 1
+        best = min(best, residual)
+    return lam, p, log_p, residual, n_iter, success
 
 
 class KLProx(Prox):

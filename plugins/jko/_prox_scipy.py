@@ -56,7 +56,7 @@ import numpy as np
 
 from core.params import Param
 
-from ._prox import KLProx, ProxResult, kkt_residual
+from ._prox import KLProx, ProxResult, damped_dual_newton, kkt_residual
 
 __all__ = ["ScipyProx", "lbfgsb_prox", "dual_newton_prox"]
 
@@ -154,8 +154,6 @@ def dual_newton_prox(energy, log_q, sigma, tol=1e-9, max_iter=100, lam0=None):
     rho = 1.0 / (2.0 * sigma * c)  # weight of the dual's quadratic term
     lam = np.zeros(A.shape[0]) if lam0 is None else np.array(lam0, dtype=np.float64)
 
-    eps = np.finfo(float).eps
-
     def evaluate(lam):
         log_p = base - A.T @ lam
         with np.errstate(over="ignore", invalid="ignore"):
@@ -165,42 +163,20 @@ def dual_newton_prox(energy, log_q, sigma, tol=1e-9, max_iter=100, lam0=None):
             residual = float(np.max(np.abs(A.T @ grad)) / rho)
         return value, p, log_p, grad, residual
 
-    value, p, log_p, grad, residual = evaluate(lam)
-    n_iter, success, change = 0, False, np.inf
-    best, stalled = residual, 0
-    while True:
-        if residual <= tol or change <= tol:
-            success = True
-            break
-        if n_iter >= max_iter or stalled >= 3:
-            break
+    def newton_step(p, grad):
         H = (A * p) @ A.T
         H[np.diag_indices_from(H)] += rho
         try:
-            step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), grad)
+            return -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), grad)
         except np.linalg.LinAlgError:
-            step = -np.linalg.lstsq(H, grad, rcond=None)[0]
-        change = float(np.max(np.abs(A.T @ step)))  # largest change of a log-mass
-        slope = float(grad @ step)
-        t, accepted = 1.0, False
-        while t > 1e-12:
-            trial = evaluate(lam + t * step)
-            if np.isfinite(trial[0]) and (
-                trial[0] <= value + 1e-4 * t * slope
-                # near the optimum the decrease is below rounding: use the residual
-                or (trial[0] <= value + 8 * eps * abs(value) and trial[4] < residual)
-            ):
-                accepted = True
-                break
-            t *= 0.5
-        if not accepted:  # no decrease left at machine precision
-            break
-        lam = lam + t * step
-        value, p, log_p, grad, residual = trial
-        n_iter += 1
-        change *= t
-        stalled = 0 if residual < 0.5 * best else stalled + 1
-        best = min(best, residual)
+            return -np.linalg.lstsq(H, grad, rcond=None)[0]
+
+    def log_mass_change(step):
+        return float(np.max(np.abs(A.T @ step)))
+
+    lam, p, log_p, residual, n_iter, success = damped_dual_newton(
+        evaluate, newton_step, log_mass_change, lam, tol, max_iter
+    )
     return p, log_p, lam, {"n_iter": n_iter, "residual": residual, "success": success}
 
 

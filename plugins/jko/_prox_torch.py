@@ -49,7 +49,7 @@ import numpy as np
 from core.errors import ConfigError
 from core.params import Param
 
-from ._prox import KLProx, ProxResult, kkt_residual
+from ._prox import KLProx, ProxResult, damped_dual_newton, kkt_residual
 
 __all__ = ["TorchProx"]
 
@@ -135,7 +135,6 @@ class TorchProx(KLProx):
             lam = torch.as_tensor(np.asarray(warm, dtype=np.float64), device=dev)
         else:
             lam = torch.zeros(n, dtype=torch.float64, device=dev)
-        eps = float(np.finfo(float).eps)
         eye = torch.eye(n, dtype=torch.float64, device=dev)
 
         AT = A.T
@@ -152,41 +151,19 @@ class TorchProx(KLProx):
             ).tolist()  # one transfer for both scalars
             return out[0], p, log_p, grad, out[1] / rho
 
-        value, p, log_p, grad, residual = evaluate(lam)
-        n_iter, success, change = 0, False, float("inf")
-        best, stalled = residual, 0
-        while True:
-            if residual <= self.tol or change <= self.tol:
-                success = True
-                break
-            if n_iter >= self.max_iter or stalled >= 3:
-                break
+        def newton_step(p, grad):
             H = (A * p) @ A.T + rho * eye
             L, info = torch.linalg.cholesky_ex(H)
             if int(info) == 0:
-                step = -torch.cholesky_solve(grad[:, None], L)[:, 0]
-            else:
-                step = -torch.linalg.lstsq(H, grad[:, None]).solution[:, 0]
-            change = float(torch.max(torch.abs(A.T @ step)))
-            slope = float(grad @ step)
-            t, trial = 1.0, None
-            while t > 1e-12:
-                candidate = evaluate(lam + t * step)
-                if np.isfinite(candidate[0]) and (
-                    candidate[0] <= value + 1e-4 * t * slope
-                    or (candidate[0] <= value + 8 * eps * abs(value) and candidate[4] < residual)
-                ):
-                    trial = candidate
-                    break
-                t *= 0.5
-            if trial is None:  # no decrease left at machine precision
-                break
-            lam = lam + t * step
-            value, p, log_p, grad, residual = trial
-            n_iter += 1
-            change *= t
-            stalled = 0 if residual < 0.5 * best else stalled + 1
-            best = min(best, residual)
+                return -torch.cholesky_solve(grad[:, None], L)[:, 0]
+            return -torch.linalg.lstsq(H, grad[:, None]).solution[:, 0]
+
+        def log_mass_change(step):
+            return float(torch.max(torch.abs(A.T @ step)))
+
+        lam, p, log_p, residual, n_iter, success = damped_dual_newton(
+            evaluate, newton_step, log_mass_change, lam, self.tol, self.max_iter
+        )
         p_np = p.cpu().numpy()
         log_p_np = log_p.cpu().numpy()
         return ProxResult(
