@@ -62,6 +62,7 @@ import contextvars
 import ctypes
 import functools
 import os
+import stat
 import threading
 import time
 
@@ -95,6 +96,15 @@ def wait_for_writes(path):
 
 @functools.lru_cache(maxsize=1024)
 def _real_folder(folder):
+    """``os.path.realpath`` of an absolute folder, the parent's answer reused: a new
+    folder under a known one costs one ``lstat``, not one per component."""
+    parent, name = os.path.split(folder)
+    if name and parent != folder:
+        try:
+            if not stat.S_ISLNK(os.lstat(folder).st_mode):
+                return os.path.join(_real_folder(parent), name)
+        except OSError:  # missing: realpath's answer, as for a link
+            pass
     return os.path.realpath(folder)
 
 

@@ -441,3 +441,23 @@ def test_background_writes_setting_is_checked(monkeypatch):
     monkeypatch.setenv("RELULAB_BACKGROUND_WRITES", "sometimes")
     with pytest.raises(ConfigError, match="RELULAB_BACKGROUND_WRITES"):
         background_writes()
+
+
+def test_write_keys_resolve_links_as_realpath(tmp_path):
+    """A pending write's key is its folder's real path, however the path is spelled."""
+    real = tmp_path / "real" / "a" / "b"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "c").symlink_to(real)
+    for spelling in (
+        real,
+        tmp_path / "link" / "a" / "b",  # a linked parent
+        tmp_path / "real" / "c",  # the folder itself a link
+        tmp_path / "link" / "c",
+        tmp_path / "real" / "a" / "new",  # not made yet
+        tmp_path / "link" / "a" / "new",
+    ):
+        folder = os.path.abspath(spelling)
+        assert durability._real_folder(folder) == os.path.realpath(folder), spelling
+        key = durability._write_key(spelling / "meta.json")
+        assert key == os.path.join(os.path.realpath(folder), "meta.json")
