@@ -39,9 +39,14 @@ floor: batched kernels alone
 
 Both sides compute in float32, the seed's dtype (torch's default; float64 products
 run at about a third of the float32 rate here). The 1-thread rows are timed in CPU
-seconds of the process (``time.process_time``), best of the passes: on a shared
-machine wall time mostly measures the other processes. Everything is measured in the
-same process.
+seconds of the process (``time.process_time``): on a shared machine wall time mostly
+measures the other processes. They are measured in rounds (three; ``quick``: one),
+each timing the seed style (best of two) and every relulab row back to back, and
+report the median over the rounds; a relulab row's speed-up is the median of the
+rounds' own ratios, so that a drift of the machine's speed from one minute to the
+next (the seed style ran at 161-200 us per run-step at d1 = 20 in four runs of one
+afternoon) weighs on both sides of a ratio. Everything is measured in the same
+process.
 
 Arithmetic per run-step (N = 200, d0 = 20; one output, both layers trained)
 -----------------------------------------------------------------------------
@@ -255,6 +260,25 @@ def _loop_per_run_step(registry, runs_dir, d1, short, long, loggers, passes, thr
     return (t_long - t_short) / ((long - short) * RUNS)
 
 
+def _round(registry, runs_dir, d1, seed_steps, short, long):
+    """One round: the seed style and each relulab row, back to back (seconds per
+    run-step), so that a drift of the machine's speed between rounds weighs on the
+    ratios of a round alike."""
+    from core.threads import limit_threads
+
+    cpu = time.process_time
+    with limit_threads(1):
+        seed = best_of(_seed_style(d1, seed_steps), 2, clock=cpu) / (seed_steps * RUNS)
+        bare = best_of(_step_together(d1, long), 2, clock=cpu) / (long * RUNS)
+    args = (registry, runs_dir, d1, short, long)
+    return {
+        "seed": seed,
+        "bare": bare,
+        "loop": _loop_per_run_step(*args, True, 1),
+        "no_log": _loop_per_run_step(*args, False, 1),
+    }
+
+
 def _step_together(d1, steps):
     from core.components import Problem
     from core.params import validate_params
@@ -345,27 +369,34 @@ def run(quick):
         for d1 in widths:
             size = f"N={N} d0={D0} d1={d1}, 10 runs, float32"
             with limit_threads(1):
-                seed = best_of(_seed_style(d1, seed_steps), passes + 1, clock=cpu)
-                seed /= seed_steps * RUNS
-                bare = best_of(_step_together(d1, long), passes + 1, clock=cpu) / (long * RUNS)
                 kernels = _kernels(d1, cpu, 20 if quick else 200)
-            loop = _loop_per_run_step(registry, tmp, d1, short, long, True, passes)
-            no_log = _loop_per_run_step(registry, tmp, d1, short, long, False, passes)
+            rounds = [_round(registry, tmp, d1, seed_steps, short, long) for _ in range(passes)]
+            seeds = [r["seed"] for r in rounds]
+            seed = float(np.median(seeds))
             rows.append(
-                row(f"seed style, d1={d1}", us * seed, "us/run-step", note=f"{size}; 1 thread")
+                row(
+                    f"seed style, d1={d1}",
+                    us * seed,
+                    "us/run-step",
+                    note=f"{size}; 1 thread; median of {passes} rounds "
+                    f"({', '.join(f'{us * x:.0f}' for x in seeds)})",
+                )
             )
-            for name, value in (
-                ("relulab run loop", loop),
-                ("relulab run loop without loggers", no_log),
-                ("relulab step_together only", bare),
+            for key, name in (
+                ("loop", "relulab run loop"),
+                ("no_log", "relulab run loop without loggers"),
+                ("bare", "relulab step_together only"),
             ):
+                ratios = [r["seed"] / r[key] for r in rounds]
                 rows.append(
                     row(
                         f"{name}, d1={d1}",
-                        us * value,
+                        us * float(np.median([r[key] for r in rounds])),
                         "us/run-step",
                         baseline=us * seed,
-                        note=f"{seed / value:.1f}x faster than the seed style; 1 thread",
+                        note=f"{np.median(ratios):.1f}x faster than the seed style (median of"
+                        f" the rounds' ratios: {', '.join(f'{x:.1f}' for x in ratios)});"
+                        " 1 thread",
                     )
                 )
             flops_seed, flops_batched = _flops(d1)
