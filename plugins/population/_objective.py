@@ -191,31 +191,19 @@ def population_loss(W, V):
     return total if np.ndim(total) else float(total)
 
 
-def _loss_and_grad(W, V):
-    """Loss (...,) and gradient (..., d, m) sharing the angle computations."""
+def _gradient(W, V):
+    """The gradient (..., d, m) of a stack (the column form of the module docstring)."""
     nW, U = _unit(W)
     nV, UV = _unit(V)
-    C, T, S = _pair_terms(U, U)
+    _, T, S = _pair_terms(U, U)
     m = W.shape[-1]
     eye = np.eye(m, dtype=bool)
-    C = np.where(eye, 1.0, C)  # t = 0 between a neuron and itself, exactly
-    T = np.where(eye, 0.0, T)
+    T = np.where(eye, 0.0, T)  # t = 0 between a neuron and itself, exactly
     S = np.where(eye, 0.0, S)
-    CV, TV, SV = _pair_terms(U, UV)
-    outer = nW[..., :, None] * nW[..., None, :]
-    outer_v = nW[..., :, None] * nV[..., None, :]
-    KWW = outer * (S + (np.pi - T) * C)
-    KWV = outer_v * (SV + (np.pi - TV) * CV)
-    _, _, SVV = _pair_terms(UV, UV)
-    CVV = np.clip(np.swapaxes(UV, -1, -2) @ UV, -1.0, 1.0)
-    KVV = nV[..., :, None] * nV[..., None, :] * (SVV + (np.pi - np.arccos(CVV)) * CVV)
-    loss = (
-        0.5 * KWW.sum(axis=(-1, -2)) - KWV.sum(axis=(-1, -2)) + 0.5 * KVV.sum(axis=(-1, -2))
-    ) / TWO_PI
+    _, TV, SV = _pair_terms(U, UV)
     radial = (S @ nW[..., :, None])[..., 0] - (SV @ nV[..., :, None])[..., 0]  # (..., m)
     G = U * radial[..., None, :] + W @ (np.pi - T) - V @ np.swapaxes(np.pi - TV, -1, -2)
-    G = np.where((nW > 0)[..., None, :], G, 0.0) / TWO_PI
-    return loss, G
+    return np.where((nW > 0)[..., None, :], G, 0.0) / TWO_PI
 
 
 def population_grad(W, V, return_loss=False):
@@ -226,7 +214,7 @@ def population_grad(W, V, return_loss=False):
     W : ndarray, shape (..., d, m)
     V : ndarray, shape (d, k) or (..., d, k)
     return_loss : bool
-        Also return :math:`F(W)` (computed from the same angles).
+        Also return :math:`F(W)` (:func:`population_loss`).
 
     Returns
     -------
@@ -242,9 +230,9 @@ def population_grad(W, V, return_loss=False):
     True
     """
     W, V = _as_stack(W, V)
-    loss, G = _loss_and_grad(W, V)
+    G = _gradient(W, V)
     if return_loss:
-        return G, (loss if np.ndim(loss) else float(loss))
+        return G, population_loss(W, V)
     return G
 
 
