@@ -112,17 +112,11 @@ def _unit(W):
     return norms, W / safe[..., None, :]
 
 
-def _angles(C):
-    """``(t, sin t)`` of clipped cosines ``C`` (any shape)."""
-    C = np.clip(C, -1.0, 1.0)
-    return np.arccos(C), np.sqrt(np.maximum(1.0 - C * C, 0.0))
-
-
 def _pair_terms(UA, UB):
-    """Cosines, angles and sines between the unit columns of ``UA`` and ``UB``."""
-    C = np.clip(np.swapaxes(UA, -1, -2) @ UB, -1.0, 1.0)
-    T, S = _angles(C)
-    return C, T, S
+    """Cosines (clipped to [-1, 1]), angles and sines between the unit columns of
+    ``UA`` and ``UB``."""
+    C = _clip_cosines(np.swapaxes(UA, -1, -2) @ UB)  # a fresh product: clipped in place
+    return C, np.arccos(C), np.sqrt(np.maximum(1.0 - C * C, 0.0))
 
 
 def kernel(A, B):
