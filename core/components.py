@@ -265,10 +265,25 @@ class Algorithm(Component):
     algorithm overrides it with one batched program (stacked parameters, batched
     matmuls) whose result equals stepping each member on its own, to float
     tolerance. Members that stop are dropped from the next call.
+
+    The loop asks for a run's loss only when the run begins (after ``setup`` and,
+    on resume, ``load_state_dict``), after one call of
+    ``start_together(algorithms)`` for all the runs it trains (a list of one for a
+    run alone). An algorithm whose start costs a measurement of its own (the loss
+    and gradient norm at the initial point) may leave it to ``start_together`` and
+    make it there for all members at once; ``loss()`` must still work without it.
     """
 
     kind = "algorithm"
     batchable = False
+
+    @classmethod
+    def start_together(cls, algorithms):
+        """Prepare ``algorithms`` (set-up instances of ``cls``) for their first ``loss()``.
+
+        Default: nothing. An error raised here is not the members': the loop goes
+        on without it, and each member then measures its own start in ``loss()``.
+        """
 
     @classmethod
     def step_together(cls, algorithms):
@@ -312,7 +327,8 @@ class LoopContext:
     elapsed : float
         Wall-clock seconds of stepping so far, across resumes.
     loss : float
-        Current training loss.
+        Current training loss (NaN before the run begins: a logger's ``setup``
+        sees NaN).
     algorithm : Algorithm
     problem : Problem
     trace : core.store.TraceWriter

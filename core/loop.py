@@ -270,7 +270,7 @@ class Execution:
         self.ctx = LoopContext(
             step=step,
             elapsed=self.elapsed_before,
-            loss=algorithm.loss(),
+            loss=math.nan,  # read at begin(), after the ensemble's start_together
             algorithm=algorithm,
             problem=problem,
             trace=self.trace,
@@ -305,13 +305,15 @@ class Execution:
         return self.store.path
 
     def begin(self, save=True):
-        """Start the clock; a new run records its step 0 and, with ``save``, saves it.
+        """Read the loss, start the clock; a new run records its step 0 and, with
+        ``save``, saves it.
 
         Members of an ensemble (:func:`execute` with several executions) do not save
         step 0: their first save is a saver's or the final one, so a batch of tiny
         runs makes one durable save per member. Nothing is lost: a run killed
         before its first save has no checkpoint and a resume starts it from step 0.
         """
+        self.ctx.loss = self.algorithm.loss()
         self.t_start = time.perf_counter()
         self.last_save = (self.t_start, self.ctx.step)
         if self.fresh:
@@ -463,9 +465,10 @@ def execute(executions):
     """Run executions to their end in lockstep; return their statuses.
 
     One execution is the ordinary run loop: stoppers -> ``algorithm.step()`` ->
-    loggers -> display -> savers. Several (all of one algorithm class) advance
-    together: each step, every member still going checks its stoppers, and the
-    rest are advanced by one call of the class's
+    loggers -> display -> savers, after one call of the class's
+    :meth:`core.components.Algorithm.start_together` for all members. Several
+    (all of one algorithm class) advance together: each step, every member still
+    going checks its stoppers, and the rest are advanced by one call of the class's
     :meth:`core.components.Algorithm.step_together` (a batched program for
     ``batchable`` algorithms); a member that stops (a stopper, a non-finite loss,
     a failing logger) is ended and dropped, the others go on. Ctrl-C / SIGTERM
@@ -490,6 +493,7 @@ def execute(executions):
     threads = max((ex.threads for ex in executions), default=1)
     with StopSignals() as signals, limit_threads(threads):
         try:
+            _start_together(executions)
             for ex in executions:
                 try:
                     ex.begin(save=len(executions) == 1)
@@ -526,6 +530,15 @@ def execute(executions):
             if not interrupt:
                 raise
     return [ex.status for ex in executions]
+
+
+def _start_together(executions):
+    """One ``start_together`` call for all members (each measures its own start if it fails)."""
+    if executions:
+        try:
+            type(executions[0].algorithm).start_together([ex.algorithm for ex in executions])
+        except Exception:
+            pass  # not the members' error: each member's begin() measures its own start
 
 
 def _ended_by(execution, request):

@@ -127,16 +127,27 @@ class PopulationGD(Algorithm):
         self.n_iterations = 0
         self.n_newton = 0
         self.next_try = self._first_try()
-        self._measure()
+        self._grad_norm = self._loss = None  # measured by start_together, else on demand
 
     def _first_try(self):
         return np.inf if self.polish is None else self.polish.below
 
-    def _measure(self):
-        """Loss and gradient norm at ``W`` (the norm as :func:`descend` computes it)."""
-        G = stack_gradient(self.W[None], _Teacher(self.V[None]))  # as descend does
-        self.grad_norm = float(np.sqrt(np.einsum("bdm,bdm->b", G, G))[0])
-        self._loss = population_loss(self.W, self.V)
+    @classmethod
+    def start_together(cls, algorithms):
+        """Measure every member's starting loss and gradient norm, one stack per shape."""
+        groups = {}
+        for algorithm in algorithms:
+            if algorithm._loss is None:
+                groups.setdefault((algorithm.W.shape, algorithm.V.shape), []).append(algorithm)
+        for members in groups.values():
+            _measure(members)
+
+    @property
+    def grad_norm(self):
+        """Frobenius norm of the gradient at ``W`` (as :func:`descend` computes it)."""
+        if self._grad_norm is None:
+            _measure([self])
+        return self._grad_norm
 
     @property
     def done(self):
@@ -176,12 +187,14 @@ class PopulationGD(Algorithm):
                 algorithm.n_iterations += int(taken)
                 algorithm.n_newton += int(n)
                 algorithm.next_try = float(nxt)
-                algorithm.grad_norm, algorithm._loss = float(g), float(loss)
+                algorithm._grad_norm, algorithm._loss = float(g), float(loss)
 
     def step(self):
         type(self).step_together([self])
 
     def loss(self):
+        if self._loss is None:
+            _measure([self])
         return self._loss
 
     def state(self):
@@ -208,4 +221,19 @@ class PopulationGD(Algorithm):
         # checkpoints from before the polish: no Newton step taken, the first try ahead
         self.n_newton = int(state.get("newton_steps", 0))
         self.next_try = float(state["next_try"]) if "next_try" in state else self._first_try()
-        self._measure()
+        self._grad_norm = self._loss = None
+
+
+def _measure(algorithms):
+    """Set the loss and gradient norm of ``algorithms`` (equal shapes) at their ``W``.
+
+    One stack: a point's gradient is computed as :func:`descend` computes it on its
+    iterates, so its norm, bit for bit, is the one ``descend`` checks against ``tol``.
+    """
+    W = np.stack([a.W for a in algorithms])
+    V = np.stack([a.V for a in algorithms])
+    G = stack_gradient(W, _Teacher(V))
+    grad_norms = np.sqrt(np.einsum("bdm,bdm->b", G, G))
+    losses = population_loss(W, V)
+    for algorithm, g, loss in zip(algorithms, grad_norms, losses):
+        algorithm._grad_norm, algorithm._loss = float(g), float(loss)

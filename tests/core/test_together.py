@@ -109,6 +109,31 @@ def test_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path, toy_
         np.testing.assert_array_equal(resumed.scalars["step"], np.arange(41))
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_start_together_comes_once_before_any_loss_and_its_failure_is_not_the_members(
+    tmp_path, toy_registry, monkeypatch, fails
+):
+    events = []
+
+    def start_together(cls, algorithms):
+        events.append(("start", len(algorithms)))
+        if fails:
+            raise RuntimeError("no batched start")
+
+    loss = ToyEnsemble.loss
+    monkeypatch.setattr(ToyEnsemble, "start_together", classmethod(start_together))
+    monkeypatch.setattr(ToyEnsemble, "loss", lambda self: events.append("loss") or loss(self))
+    executions = [
+        prepare_run(_config(tmp_path, toy_registry, s, steps=5), "", toy_registry) for s in SEEDS
+    ]
+    assert events == []  # setting a run up reads no loss
+    assert execute(executions) == ["finished"] * len(SEEDS)
+    assert events[0] == ("start", len(SEEDS)) and events.count(("start", len(SEEDS))) == 1
+    reference = _alone(tmp_path / "alone", toy_registry, steps=5)
+    for ex, alone in zip(executions, reference):
+        np.testing.assert_allclose(Run(ex.path).scalars["loss"], alone.scalars["loss"], rtol=1e-12)
+
+
 def test_execute_refuses_members_of_different_algorithms(tmp_path, toy_registry):
     ensemble = prepare_run(_config(tmp_path, toy_registry, 3), "", toy_registry)
     sgd = prepare_run(resolve(toy_config(tmp_path / "runs"), toy_registry), "", toy_registry)

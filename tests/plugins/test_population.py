@@ -333,6 +333,9 @@ def test_ensemble_equals_runs_alone_and_resume_continues_exactly(tmp_path, regis
     for s, ex in zip(seeds, together):
         alone = start_run(_config(tmp_path, registry, s), "", registry)
         a, b = Run(ex.path), alone
+        # the starts measured as one stack (start_together) are each run's own, bitwise
+        for key in ("loss", "grad_norm"):
+            assert a.scalars[key][0] == b.scalars[key][0]
         np.testing.assert_allclose(a.snapshots.at(-1)["W"], b.snapshots.at(-1)["W"], atol=1e-11)
         assert abs(a.scalars["iterations"][-1] - b.scalars["iterations"][-1]) <= 1
     # a run cut one step before its end (inside its Newton polish) and resumed ends
@@ -348,6 +351,28 @@ def test_ensemble_equals_runs_alone_and_resume_continues_exactly(tmp_path, regis
     )
     for key in ("iterations", "newton_steps", "grad_norm"):
         assert resumed.scalars[key][-1] == uninterrupted.scalars[key][-1]
+
+
+def test_start_together_measures_each_member_as_it_alone(tmp_path, registry):
+    members = [
+        prepare_run(_config(tmp_path, registry, s, k=k), "", registry).algorithm
+        for s in range(3)
+        for k in (4, 6)  # two shapes: two stacks
+    ]
+    alone = [
+        prepare_run(_config(tmp_path, registry, s, k=k), "", registry).algorithm
+        for s in range(3)
+        for k in (4, 6)
+    ]
+    type(members[0]).start_together(members)
+    for together, single in zip(members, alone):
+        assert together._loss is not None  # measured by the stack, not on demand
+        assert together.loss() == single.loss()
+        assert together.grad_norm == single.grad_norm
+        V = single.V
+        assert single.loss() == pytest.approx(float(population_loss(single.W, V)), rel=1e-13)
+        G = population_grad(single.W, V)
+        assert single.grad_norm == pytest.approx(float(np.linalg.norm(G)), rel=1e-12)
 
 
 def test_orthonormal_and_given_teachers_and_wider_students(tmp_path, registry):
