@@ -355,6 +355,20 @@ def test_a_held_lock_is_still_refused(tmp_path):
             FolderLock(path, "run x").acquire()
 
 
+def test_a_new_holder_replaces_the_details_a_released_lock_keeps(tmp_path):
+    from core.locks import lock_holder
+
+    path = tmp_path / "run.lock"
+    with FolderLock(path, "run x"):
+        pass
+    assert lock_holder(path)["pid"] == os.getpid()  # kept after the release
+    # a longer record of an earlier holder on another host: no byte of it survives
+    path.write_text(json.dumps({"pid": 10**9, "host": "h" * 300, "since": 0.0}) + "\n")
+    with FolderLock(path, "run x"):
+        holder = lock_holder(path)
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+
+
 def test_create_where_the_runs_dir_is_not_writable(tmp_path, monkeypatch):
     import errno
     from pathlib import Path
