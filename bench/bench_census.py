@@ -43,13 +43,19 @@ census sweep overhead k=10 [, tmpfs]
     the run store, loggers and lockstep loop cost per point. An ensemble's files
     reach the disk together (:mod:`core.durability`: one ``syncfs`` per group
     commit instead of about 20 fsyncs per run), written by a background thread of
-    the group when its first writes prove slow. The ``tmpfs`` row (full mode, when
+    the group when its first writes prove slow. The passes' sweep folders are
+    deleted only after the row's timings, and the disk is synced (``os.sync``)
+    before them: a census keeps its runs, and deleting runs costs this disk too
+    (ext4 mounted with ``discard`` trims the freed blocks at its next commits;
+    deleting each pass's folder before the next made the next 0.3-0.5 ms per point
+    slower, 8 passes each way, 2026-12-02). The ``tmpfs`` row (full mode, when
     ``/dev/shm`` is writable and ``RELULAB_BENCH_RUNS_DIR`` is not set) runs the same
     sweeps in memory: the store's own work without the disk's file creations (about
     17 file-system entries and renames per run).
 """
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -191,39 +197,49 @@ def _compare(k, n):
 
 def _file_creation(folder, count=50):
     """Seconds to create, write 1 kB to and close one new file in ``folder`` (mean of
-    ``count``): what a run's files cost on that file system now."""
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".bench-files-") as tmp:
-        start = time.perf_counter()
-        for i in range(count):
-            with open(os.path.join(tmp, f"f{i}"), "wb") as fh:
-                fh.write(b"x" * 1024)
-        return (time.perf_counter() - start) / count
+    ``count``): what a run's files cost on that file system now. The files stay
+    (deleted with the bench's other folders, after the timings)."""
+    tmp = tempfile.mkdtemp(dir=folder, prefix=".bench-files-")
+    start = time.perf_counter()
+    for i in range(count):
+        with open(os.path.join(tmp, f"f{i}"), "wb") as fh:
+            fh.write(b"x" * 1024)
+    return (time.perf_counter() - start) / count
 
 
 def _sweep_overhead(n, passes, runs_dir=None, label=""):
+    # where runs go: the store's cost is its file system's
+    runs_dir = Path(runs_dir or os.environ.get("RELULAB_BENCH_RUNS_DIR") or REPO_ROOT / "runs")
+    runs_dir.mkdir(exist_ok=True)
+    before = set(runs_dir.glob(".bench-*"))
+    try:
+        return _timed_sweeps(n, passes, runs_dir, label)
+    finally:  # the sweeps' folders go only now: deleting them costs the disk too
+        for folder in set(runs_dir.glob(".bench-*")) - before:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _timed_sweeps(n, passes, runs_dir, label):
     from core.problem import build_problem
     from core.threads import limit_threads
 
     registry = get_registry()
-    # where runs go: the store's cost is its file system's
-    runs_dir = Path(runs_dir or os.environ.get("RELULAB_BENCH_RUNS_DIR") or REPO_ROOT / "runs")
-    runs_dir.mkdir(exist_ok=True)
 
     def sweep(seeds):
-        with tempfile.TemporaryDirectory(dir=runs_dir, prefix=".bench-census-") as tmp:
-            config, source, _ = load(
-                REPO_ROOT / "configs" / "population_census.py",
-                [
-                    f"run.runs_dir='{tmp}'",
-                    f"sweep.seeds={seeds}",
-                    "sweep.zip={'data.k': [10], 'model.width': [10]}",
-                ],
-                registry,
-            )
-            _, points = expand_sweep(config, registry)
-            start = time.perf_counter()
-            run_sweep(config, source, registry, jobs=0)
-            return time.perf_counter() - start, points, config["sweep"].get("ensemble") or 16
+        tmp = tempfile.mkdtemp(dir=runs_dir, prefix=".bench-census-")
+        config, source, _ = load(
+            REPO_ROOT / "configs" / "population_census.py",
+            [
+                f"run.runs_dir='{tmp}'",
+                f"sweep.seeds={seeds}",
+                "sweep.zip={'data.k': [10], 'model.width': [10]}",
+            ],
+            registry,
+        )
+        _, points = expand_sweep(config, registry)
+        start = time.perf_counter()
+        run_sweep(config, source, registry, jobs=0)
+        return time.perf_counter() - start, points, config["sweep"].get("ensemble") or 16
 
     def compute(points, ensemble):
         """The same points' compute: their initial networks, in the sweep's ensembles."""
@@ -238,6 +254,9 @@ def _sweep_overhead(n, passes, runs_dir=None, label=""):
             return time.perf_counter() - start
 
     warm_up, _, _ = sweep(2)  # the process's first sweep imports what it uses
+    # the disk's pending work (earlier rows' deleted folders: ext4 mounted with
+    # discard trims their blocks at its next commits) is done before the timings
+    os.sync()
     sweeps, computes, creates = [], [], [_file_creation(runs_dir)]
     for _ in range(passes):  # interleaved: a drift of the machine's speed weighs on both
         seconds, points, ensemble = sweep(n)
