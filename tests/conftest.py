@@ -105,6 +105,69 @@ def wait_for_steps(runs_dir, proc, min_steps):
         time.sleep(0.02)
 
 
+def _mapped_shm_inodes():
+    """Inodes of the ``/dev/shm`` files some live process maps (its named semaphores)."""
+    try:
+        device = os.stat("/dev/shm").st_dev
+    except OSError:
+        return set()
+    tag = f"{os.major(device):02x}:{os.minor(device):02x}"
+    inodes = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                for line in maps:
+                    fields = line.split()
+                    if len(fields) >= 5 and fields[3] == tag:
+                        inodes.add(int(fields[4]))
+        except OSError:  # the process ended meanwhile, or is not ours to read
+            continue
+    return inodes
+
+
+def orphan_semaphores_cleaned(before):
+    """Unlink the multiprocessing semaphores made since ``before`` that no process maps.
+
+    Killing a sweep's process group with SIGKILL kills its resource tracker too,
+    which would have unlinked its pool's named semaphores (``/dev/shm/sem.mp-*``):
+    they would stay until the machine restarts. A live process maps the semaphores
+    it uses (glibc maps each one it opens), so one mapped by no process is an orphan;
+    those of other tests running meanwhile are mapped and stay.
+
+    Parameters
+    ----------
+    before : set of str
+        The ``sem.mp-*`` names present before the killed processes started.
+
+    Returns
+    -------
+    removed : list of str
+    """
+    try:
+        names = {n for n in os.listdir("/dev/shm") if n.startswith("sem.mp-")} - before
+    except OSError:
+        return []
+    mapped = _mapped_shm_inodes()
+    removed = []
+    for name in sorted(names):
+        path = os.path.join("/dev/shm", name)
+        try:
+            if os.stat(path).st_ino not in mapped:
+                os.unlink(path)
+                removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+def semaphore_names():
+    """The ``sem.mp-*`` names in ``/dev/shm`` now (empty where there is none)."""
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("sem.mp-")}
+    except OSError:
+        return set()
+
+
 def kill_9_and_resume(config_file, overrides, tmp_path, registry, min_steps=10, inspect=None):
     """Run a config to the end in-process, then again in ``runner.py``, killed with
     SIGKILL once ``min_steps`` steps are saved, and resumed in-process.

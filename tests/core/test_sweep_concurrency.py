@@ -16,7 +16,8 @@ import sys
 import time
 
 import numpy as np
-from conftest import ROOT, subprocess_env
+import pytest
+from conftest import ROOT, orphan_semaphores_cleaned, semaphore_names, subprocess_env
 
 from core.store import load_run
 from core.sweep import load_sweep
@@ -74,6 +75,7 @@ def _statuses(sweep_dir):
 
 def _killed_midway(tmp_path):
     """A sweep folder whose driver and workers were killed with points half done."""
+    semaphores = semaphore_names()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -102,6 +104,7 @@ def _killed_midway(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        orphan_semaphores_cleaned(semaphores)  # its resource tracker was killed too
     (sweep_dir,) = (tmp_path / "runs").glob("width_sweep/*")
     return sweep_dir
 
@@ -169,3 +172,18 @@ def _problem(sweep_dir, outcomes):
     if "in use by another process" not in errors[0]:
         return f"refused with another message: {errors[0]}"
     return None
+
+
+def test_orphan_semaphore_cleaning_spares_live_ones():
+    import multiprocessing
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    before = semaphore_names()
+    live = multiprocessing.get_context("spawn").Lock()  # named, mapped by this process
+    orphan = "sem.mp-relulab-test-orphan"
+    with open(os.path.join("/dev/shm", orphan), "wb") as fh:
+        fh.write(b"\0" * 32)
+    assert orphan_semaphores_cleaned(before) == [orphan]
+    assert "sem." + live._semlock.name.lstrip("/") in semaphore_names()  # mapped: kept
+    del live
