@@ -87,8 +87,19 @@ def _ask_git(path):
         if out.returncode != 0:
             return None
         commit = out.stdout.strip()
+        # --no-optional-locks: status would otherwise refresh the index under
+        # .git/index.lock, which a process killed meanwhile (kill -9 of a sweep's
+        # process group) leaves behind, refusing the researcher's next commit
         dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "--no-optional-locks",
+                "-C",
+                str(path),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ],
             capture_output=True,
             text=True,
             timeout=5,

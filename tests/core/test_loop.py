@@ -276,6 +276,38 @@ def test_setup_failure_marks_the_run_failed(tmp_path, toy_registry):
     assert run.meta["status"] == "failed" and "ValueError" in run.meta["reason"]
 
 
+def test_asking_git_writes_nothing_in_the_checkout(tmp_path):
+    # git status refreshes a stale index under .git/index.lock unless told not to: a
+    # run killed meanwhile would leave the lock and refuse the researcher's next commit
+    import os
+    import shutil
+    import subprocess
+
+    from core.provenance import _ask_git
+
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+
+    def git(*args):
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        return subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, text=True)
+
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("a\n")
+    git("add", "f.txt")
+    git("commit", "-qm", "x")
+    commit = git("rev-parse", "HEAD").stdout.strip()
+    index = tmp_path / ".git" / "index"
+    os.utime(index, ns=(10**18, 10**18))  # the index older than the file's new stat
+    stamp = index.stat().st_mtime_ns
+    os.utime(tmp_path / "f.txt", ns=(2 * 10**18, 2 * 10**18))
+    assert _ask_git(tmp_path) == commit  # same content: not dirty
+    assert index.stat().st_mtime_ns == stamp  # the index was not rewritten
+    (tmp_path / "f.txt").write_text("b\n")
+    assert _ask_git(tmp_path) == commit + "+dirty"
+    assert index.stat().st_mtime_ns == stamp
+
+
 def test_git_is_asked_once_per_cache_period(monkeypatch):
     import core.provenance as loop
 
