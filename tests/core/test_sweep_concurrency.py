@@ -184,7 +184,7 @@ def test_orphan_semaphore_cleaning_spares_live_ones():
     orphan = "sem.mp-relulab-test-orphan"
     with open(os.path.join("/dev/shm", orphan), "wb") as fh:
         fh.write(b"\0" * 32)
-    removed = orphan_semaphores_cleaned(before)  # (and orphans other tests' kills left)
-    assert orphan in removed
+    orphan_semaphores_cleaned(before)  # (and orphans other tests' kills left meanwhile)
+    assert orphan not in semaphore_names()  # (a concurrent test's cleaning may take it too)
     assert "sem." + live._semlock.name.lstrip("/") in semaphore_names()  # mapped: kept
     del live
