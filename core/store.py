@@ -7,8 +7,11 @@ Layout of ``runs/<experiment>/<UTC stamp>-<short id>/``::
     config.json       the resolved config (plain data)
     meta.json         status, reason, times, steps, seed, versions, git commit
     problem.npz       X, Y (and X_test, Y_test), W0, a0: what the run started from
-    trace/            <stream>.<chunk>.npz: rows appended in chunks, and chunks.json
-                      listing them (equal ones of an ensemble's points: hard links)
+    trace/            <chunk>.npz: rows appended in chunks, one file per save holding
+                      every stream written then (arrays <stream>/<column>; traces
+                      begun before 2026-12-02: <stream>.<chunk>.npz, one file per
+                      stream), and chunks.json listing them (equal ones of an
+                      ensemble's points: hard links)
     checkpoint.npz    algorithm + loop state for --resume (arrays + a JSON blob)
     plots/            figures written by plot.py
 
@@ -24,7 +27,7 @@ missing or corrupt file raises :class:`RunStoreError` naming it.
 
 A trace stream is a table of rows: ``scalars`` (one float per name per logged
 step), ``snapshots`` (parameter arrays) and ``records`` (inner-loop rows). The
-``i``-th flush writes chunk ``i`` of every stream that has rows, then rewrites
+``i``-th flush writes chunk ``i`` of every stream that has rows (one file), then rewrites
 ``trace/chunks.json``, the manifest listing which streams each chunk index holds,
 so a reader knows every chunk it must find and names a missing one. The
 checkpoint records how many chunks it is consistent with, so a resume checks
@@ -449,7 +452,9 @@ def load_npz(path, advice=RESTORE):
     return _load_npz(path, advice)
 
 
-def _load_npz(path, advice, what=""):
+def _load_npz(path, advice, what="", prefix=None):
+    """As :func:`load_npz`; with ``prefix``, only the arrays named ``prefix...``,
+    under their names without it (one stream of a layout-2 trace chunk)."""
     wait_for_writes(path)
     _check_regular(path, advice, what)
     try:
@@ -462,7 +467,9 @@ def _load_npz(path, advice, what=""):
         raise _corrupt(path, ValueError("a single array, not an .npz archive"), advice, what)
     try:
         with f:
-            return {k: f[k] for k in f.files}
+            if prefix is None:
+                return {k: f[k] for k in f.files}
+            return {k[len(prefix) :]: f[k] for k in f.files if k.startswith(prefix)}
     except _READ_ERRORS as exc:
         raise _corrupt(path, exc, advice, what) from None
 
@@ -569,10 +576,16 @@ def load_state(path, advice=RESTORE):
 
 # -- trace -------------------------------------------------------------------------
 MANIFEST = "chunks.json"
-"""The trace's manifest: which streams each chunk index holds."""
+"""The trace's manifest: which streams each chunk index holds, and the layout."""
 
-_MANIFEST_FORMAT = 1
-_MAX_CHUNKS = 10**7  # far beyond any run (one file per stream and flush); guards the reader
+LAYOUT = 2
+"""The layout of a new trace: one file ``<chunk>.npz`` per save, holding every stream
+written then (arrays ``<stream>/<column>``). Layout 1, one file
+``<stream>.<chunk>.npz`` per stream and save, is that of traces begun before
+2026-12-02: they are read, and resumed in it."""
+
+_LAYOUTS = (1, 2)
+_MAX_CHUNKS = 10**7  # far beyond any run (one file per flush); guards the reader
 
 
 _PLAIN = frozenset((int, float))
@@ -589,29 +602,38 @@ def _valid_stream(name):
     )
 
 
-def _chunk_name(stream, index):
-    return f"{stream}.{index:06d}.npz"
+def _chunk_name(stream, index, layout=LAYOUT):
+    """The file of ``stream``'s chunk ``index`` in a trace of ``layout``."""
+    return f"{index:06d}.npz" if layout == 2 else f"{stream}.{index:06d}.npz"
 
 
 def _parse_chunk_name(name):
-    """``(index, stream)`` of a chunk file name, or None."""
+    """``(index, stream)`` of a chunk file name (stream None: layout 2), or None."""
     parts = name.split(".")
+    if len(parts) == 2 and parts[1] == "npz" and parts[0].isdigit():
+        return int(parts[0]), None
     if len(parts) != 3 or parts[2] != "npz" or not parts[1].isdigit() or not parts[0]:
         return None
     return int(parts[1]), parts[0]
 
 
-def _chunk_files(trace_dir, stream=None):
-    """``[(index, stream, path)]`` of the chunks present, sorted by index."""
+def _chunk_files(trace_dir):
+    """``[(index, stream, path)]`` of the chunk files present, sorted by index (stream
+    ``""``: a layout-2 file, holding several)."""
     out = []
     trace_dir = Path(trace_dir)
     if not trace_dir.is_dir():
         return out
     for p in trace_dir.glob("*.npz"):
         parsed = _parse_chunk_name(p.name)
-        if parsed and (stream is None or parsed[1] == stream):
-            out.append((parsed[0], parsed[1], p))
+        if parsed:
+            out.append((parsed[0], parsed[1] or "", p))
     return sorted(out)
+
+
+def _stream_key(stream, column):
+    """An array's name in a layout-2 chunk."""
+    return f"{stream}/{column}"
 
 
 def _to_ranges(indices):
@@ -630,11 +652,12 @@ def _is_index(value):
 
 
 def _read_manifest(trace_dir):
-    """``(n_chunks, {stream: [index, ...]})`` from the manifest, or None without one.
+    """``(n_chunks, {stream: [index, ...]}, layout)`` from the manifest, or None.
 
-    The manifest ``{"format": 1, "n_chunks": n, "streams": {"scalars": [[0, n]],
+    The manifest ``{"format": 2, "n_chunks": n, "streams": {"scalars": [[0, n]],
     "snapshots": [[0, 1], [3, 4]]}}`` lists each stream's chunk indices as
-    ``[start, stop)`` ranges; every index below ``n_chunks`` holds some stream.
+    ``[start, stop)`` ranges; every index below ``n_chunks`` holds some stream. Its
+    ``format`` is the trace's layout (:data:`LAYOUT`).
     """
     path = Path(trace_dir) / MANIFEST
     if not os.path.lexists(path):
@@ -642,8 +665,9 @@ def _read_manifest(trace_dir):
     advice = "delete it to read the chunks present without the completeness check"
     obj = read_json(path, advice)
     try:
-        if obj.get("format") != _MANIFEST_FORMAT:
-            raise ValueError(f"unknown format {obj.get('format')!r}")
+        layout = obj.get("format")
+        if layout not in _LAYOUTS:
+            raise ValueError(f"unknown format {layout!r}")
         n_chunks = obj["n_chunks"]
         if not _is_index(n_chunks) or n_chunks > _MAX_CHUNKS:
             raise ValueError(f"n_chunks {n_chunks!r}")
@@ -665,36 +689,56 @@ def _read_manifest(trace_dir):
             raise ValueError(f"chunk index {gap} holds no stream")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _corrupt(path, exc, advice) from None
-    return n_chunks, streams
+    return n_chunks, streams, layout
+
+
+def _streams_in(path):
+    """The streams a layout-2 chunk file holds (from its array names)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {n.split("/", 1)[0] for n in archive.namelist() if "/" in n}
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise _corrupt(path, exc, _READ_ADVICE, "trace chunk ") from None
 
 
 def _scan_chunks(trace_dir):
-    """``(n_chunks, {stream: [index, ...]})`` of the chunk files present."""
+    """``(n_chunks, {stream: [index, ...]}, layout)`` of the chunk files present.
+
+    Layout 1 when a file of that layout is present (a trace begun before the
+    manifest), else :data:`LAYOUT`, the streams of its files read from their names.
+    """
+    files = _chunk_files(trace_dir)
+    layout = 1 if any(stream for _, stream, _ in files) else LAYOUT
     streams = {}
-    for index, stream, _ in _chunk_files(trace_dir):
-        streams.setdefault(stream, []).append(index)
+    for index, stream, path in files:
+        if layout == 1 and stream:
+            streams.setdefault(stream, []).append(index)
+        elif layout == 2 and not stream:
+            for name in sorted(_streams_in(path)):
+                streams.setdefault(name, []).append(index)
     n_chunks = 1 + max((ix[-1] for ix in streams.values()), default=-1)
-    return n_chunks, streams
+    return n_chunks, streams, layout
 
 
 def _trace_listing(trace_dir, advice, need=0):
-    """``(n_chunks, {stream: [index, ...]})`` the trace must hold.
+    """``(n_chunks, {stream: [index, ...]}, layout)`` the trace must hold.
 
-    From the manifest; for a trace written before it, from the files present,
-    checking that chunk indices ``0..max(n_chunks, need) - 1`` each hold some stream
-    (every flush writes at least one): a missing index is caught, a missing chunk
-    of one stream beside others of its index is not.
+    From the manifest; without one (a trace written before it, or whose manifest
+    was deleted), from the files present, checking that chunk indices
+    ``0..max(n_chunks, need) - 1`` each hold some stream (every flush writes at
+    least one): a missing index is caught, a missing chunk of one stream beside
+    others of its index is not.
     """
     listed = _read_manifest(trace_dir)
     if listed is not None:
         return listed
-    n_chunks, streams = _scan_chunks(trace_dir)
+    n_chunks, streams, layout = _scan_chunks(trace_dir)
     covered = {i for indices in streams.values() for i in indices}
     gap = next((i for i in range(max(n_chunks, need)) if i not in covered), None)
     if gap is not None:
-        pattern = Path(trace_dir) / f"*.{gap:06d}.npz"
+        pattern = Path(trace_dir) / (f"*.{gap:06d}.npz" if layout == 1 else _chunk_name("", gap))
         raise RunStoreError(f"trace chunk {_show(pattern)} is missing; {advice}")
-    return n_chunks, streams
+    return n_chunks, streams, layout
 
 
 _READ_ADVICE = "the trace is incomplete: restore the file from a copy, or rerun the run"
@@ -760,24 +804,29 @@ def verify_trace(trace_dir, n_chunks):
     if n_chunks <= 0:
         return
     advice = _resume_advice(trace_dir)
-    listed_chunks, streams = _trace_listing(trace_dir, advice, need=n_chunks)
+    listed_chunks, streams, layout = _trace_listing(trace_dir, advice, need=n_chunks)
     if listed_chunks < n_chunks:
         raise RunStoreError(
             f"trace manifest {_show(trace_dir / MANIFEST)} lists {listed_chunks} chunks and the "
             f"checkpoint needs {n_chunks}; {advice}"
         )
-    for stream, indices in sorted(streams.items()):
-        for index in indices:
-            if index >= n_chunks:
-                break
-            _check_chunk(trace_dir / _chunk_name(stream, index), advice)
+    files = {
+        _chunk_name(stream, index, layout)
+        for stream, indices in streams.items()
+        for index in indices
+        if index < n_chunks
+    }
+    for name in sorted(files):
+        _check_chunk(trace_dir / name, advice)
 
 
 class TraceWriter:
     """Buffers rows per stream and writes them as atomic chunks on ``flush``.
 
-    Each flush writes its chunks, then the manifest ``trace/chunks.json`` listing
-    them. Refuses (:class:`RunStoreError`) a trace folder that is a symbolic link.
+    Each flush writes its chunk (a new trace: one file holding every stream written,
+    :data:`LAYOUT`; a trace begun in layout 1 goes on in it, one file per stream),
+    then the manifest ``trace/chunks.json`` listing it. Refuses
+    (:class:`RunStoreError`) a trace folder that is a symbolic link.
 
     Parameters
     ----------
@@ -800,7 +849,7 @@ class TraceWriter:
         if new:  # (every write still refuses a trace folder that became a link)
             if next_chunk:
                 raise ValueError("a new trace starts at chunk 0")
-            self._listed = (0, {})
+            self._listed = (0, {}, LAYOUT)
             return
         if self.trace_dir.is_symlink():
             raise _symlink_error(self.trace_dir)
@@ -867,18 +916,18 @@ class TraceWriter:
         if self._listed is None:
             listed = _read_manifest(self.trace_dir)
             self._listed = listed if listed is not None else _scan_chunks(self.trace_dir)
-        n_chunks, streams = self._listed
+        n_chunks, streams, layout = self._listed
         if n_chunks > index:
             streams = {s: [i for i in ix if i < index] for s, ix in streams.items()}
             streams = {s: ix for s, ix in streams.items() if ix}
             n_chunks = index
-        self._listed = (n_chunks, streams)
-        return n_chunks, streams
+        self._listed = (n_chunks, streams, layout)
+        return n_chunks, streams, layout
 
     def _write_manifest(self):
-        n_chunks, streams = self._listed
+        n_chunks, streams, layout = self._listed
         obj = {
-            "format": _MANIFEST_FORMAT,
+            "format": layout,
             "n_chunks": n_chunks,
             "streams": {s: _to_ranges(ix) for s, ix in sorted(streams.items())},
         }
@@ -901,17 +950,24 @@ class TraceWriter:
         if not self._blocks:
             return False
         index = self.next_chunk
-        n_chunks, streams = self._listing_before(index)
+        n_chunks, streams, layout = self._listing_before(index)
         if n_chunks < index:
             raise RunStoreError(
                 f"trace {_show(self.trace_dir)} holds {n_chunks} chunks: cannot write chunk "
                 f"{index} (check it with verify_trace before resuming)"
             )
-        for stream, blocks in self._blocks.items():
-            atomic_save_npz(self.trace_dir / _chunk_name(stream, index), _concat(blocks))
+        if layout == 2:
+            arrays = {}
+            for stream, blocks in self._blocks.items():
+                for column, values in _concat(blocks).items():
+                    arrays[_stream_key(stream, column)] = values
+            atomic_save_npz(self.trace_dir / _chunk_name(None, index, layout), arrays)
+        else:
+            for stream, blocks in self._blocks.items():
+                atomic_save_npz(self.trace_dir / _chunk_name(stream, index, 1), _concat(blocks))
         for stream in self._blocks:
             streams.setdefault(stream, []).append(index)
-        self._listed = (index + 1, streams)
+        self._listed = (index + 1, streams, layout)
         self._write_manifest()
         self._blocks = {}
         self.pending_bytes = 0
@@ -929,7 +985,7 @@ class TraceWriter:
         try:
             names = os.listdir(dir_fd)
             if not names:  # a new run's empty trace: nothing to cut, no manifest yet
-                self._listed = (0, {})
+                self._listed = (0, {}, LAYOUT)
                 return
             self._listing_before(index)
             self._write_manifest()
@@ -981,14 +1037,19 @@ def read_stream(trace_dir, stream, max_chunk=None):
     """
     trace_dir = Path(trace_dir)
     advice = _READ_ADVICE
-    n_chunks, streams = _trace_listing(trace_dir, advice)
+    n_chunks, streams, layout = _trace_listing(trace_dir, advice)
     if max_chunk is not None:
         n_chunks = min(n_chunks, max_chunk)
-    blocks = [
-        _load_npz(trace_dir / _chunk_name(stream, index), advice, "trace chunk ")
-        for index in streams.get(stream, ())
-        if index < n_chunks
-    ]
+    prefix = _stream_key(stream, "") if layout == 2 else None
+    blocks = []
+    for index in streams.get(stream, ()):
+        if index >= n_chunks:
+            break
+        path = trace_dir / _chunk_name(stream, index, layout)
+        block = _load_npz(path, advice, "trace chunk ", prefix)
+        if not block and layout == 2:  # listed, but the file holds none of its arrays
+            raise _corrupt(path, ValueError(f"no {stream!r} arrays"), advice, "trace chunk ")
+        blocks.append(block)
     return _concat(blocks) if blocks else {}
 
 

@@ -132,7 +132,7 @@ def test_trace_manifest_lists_the_streams_of_each_chunk(tmp_path):
         trace.flush()
     manifest = json.loads((tmp_path / "chunks.json").read_text())
     assert manifest == {
-        "format": 1,
+        "format": 2,
         "n_chunks": 4,
         "streams": {"scalars": [[0, 4]], "snapshots": [[0, 1], [3, 4]]},
     }
@@ -142,10 +142,12 @@ def test_trace_manifest_lists_the_streams_of_each_chunk(tmp_path):
         "scalars": [[0, 2]],
         "snapshots": [[0, 1]],
     }
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
-        "scalars.000000.npz",
-        "scalars.000001.npz",
-        "snapshots.000000.npz",
+    # one file per save, holding the streams written then
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["000000.npz", "000001.npz"]
+    assert sorted(load_npz(tmp_path / "000000.npz")) == [
+        "scalars/step",
+        "snapshots/W",
+        "snapshots/step",
     ]
     with pytest.raises(ValueError, match="stream name"):
         trace.append("a.b", {"x": 1})
@@ -169,8 +171,8 @@ def test_snapshots_keep_dtype(tmp_path):
     for step in range(3):
         trace.append("snapshots", {"step": step, "W": np.full((2, 3), step, np.float32)})
     trace.flush()
-    chunk = load_npz(next(tmp_path.glob("snapshots.*.npz")))
-    assert chunk["W"].shape == (3, 2, 3) and chunk["W"].dtype == np.float32
+    W = read_stream(tmp_path, "snapshots")["W"]
+    assert W.shape == (3, 2, 3) and W.dtype == np.float32
 
 
 def test_cadence():
