@@ -47,7 +47,10 @@ torch gains from a second thread from about 2.5e7 on (1.5x at 2.6e7, 1.75x at 1e
 and loses below (0.5 to 0.8x); numpy is even between 1e7 and 2e7 and gains above.
 Timings under load favour one thread more than an idle machine would; the best of
 many rounds approaches the idle machine. ``python -m bench --only threads`` prints
-the same comparison on the machine at hand.
+the same comparison on the machine at hand. On an idle two-core Intel Xeon
+(AVX-512, 2026-12-02) two threads were faster from 5.5e5 on for ``gd`` (1.16x; 1.45x
+at 4.2e6, 1.55x at 1e7 to 2.6e7, 1.8x at 1e8) and from 1e7 on for ``gd_numpy``
+(1.16x; 1.22x at 2e7); the threshold stays where a shared machine does not lose.
 """
 
 
