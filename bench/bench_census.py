@@ -35,8 +35,9 @@ census sweep overhead k=10 [, tmpfs]
     at ``k = 10``: N points, ensembles of up to ``sweep.ensemble`` (40) seeds, every
     run in its own folder under the repository's ``runs/``, or
     ``RELULAB_BENCH_RUNS_DIR`` (the store's cost is that of the file system runs go
-    to: creating a file on the development VM's disk took 0.04 to 1 ms, varying by
-    folder and from minute to minute), in this process, ``jobs = 0``, wall time;
+    to: creating a file on the development VM's disk took 0.01 to 0.27 ms, varying
+    from minute to minute, slowest in the minute after many files were deleted), in
+    this process, ``jobs = 0``, wall time;
     median of three passes, each followed by its compute) minus the compute of the
     same points (their ensembles' :func:`descend` with the polish alone), against
     that compute: what
@@ -50,8 +51,8 @@ census sweep overhead k=10 [, tmpfs]
     deleting each pass's folder before the next made the next 0.3-0.5 ms per point
     slower, 8 passes each way, 2026-12-02). The ``tmpfs`` row (full mode, when
     ``/dev/shm`` is writable and ``RELULAB_BENCH_RUNS_DIR`` is not set) runs the same
-    sweeps in memory: the store's own work without the disk's file creations (about
-    17 file-system entries and renames per run).
+    sweeps in memory: the store's own work without the disk's file creations (8 new
+    files and folders per run, 6 renames and 2 links).
 """
 
 import os
