@@ -52,7 +52,7 @@ census sweep overhead k=10 [, tmpfs]
     slower, 8 passes each way, 2026-12-02). The ``tmpfs`` row (full mode, when
     ``/dev/shm`` is writable and ``RELULAB_BENCH_RUNS_DIR`` is not set) runs the same
     sweeps in memory: the store's own work without the disk's file creations (8 new
-    files and folders per run, 6 renames and 2 links).
+    files and folders per run, 5 renames and 2 links).
 """
 
 import os
