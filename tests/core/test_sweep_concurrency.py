@@ -73,6 +73,16 @@ def _statuses(sweep_dir):
     return out
 
 
+def _wait_for_group_gone(pgid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+
+
 def _killed_midway(tmp_path):
     """A sweep folder whose driver and workers were killed with points half done."""
     semaphores = semaphore_names()
@@ -104,6 +114,7 @@ def _killed_midway(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        _wait_for_group_gone(proc.pid)  # its workers still map its semaphores until then
         orphan_semaphores_cleaned(semaphores)  # its resource tracker was killed too
     (sweep_dir,) = (tmp_path / "runs").glob("width_sweep/*")
     return sweep_dir
@@ -175,16 +186,23 @@ def _problem(sweep_dir, outcomes):
 
 
 def test_orphan_semaphore_cleaning_spares_live_ones():
-    import multiprocessing
+    import mmap
 
     if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm")
     before = semaphore_names()
-    live = multiprocessing.get_context("spawn").Lock()  # named, mapped by this process
-    orphan = "sem.mp-relulab-test-orphan"
-    with open(os.path.join("/dev/shm", orphan), "wb") as fh:
-        fh.write(b"\0" * 32)
-    orphan_semaphores_cleaned(before)  # (and orphans other tests' kills left meanwhile)
-    assert orphan not in semaphore_names()  # (a concurrent test's cleaning may take it too)
-    assert "sem." + live._semlock.name.lstrip("/") in semaphore_names()  # mapped: kept
-    del live
+    names = {"live": "sem.mp-relulab-test-live", "orphan": "sem.mp-relulab-test-orphan"}
+    for name in names.values():
+        with open(os.path.join("/dev/shm", name), "wb") as fh:
+            fh.write(b"\0" * 32)
+    # a semaphore in use is mapped by its process (glibc maps each one it opens)
+    with open(os.path.join("/dev/shm", names["live"]), "r+b") as fh:
+        live = mmap.mmap(fh.fileno(), 32)
+    try:
+        orphan_semaphores_cleaned(before)  # (and orphans other tests' kills left meanwhile)
+        left = semaphore_names()
+        assert names["orphan"] not in left  # (a concurrent test's cleaning may take it too)
+        assert names["live"] in left
+    finally:
+        live.close()
+        os.unlink(os.path.join("/dev/shm", names["live"]))
