@@ -608,10 +608,11 @@ def _chunk_name(stream, index, layout=LAYOUT):
 
 
 def _parse_chunk_name(name):
-    """``(index, stream)`` of a chunk file name (stream None: layout 2), or None."""
+    """``(index, stream)`` of a chunk file name (stream ``""``: a layout-2 file, holding
+    several), or None."""
     parts = name.split(".")
     if len(parts) == 2 and parts[1] == "npz" and parts[0].isdigit():
-        return int(parts[0]), None
+        return int(parts[0]), ""
     if len(parts) != 3 or parts[2] != "npz" or not parts[1].isdigit() or not parts[0]:
         return None
     return int(parts[1]), parts[0]
@@ -627,7 +628,7 @@ def _chunk_files(trace_dir):
     for p in trace_dir.glob("*.npz"):
         parsed = _parse_chunk_name(p.name)
         if parsed:
-            out.append((parsed[0], parsed[1] or "", p))
+            out.append((*parsed, p))
     return sorted(out)
 
 
@@ -961,7 +962,7 @@ class TraceWriter:
             for stream, blocks in self._blocks.items():
                 for column, values in _concat(blocks).items():
                     arrays[_stream_key(stream, column)] = values
-            atomic_save_npz(self.trace_dir / _chunk_name(None, index, layout), arrays)
+            atomic_save_npz(self.trace_dir / _chunk_name("", index, layout), arrays)
         else:
             for stream, blocks in self._blocks.items():
                 atomic_save_npz(self.trace_dir / _chunk_name(stream, index, 1), _concat(blocks))

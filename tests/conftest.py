@@ -143,10 +143,7 @@ def orphan_semaphores_cleaned(before):
     -------
     removed : list of str
     """
-    try:
-        names = {n for n in os.listdir("/dev/shm") if n.startswith("sem.mp-")} - before
-    except OSError:
-        return []
+    names = semaphore_names() - before
     mapped = _mapped_shm_inodes()
     removed = []
     for name in sorted(names):
